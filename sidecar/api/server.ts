@@ -1,0 +1,85 @@
+import http from 'node:http';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { ApiError, envelope, errorEnvelope, writeJson } from './response.js';
+import { RequestContext, type Router, type UpgradeHandler } from './router.js';
+
+/**
+ * The HTTP layer is thin: it parses the request, calls the route's handler and writes
+ * Pebble's envelope. Managers behind the handlers know nothing about HTTP.
+ */
+export function createApiServer(router: Router, upgrades: UpgradeHandler[], log: Logger): http.Server {
+  const server = http.createServer((req, res) => {
+    void handle(req, res);
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    try {
+      const { handler, params } = router.match(req.method ?? 'GET', url.pathname);
+      const r = await handler(new RequestContext(req, url, params));
+      if (r.type === 'raw') {
+        await r.write(res);
+        return;
+      }
+      const { status, body } = envelope(r);
+      writeJson(res, status, body);
+    } catch (e) {
+      const err =
+        e instanceof ApiError ? e : new ApiError(500, `internal error: ${(e as Error).message ?? String(e)}`);
+      if (err.status >= 500) log.error({ err: e, path: url.pathname }, 'api request failed');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const { status, body } = errorEnvelope(err);
+      writeJson(res, status, body);
+    }
+  }
+
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    for (const h of upgrades) {
+      if (h(req, socket, head, url)) return;
+    }
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  });
+  return server;
+}
+
+/** Listens on a unix socket with mode 0600: only root (or the owner) may drive the sidecar. */
+export async function listenUnix(server: http.Server, path: string): Promise<void> {
+  if (existsSync(path)) unlinkSync(path);
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  chmodSync(path, 0o600);
+}
+
+export async function listenTcp(server: http.Server, addr: string): Promise<{ host: string; port: number }> {
+  const i = addr.lastIndexOf(':');
+  if (i < 0) throw new Error(`--http address ${JSON.stringify(addr)} must be host:port`);
+  const host = addr.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const port = Number(addr.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--http address ${JSON.stringify(addr)} has an invalid port`);
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address();
+  return { host, port: typeof a === 'object' && a ? a.port : port };
+}
