@@ -1,0 +1,152 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { changesRoutes } from './api/changes.js';
+import { checksRoutes } from './api/checks.js';
+import { execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
+import { filesRoutes } from './api/files.js';
+import { logsRoutes } from './api/logs.js';
+import { noticesRoutes } from './api/notices.js';
+import { planRoutes } from './api/plan.js';
+import { Router } from './api/router.js';
+import { createApiServer, listenTcp, listenUnix } from './api/server.js';
+import { servicesRoutes } from './api/services.js';
+import { systemRoutes } from './api/system.js';
+import { ChangeStore } from './changes/state.js';
+import { CheckManager } from './checks/manager.js';
+import { LogStore } from './logs/buffer.js';
+import { NoticeStore } from './notices/state.js';
+import { startReaper } from './osutil/reaper.js';
+import { checksWithDefaults } from './plan/combine.js';
+import { PlanManager } from './plan/manager.js';
+import type { Plan, Service } from './plan/types.js';
+import { ServiceManager } from './services/manager.js';
+
+export interface DaemonOptions {
+  /** Pebble directory: layers/ is read from it and .pebble.socket is created in it. */
+  dir: string;
+  /** Do not autostart enabled services (pebble run --hold). */
+  hold: boolean;
+  /** Also serve the API on this host:port (tests, debugging). */
+  http?: string;
+  /** Unix socket path; defaults to $PEBBLE_SOCKET or <dir>/.pebble.socket. */
+  socket?: string;
+  log?: Logger;
+}
+
+export function sidecarVersion(): string {
+  try {
+    const here = dirname(fileURLToPath(import.meta.url));
+    for (const p of [join(here, '..', 'package.json'), join(here, '..', '..', 'package.json')]) {
+      try {
+        const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === 'pgcharm' && pkg.version) return `v${pkg.version}`;
+      } catch {
+        /* try the next location (running from dist/ or from source) */
+      }
+    }
+  } catch {
+    /* fall through */
+  }
+  return 'unknown';
+}
+
+function contextOf(svc: Service): ReturnType<ExecDeps['serviceContext']> {
+  return {
+    environment: { ...svc.environment },
+    ...(svc['user-id'] !== undefined ? { userId: svc['user-id'] } : {}),
+    ...(svc.user !== undefined ? { user: svc.user } : {}),
+    ...(svc['group-id'] !== undefined ? { groupId: svc['group-id'] } : {}),
+    ...(svc.group !== undefined ? { group: svc.group } : {}),
+    ...(svc['working-dir'] !== undefined ? { workingDir: svc['working-dir'] } : {}),
+  };
+}
+
+/** Runs the sidecar until SIGTERM/SIGINT or a service's shutdown action; never returns normally. */
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const log = opts.log ?? pino({ name: 'pgcharm-sidecar', base: { pid: process.pid } }, pino.destination(2));
+  mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+
+  const plans = new PlanManager();
+  plans.loadDir(opts.dir); // a bad layer file stops the sidecar here with the reason
+
+  const changes = new ChangeStore();
+  const notices = new NoticeStore();
+  const logs = new LogStore();
+  const echo = (line: string) => process.stdout.write(line);
+  const services = new ServiceManager(changes, { log, logs, echo });
+  const serviceContext = (name: string) => contextOf(services.context(name));
+  const checks = new CheckManager({ log, serviceContext });
+
+  const applyPlan = (plan: Plan) => {
+    services.setPlan(plan);
+    checks.setPlan(checksWithDefaults(plan));
+  };
+  applyPlan(plans.plan);
+  plans.on('changed', applyPlan);
+  checks.on('failure', (name: string) => services.checkFailed(name));
+
+  // Pebble records a change-update notice whenever a change's status moves.
+  const lastStatus = new Map<string, string>();
+  changes.on('update', (c) => {
+    if (lastStatus.get(c.id) === c.status) return;
+    lastStatus.set(c.id, c.status);
+    notices.add('change-update', c.id, { kind: c.kind });
+  });
+
+  const router = new Router();
+  const execDeps: ExecDeps = { changes, log, serviceContext };
+  const socketPath = opts.socket ?? process.env['PEBBLE_SOCKET'] ?? join(opts.dir, '.pebble.socket');
+  const bootId = randomUUID();
+  const info: { version: string; bootId: string; httpAddress?: string } = { version: sidecarVersion(), bootId };
+  if (opts.http) info.httpAddress = opts.http;
+  router.add([
+    ...systemRoutes(info),
+    ...servicesRoutes(services),
+    ...changesRoutes(changes),
+    ...planRoutes(plans),
+    ...checksRoutes(checks),
+    ...filesRoutes(),
+    ...execRoutes(execDeps),
+    ...logsRoutes(logs, services),
+    ...noticesRoutes(notices),
+  ]);
+  const upgrades = [execUpgrade(execDeps)];
+  const server = createApiServer(router, upgrades, log);
+  await listenUnix(server, socketPath);
+  let httpServer: ReturnType<typeof createApiServer> | undefined;
+  if (opts.http) {
+    httpServer = createApiServer(router, upgrades, log);
+    const a = await listenTcp(httpServer, opts.http);
+    info.httpAddress = `${a.host}:${a.port}`;
+  }
+  const reaper = startReaper(log);
+  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services) }, 'sidecar ready');
+
+  let stopping = false;
+  const shutdown = async (code: number, why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why, exitCode: code }, 'sidecar shutting down: stopping services');
+    checks.stop();
+    await services.stopAll();
+    reaper.stop();
+    server.close();
+    httpServer?.close();
+    server.closeAllConnections();
+    httpServer?.closeAllConnections();
+    log.info('sidecar stopped');
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown(0, 'SIGTERM'));
+  process.on('SIGINT', () => void shutdown(0, 'SIGINT'));
+  services.on('shutdown', (code: number, name: string) => void shutdown(code, `service ${name} asked for shutdown`));
+
+  if (!opts.hold && Object.values(plans.plan.services).some((s) => s.startup === 'enabled')) {
+    const change = services.act('autostart', []);
+    log.info({ change: change.id }, 'autostarting enabled services');
+  }
+  await new Promise<never>(() => undefined);
+}
