@@ -104,7 +104,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   if (opts.http) info.httpAddress = opts.http;
   router.add([
     ...systemRoutes(info),
-    ...servicesRoutes(services),
+    ...servicesRoutes(services, () => checks.replan()),
     ...changesRoutes(changes),
     ...planRoutes(plans),
     ...checksRoutes(checks),

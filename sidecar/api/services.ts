@@ -19,7 +19,8 @@ function asApiError(e: unknown): never {
   throw e;
 }
 
-export function servicesRoutes(services: ServiceManager): Route[] {
+/** `onReplan` lets checks follow a replan, as Pebble's replan also restarts inactive checks. */
+export function servicesRoutes(services: ServiceManager, onReplan: () => void = () => undefined): Route[] {
   return [
     {
       method: 'GET',
@@ -43,6 +44,7 @@ export function servicesRoutes(services: ServiceManager): Route[] {
         }
         try {
           const change = services.act(action as ServiceActionName, names);
+          if (action === 'replan') onReplan();
           return asyncResponse(change.id);
         } catch (e) {
           return asApiError(e);

@@ -1,64 +1,78 @@
 /**
- * POSIX-shell-like word splitting for service and check commands (what Pebble's shlex does):
- * whitespace separates words, single quotes are literal, double quotes allow \" \\ \$ \`,
- * a backslash outside quotes escapes the next character. No expansion of any kind.
+ * Splits a command line into words the way Pebble does (canonical/x-go strutil/shlex, a
+ * port of google/shlex): whitespace separates words; single quotes are literal; inside
+ * double quotes a backslash makes the next character literal; outside quotes a backslash
+ * escapes the next character; `#` at the start of a word begins a comment to end of line.
+ * No expansion of variables, globs or operators happens: there is no shell.
  */
-export function shlexSplit(input: string): string[] {
+export class ShlexError extends Error {}
+
+type State = 'start' | 'word' | 'escape' | 'single' | 'double' | 'double-escape' | 'comment';
+
+const isSpace = (c: string) => c === ' ' || c === '\t' || c === '\r' || c === '\n';
+
+export function shlexSplit(text: string): string[] {
   const words: string[] = [];
-  let cur = '';
-  let inWord = false;
-  let i = 0;
-  while (i < input.length) {
-    const ch = input[i]!;
-    if (ch === "'") {
-      const end = input.indexOf("'", i + 1);
-      if (end < 0) throw new Error('unterminated single-quoted string');
-      cur += input.slice(i + 1, end);
-      inWord = true;
-      i = end + 1;
-    } else if (ch === '"') {
-      i++;
-      let closed = false;
-      while (i < input.length) {
-        const c = input[i]!;
-        if (c === '"') {
-          closed = true;
-          i++;
-          break;
+  let word = '';
+  let state: State = 'start';
+  for (const c of text) {
+    switch (state) {
+      case 'start':
+        if (isSpace(c)) break;
+        if (c === '#') state = 'comment';
+        else if (c === '\\') state = 'escape';
+        else if (c === "'") state = 'single';
+        else if (c === '"') state = 'double';
+        else {
+          word = c;
+          state = 'word';
         }
-        if (c === '\\' && i + 1 < input.length && '"\\$`\n'.includes(input[i + 1]!)) {
-          if (input[i + 1] !== '\n') cur += input[i + 1];
-          i += 2;
-          continue;
-        }
-        cur += c;
-        i++;
-      }
-      if (!closed) throw new Error('unterminated double-quoted string');
-      inWord = true;
-    } else if (ch === '\\') {
-      if (i + 1 >= input.length) throw new Error('trailing backslash');
-      if (input[i + 1] !== '\n') {
-        cur += input[i + 1];
-        inWord = true;
-      }
-      i += 2;
-    } else if (/\s/.test(ch)) {
-      if (inWord) {
-        words.push(cur);
-        cur = '';
-        inWord = false;
-      }
-      i++;
-    } else if (ch === '#' && !inWord) {
-      break; // comment to end of input, as shlex does
-    } else {
-      cur += ch;
-      inWord = true;
-      i++;
+        break;
+      case 'word':
+        if (isSpace(c)) {
+          words.push(word);
+          word = '';
+          state = 'start';
+        } else if (c === '\\') state = 'escape';
+        else if (c === "'") state = 'single';
+        else if (c === '"') state = 'double';
+        else word += c;
+        break;
+      case 'escape':
+        word += c;
+        state = 'word';
+        break;
+      case 'single':
+        if (c === "'") state = 'word';
+        else word += c;
+        break;
+      case 'double':
+        if (c === '"') state = 'word';
+        else if (c === '\\') state = 'double-escape';
+        else word += c;
+        break;
+      case 'double-escape':
+        word += c;
+        state = 'double';
+        break;
+      case 'comment':
+        if (c === '\n') state = 'start';
+        break;
     }
   }
-  if (inWord) words.push(cur);
+  switch (state) {
+    case 'word':
+      words.push(word);
+      break;
+    case 'escape':
+    case 'double-escape':
+      throw new ShlexError('EOF found after escape character');
+    case 'single':
+    case 'double':
+      throw new ShlexError('EOF found when expecting closing quote');
+    default:
+      break;
+  }
   return words;
 }
 

@@ -45,7 +45,7 @@ describe('commands', () => {
     ['srv [ a ] b', /after \[ ... \] group/],
     ['srv ] a', /outside of/],
     ['srv [ a', /closing \]/],
-    ['echo "unterminated', /unterminated/],
+    ['echo "unterminated', /closing quote/],
     ['', /empty/],
   ])('rejects %j', (cmd, err) => expect(() => parseCommand(cmd)).toThrow(err));
 
