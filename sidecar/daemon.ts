@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { changesRoutes } from './api/changes.js';
 import { checksRoutes } from './api/checks.js';
-import { execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
+import { execManager, execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
 import { filesRoutes } from './api/files.js';
 import { logsRoutes } from './api/logs.js';
 import { noticesRoutes } from './api/notices.js';
@@ -131,6 +131,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     stopping = true;
     log.info({ why, exitCode: code }, 'sidecar shutting down: stopping services');
     checks.stop();
+    await execManager(execDeps).shutdown();
     await services.stopAll();
     reaper.stop();
     server.close();

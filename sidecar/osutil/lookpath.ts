@@ -1,30 +1,33 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import path from 'node:path';
+
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function isExecutableFile(p: string): boolean {
+  try {
+    if (!statSync(p).isFile()) return false;
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
- * Resolves a command like exec(3) would, so that "not found" and "not executable" are
- * reported synchronously with a clear message instead of as a late spawn error event.
+ * exec.LookPath: a name with a slash is used as is (relative to the directory the process
+ * will run in), otherwise PATH is searched. Resolving up front turns "not found" into a
+ * synchronous, clear error instead of a late spawn error event.
  */
-export function lookPath(cmd: string, envPath: string | undefined, cwd: string): string {
-  const check = (p: string): boolean => {
-    try {
-      const st = statSync(p);
-      if (!st.isFile()) return false;
-      accessSync(p, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (cmd.includes('/')) {
-    const full = isAbsolute(cmd) ? cmd : join(cwd, cmd);
-    if (!check(full)) throw new Error(`cannot find executable ${JSON.stringify(cmd)}`);
-    return full;
+export function lookPath(name: string, searchPath: string, workingDir: string): string | undefined {
+  if (name === '') return undefined;
+  if (name.includes('/')) {
+    return isExecutableFile(path.resolve(workingDir, name)) ? name : undefined;
   }
-  for (const dir of (envPath ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
-    if (dir && check(join(dir, cmd))) return join(dir, cmd);
+  for (const dir of searchPath.split(':')) {
+    const candidate = path.resolve(workingDir, dir || '.', name);
+    if (isExecutableFile(candidate)) return candidate;
   }
-  throw new Error(`cannot find executable ${JSON.stringify(cmd)} in $PATH`);
+  return undefined;
 }
 
 export function checkDir(dir: string, field = 'working-dir'): void {

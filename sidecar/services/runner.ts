@@ -8,7 +8,7 @@ import type { Service } from '../plan/types.js';
 import { LineSplitter, type LogStore } from '../logs/buffer.js';
 import { normalizeUidGid, userEnvironment } from '../osutil/users.js';
 import { trackChild, untrackChild } from '../osutil/children.js';
-import { checkDir, lookPath } from '../osutil/lookpath.js';
+import { checkDir, DEFAULT_PATH, lookPath } from '../osutil/lookpath.js';
 import { nextBackoff } from './backoff.js';
 import { canTransition, currentOf, type State } from './states.js';
 
@@ -194,7 +194,8 @@ export class ServiceRunner extends EventEmitter {
     if (identity.user && !cfg.environment.USER) env.USER = identity.user.name;
     const cwd = cfg['working-dir'] ?? identity.user?.home ?? homedir();
     checkDir(cwd);
-    const exe = lookPath(argv[0]!, env.PATH, cwd);
+    const exe = lookPath(argv[0]!, env.PATH ?? DEFAULT_PATH, cwd);
+    if (!exe) throw new Error(`cannot find executable ${JSON.stringify(argv[0])}${argv[0]!.includes('/') ? '' : ' in $PATH'}`);
     const child = spawn(exe, argv.slice(1), {
       argv0: argv[0]!,
       cwd,
