@@ -1,18 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
-
-/** A free TCP port on loopback, chosen by the kernel. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../agent/ports.js';
 
 /** Pids of live processes whose environment carries `KEY=value` (how tests find everything they started). */
 export function pidsWithEnv(key: string, value: string): number[] {

@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSidecar, type SidecarProcess } from '../../agent/sidecar-process.js';
+import { killMarked } from './procs.js';
+
+const MARK = 'PGCHARM_TEST_RUN';
+
+export interface TestSidecar extends SidecarProcess {
+  /** A scratch directory the postgres user can reach (mode 0755). */
+  tmp: string;
+  /** Stops the sidecar, then kills anything it started that is still alive, and removes the dirs. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A real `pgcharm-sidecar run` in a temp dir. Every process it starts inherits a marker in
+ * its environment, so cleanup can find and kill leftovers even when a test failed midway.
+ */
+export async function startTestSidecar(opts: { hold?: boolean; layers?: Record<string, string>; http?: string } = {}): Promise<TestSidecar> {
+  const tmp = mkdtempSync(join(tmpdir(), 'pgcharm-test-'));
+  chmodSync(tmp, 0o755);
+  const dir = join(tmp, 'pebble');
+  mkdirSync(join(dir, 'layers'), { recursive: true });
+  for (const [file, text] of Object.entries(opts.layers ?? {})) writeFileSync(join(dir, 'layers', file), text);
+  const marker = randomUUID();
+  const sc = await spawnSidecar({ dir, env: { [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}) });
+  return {
+    ...sc,
+    tmp,
+    async cleanup() {
+      try {
+        await sc.stop(10_000);
+      } finally {
+        killMarked(MARK, marker);
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  };
+}
