@@ -7,6 +7,7 @@ import { changesRoutes } from './api/changes.js';
 import { checksRoutes } from './api/checks.js';
 import { execManager, execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
 import { filesRoutes } from './api/files.js';
+import { FilesManager } from './files/manager.js';
 import { logsRoutes } from './api/logs.js';
 import { noticesRoutes } from './api/notices.js';
 import { planRoutes } from './api/plan.js';
@@ -108,7 +109,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     ...changesRoutes(changes),
     ...planRoutes(plans),
     ...checksRoutes(checks),
-    ...filesRoutes(),
+    ...filesRoutes(new FilesManager(log)),
     ...execRoutes(execDeps),
     ...logsRoutes(logs, services),
     ...noticesRoutes(notices),

@@ -12,6 +12,8 @@ export function createApiServer(router: Router, upgrades: UpgradeHandler[], log:
   const server = http.createServer((req, res) => {
     void handle(req, res);
   });
+  // Pushes of large files and follow-mode log streams outlive Node's 5-minute default.
+  server.requestTimeout = 0;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');

@@ -160,6 +160,12 @@ export class ChangeStore extends EventEmitter {
   private lastChange = 0;
   private lastTask = 0;
 
+  constructor() {
+    super();
+    // Every /wait request and exec session listens for updates; there is no leak to warn about.
+    this.setMaxListeners(0);
+  }
+
   newChange(kind: string, summary: string): Change {
     this.prune();
     const c = new Change(this, String(++this.lastChange), kind, summary);

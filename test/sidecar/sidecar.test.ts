@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -135,13 +135,13 @@ describe('sidecar process', () => {
   });
 
   it('runs services as the user given, with HOME and USER set', async () => {
-    const out = join(sc.tmp, 'whoami.txt');
     await sc.client.addLayer(
       'as-postgres',
-      `services:\n  whoami:\n    override: replace\n    user: postgres\n    command: sh -c 'echo "$(id -un) $(id -G) $HOME $USER" > ${out}; exec sleep 1000'\n`,
+      `services:\n  whoami:\n    override: replace\n    user: postgres\n    command: sh -c 'echo "$(id -un) $(id -G) $HOME $USER"; exec sleep 1000'\n`,
     );
     await sc.client.waitChange(await sc.client.start(['whoami']));
-    const [name, ...rest] = readFileSync(out, 'utf8').trim().split(' ');
+    const line = (await sc.client.getLogs({ services: ['whoami'] })).map((l) => l.message).join('');
+    const [name, ...rest] = line.trim().split(' ');
     expect(name).toBe('postgres');
     expect(rest.slice(-2)).toEqual(['/var/lib/postgresql', 'postgres']);
     expect(rest.slice(0, -2)).not.toContain('0'); // root's groups were dropped
@@ -150,6 +150,7 @@ describe('sidecar process', () => {
 
   it('restarts a service when its check fails (on-check-failure)', async () => {
     const flag = join(sc.tmp, 'healthy');
+    writeFileSync(flag, '');
     await sc.client.addLayer(
       'checked',
       `services:\n${sleeper(sc, 'checked', `    on-check-failure: {flag: restart}\n    backoff-delay: 100ms\n`)}` +
@@ -157,6 +158,9 @@ describe('sidecar process', () => {
     );
     await sc.client.waitChange(await sc.client.start(['checked']));
     const first = readPid(sc, 'checked')!;
+    // Like Pebble, the action fires when the check goes down, so it must be up first.
+    await waitFor('check up', async () => (await sc.client.getChecks({ names: ['flag'] }))[0]!.status === 'up');
+    unlinkSync(flag);
     await waitFor('restart after check failure', () => {
       const p = readPid(sc, 'checked');
       return p && p !== first && isAlive(p) ? p : undefined;
@@ -185,8 +189,12 @@ describe('sidecar process', () => {
     const p = await sc.client.exec(['sh', '-c', 'cat; echo err >&2; exit 5'], { stdin: 'hello' });
     const r = await p.waitOutput();
     expect([r.exitCode, r.stdout.toString(), r.stderr.toString()]).toEqual([5, 'hello', 'err\n']);
-    const t = await (await sc.client.exec(['sh', '-c', 'tty'], { terminal: true })).waitOutput();
-    expect(t.stdout.toString()).toMatch(/^\/dev\/pts\/\d+/);
+    // Pebble's non-interactive terminal: output on a pty (hence \r\n), input still a pipe.
+    const probe = 'if [ -t 1 ]; then echo out-tty; fi; if [ ! -t 0 ]; then echo in-pipe; fi';
+    const t = await (await sc.client.exec(['sh', '-c', probe], { terminal: true })).waitOutput();
+    expect(t.stdout.toString()).toBe('out-tty\r\nin-pipe\r\n');
+    const i = await (await sc.client.exec(['tty'], { terminal: true, interactive: true })).waitOutput();
+    expect(i.stdout.toString()).toMatch(/^\/dev\/pts\/\d+\r\n$/);
   });
 
   it('pushes and pulls a 10 MB file byte for byte', async () => {
