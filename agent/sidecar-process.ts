@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PebbleClient } from '../sidecar/client/index.js';
+import { SIDECAR_NODE_FLAGS } from '../sidecar/node-flags.js';
 
 /** The compiled sidecar entry point, found from either dist/agent or agent/ (vitest). */
 export function sidecarCli(): string {
@@ -37,7 +38,7 @@ export interface SpawnSidecarOptions {
 /** Starts `pgcharm-sidecar run` as a child process and waits until its API answers. */
 export async function spawnSidecar(opts: SpawnSidecarOptions): Promise<SidecarProcess> {
   const socket = join(opts.dir, '.pebble.socket');
-  const args = [sidecarCli(), 'run', '--dir', opts.dir];
+  const args = [...SIDECAR_NODE_FLAGS, sidecarCli(), 'run', '--dir', opts.dir];
   if (opts.hold) args.push('--hold');
   if (opts.http) args.push('--http', opts.http);
   const env = { ...process.env, ...opts.env };

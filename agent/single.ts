@@ -29,7 +29,9 @@ export async function runSingle(opts: { home: string; port?: number; major: numb
   const password = readFileSync(pwPath, 'utf8').trim();
 
   const sc = await spawnSidecar({ dir: join(opts.home, 'pebble'), echo: false });
+  let stopping = false;
   const stop = async (why: string) => {
+    stopping = true;
     log.info({ why }, 'stopping PostgreSQL and the sidecar');
     await sc.stop(40_000);
     process.exit(0);
@@ -59,8 +61,9 @@ export async function runSingle(opts: { home: string; port?: number; major: numb
   out.write(`Connection string: ${connectionString(pg)}\n`);
   out.write(`psql:              psql '${connectionString(pg)}'\n\nCtrl-C stops PostgreSQL and the sidecar.\n`);
   log.info({ service: SERVICE, port: pg.port }, 'PostgreSQL is up under the sidecar');
-  sc.proc.on('exit', (code) => {
-    log.error({ code }, 'the sidecar exited');
+  sc.proc.on('exit', (code, signal) => {
+    if (stopping) return;
+    log.error({ code, signal }, 'the sidecar exited unexpectedly');
     process.exit(1);
   });
   await new Promise<never>(() => undefined);

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --lite-mode --max-semi-space-size=1
 import { createReadStream, createWriteStream, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

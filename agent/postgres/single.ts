@@ -76,6 +76,9 @@ export async function writeSettings(client: PebbleClient, pg: SinglePostgres, se
   });
 }
 
+/** Restart backoff cap for the postgresql service, and how long it must run for the backoff to reset. */
+export const BACKOFF_LIMIT_MS = 5000;
+
 export function postgresLayer(pg: SinglePostgres): string {
   return stringify({
     summary: 'PostgreSQL',
@@ -87,7 +90,12 @@ export function postgresLayer(pg: SinglePostgres): string {
         startup: 'enabled',
         user: 'postgres',
         group: 'postgres',
+        // A fast shutdown checkpoints first; SIGKILL only when that is truly stuck.
         'kill-delay': '30s',
+        // A crashed postmaster is back after 0.5 s, then 1, 2, 4, 5, 5... s while it keeps
+        // crashing; the penalty resets after 5 s of healthy running (Pebble resets it after
+        // backoff-limit). The 30 s default would keep a database down for half a minute.
+        'backoff-limit': `${BACKOFF_LIMIT_MS}ms`,
         ...pg.service,
       },
     },

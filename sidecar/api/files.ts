@@ -190,6 +190,11 @@ function writeFiles(ctx: RequestContext, files: FilesManager): Promise<ApiRespon
       partIndex++;
       // A part queued behind another can be destroyed before it is read; its error is seen then.
       stream.on('error', () => {});
+      // Once the request is being finished (or rolled back) nothing more may be written.
+      if (finished) {
+        stream.resume();
+        return;
+      }
       const s = session;
       if (failure === undefined) {
         if (!s) fail(badRequest(`metadata field name must be "request", got ${q(name)}`));
@@ -215,7 +220,11 @@ function writeFiles(ctx: RequestContext, files: FilesManager): Promise<ApiRespon
       if (finished) return;
       finished = true;
       if (parseError) fail(badRequest(`cannot read multipart body: ${parseError.message}`));
-      await chain;
+      // Parts seen while waiting extend the chain; wait until it stops growing.
+      for (let c = chain; ; c = chain) {
+        await c;
+        if (c === chain) break;
+      }
       if (failure === undefined && !session) fail(badRequest('cannot read request metadata: no "request" part'));
       const missing = session?.missing() ?? [];
       if (failure === undefined && missing.length) fail(badRequest(`no file content for path ${q(missing[0])}`));

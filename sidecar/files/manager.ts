@@ -211,6 +211,7 @@ export class WriteSession {
    * path throws, which makes the whole request invalid.
    */
   async stage(path: string, source: Readable): Promise<void> {
+    if (this.done) throw new RequestError('the request already finished');
     const spec = this.specs.get(path);
     if (!spec) throw new RequestError(`no metadata for path ${JSON.stringify(path)}`);
     if (this.staged.has(path) || this.errors.has(path)) {

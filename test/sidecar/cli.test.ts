@@ -18,6 +18,7 @@ import { runCli } from '../../sidecar/cli.js';
 import { PebbleClient } from '../../sidecar/client/client.js';
 import { APIError, ChangeError, ConnectionError, PathError, TimeoutError } from '../../sidecar/client/errors.js';
 import { formatSize, parseGlob, table } from '../../sidecar/client/format.js';
+import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 
 /**
  * The client and CLI against a real in-process API server: the real router, server,
@@ -648,5 +649,12 @@ describe('CLI formatting', () => {
     expect(parseGlob('/etc/*.conf')).toEqual({ path: '/etc/', pattern: '*.conf' });
     expect(parseGlob('/etc/')).toEqual({ path: '/etc/' });
     expect(() => parseGlob('/e*/x')).toThrow(/last path element/);
+  });
+});
+
+describe('sidecar node flags', () => {
+  it('runs the CLI (shebang) with the same V8 flags as spawned sidecars', () => {
+    const shebang = readFileSync(join(dirname(new URL(import.meta.url).pathname), '../../sidecar/cli.ts'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${SIDECAR_NODE_FLAGS.join(' ')}`);
   });
 });
