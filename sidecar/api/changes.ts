@@ -39,8 +39,10 @@ export function changesRoutes(changes: ChangeStore): Route[] {
         }
         // Stop waiting when the client goes away.
         const ac = new AbortController();
-        ctx.req.socket.once('close', () => ac.abort());
-        const done = await changes.wait(c, timeout, ac.signal);
+        const abort = () => ac.abort();
+        // Keep-alive sockets carry many requests: the listener must not outlive this one.
+        ctx.req.socket.once('close', abort);
+        const done = await changes.wait(c, timeout, ac.signal).finally(() => ctx.req.socket.off('close', abort));
         if (!done) throw new ApiError(504, `timed out waiting for change after ${t}`);
         return sync(done.toJSON());
       },

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import busboy from 'busboy';
 import { FileError, RequestError, toResult, type PathResult } from '../files/errors.js';
 import { FilesManager, drain, type WriteSession } from '../files/manager.js';
-import { checkPath, parseAction, parseMakeDirsRequest, parseRemoveRequest, parseWriteRequest } from '../files/request.js';
+import { parseAction, parseMakeDirsRequest, parseRemoveRequest, parseWriteRequest } from '../files/request.js';
 import { ApiError, badRequest, envelope, raw, sync, type ApiResponse } from './response.js';
 import type { RequestContext, Route } from './router.js';
 
@@ -14,8 +14,10 @@ import type { RequestContext, Route } from './router.js';
  *   GET  ?action=read&path=P[&path=Q...]                  multipart: "files" parts, then "response"
  *   POST multipart/form-data: "request" {"action":"write","files":[...]}, then "files" parts
  *   POST application/json {"action":"make-dirs","dirs":[...]} | {"action":"remove","paths":[...]}
- * Unlike Pebble, a request with any invalid item is refused whole (400) before the disk is
- * touched; only filesystem failures are reported per path.
+ * Unlike Pebble, a malformed request (wrong types, missing fields, parts without metadata)
+ * is refused whole (400) before the disk is touched. As in Pebble, a relative path, an
+ * unknown user or group and bad permissions fail only their path, like filesystem errors,
+ * so ops raises PathError for them.
  */
 
 /** Pebble refuses shorter multipart boundaries. */
@@ -283,14 +285,9 @@ export function filesRoutes(files: FilesManager = new FilesManager()): Route[] {
           const paths = ctx.url.searchParams.getAll('path');
           if (paths.length === 0) throw badRequest('must specify one or more paths');
           if (!acceptsMultipart(ctx.req.headers.accept)) throw badRequest('must accept multipart/form-data');
-          try {
-            paths.forEach((p, i) => {
-              checkPath(p, paths.length > 1 ? `path[${i}]` : 'path');
-              if (/[\r\n]/.test(p)) throw new RequestError(`path ${q(p)} cannot be named in a multipart header`);
-            });
-          } catch (e) {
-            throw toApiError(e);
-          }
+          // A relative path is that path's error in the response (PathError in ops), as in Pebble.
+          const unnameable = paths.find((p) => /[\r\n]/.test(p));
+          if (unnameable !== undefined) throw badRequest(`path ${q(unnameable)} cannot be named in a multipart header`);
           return raw((res) => writeReadResponse(files, paths, res));
         }
         if (action === 'list') {

@@ -200,9 +200,11 @@ export class WriteSession {
     return this.specs.has(path);
   }
 
-  /** Paths named in the metadata whose content never came. */
+  /** Paths named in the metadata whose content never came (an invalid item needs none). */
   missing(): string[] {
-    return [...this.specs.keys()].filter((p) => !this.staged.has(p) && !this.errors.has(p));
+    return [...this.specs.values()]
+      .filter((s) => !s.error && !this.staged.has(s.path) && !this.errors.has(s.path))
+      .map((s) => s.path);
   }
 
   /**
@@ -216,6 +218,10 @@ export class WriteSession {
     if (!spec) throw new RequestError(`no metadata for path ${JSON.stringify(path)}`);
     if (this.staged.has(path) || this.errors.has(path)) {
       throw new RequestError(`file content for path ${JSON.stringify(path)} given more than once`);
+    }
+    if (spec.error) {
+      this.errors.set(path, spec.error);
+      return drain(source);
     }
     this.log?.info({ path }, 'push file');
     let tmp: string | undefined;
@@ -279,8 +285,8 @@ export class WriteSession {
     this.done = true;
     const results: PathResult[] = [];
     const dirs = new Set<string>();
-    for (const [path] of this.specs) {
-      let err = this.errors.get(path);
+    for (const [path, spec] of this.specs) {
+      let err = this.errors.get(path) ?? spec.error;
       const tmp = this.staged.get(path);
       if (!err && tmp) {
         try {
@@ -412,6 +418,10 @@ export class FilesManager {
   async makeDirs(specs: MakeDirSpec[]): Promise<PathResult[]> {
     const results: PathResult[] = [];
     for (const s of specs) {
+      if (s.error) {
+        results.push(toResult(s.path, s.error));
+        continue;
+      }
       let err: FileError | undefined;
       try {
         await makeDir(s.path, { mode: s.mode, owner: s.owner, makeParents: s.makeParents, existOk: s.makeParents });
@@ -430,6 +440,10 @@ export class FilesManager {
   async remove(specs: RemoveSpec[]): Promise<PathResult[]> {
     const results: PathResult[] = [];
     for (const s of specs) {
+      if (s.error) {
+        results.push(toResult(s.path, s.error));
+        continue;
+      }
       let err: FileError | undefined;
       try {
         if (s.recursive) {

@@ -1,10 +1,12 @@
 import { normalizeUidGid } from '../osutil/users.js';
-import { RequestError } from './errors.js';
+import { FileError, RequestError } from './errors.js';
 
 /**
- * Validation of files requests. Everything a request can get wrong by itself (types,
- * relative paths, permissions text, unknown users) is found here, before the manager
- * touches the disk, and reported naming the field.
+ * Validation of files requests. Everything a request can get wrong by itself is found
+ * here, before the manager touches the disk. Malformed requests (wrong types, missing
+ * fields) are refused naming the field; what Pebble reports for one path only (a
+ * relative path, an unknown user or group, bad permissions) becomes that item's `error`,
+ * so ops raises PathError for it, as with Pebble.
  */
 
 export interface Owner {
@@ -18,6 +20,8 @@ export interface WriteSpec {
   mode: number;
   /** Unset: leave ownership to the sidecar's own user. */
   owner?: Owner;
+  /** The item is invalid; reported as its result, nothing is done for it. */
+  error?: FileError;
 }
 
 export interface MakeDirSpec {
@@ -25,11 +29,13 @@ export interface MakeDirSpec {
   makeParents: boolean;
   mode: number;
   owner?: Owner;
+  error?: FileError;
 }
 
 export interface RemoveSpec {
   path: string;
   recursive: boolean;
+  error?: FileError;
 }
 
 type Obj = Record<string, unknown>;
@@ -65,12 +71,22 @@ function optId(o: Obj, key: string, field: string): number | undefined {
   return v;
 }
 
-/** Paths are absolute, as in Pebble; NUL bytes cannot reach a system call. */
-export function checkPath(v: unknown, field: string): string {
+function pathField(v: unknown, field: string): string {
   if (typeof v !== 'string' || v === '') throw new RequestError(`${field} must be a non-empty string`);
-  if (!v.startsWith('/')) throw new RequestError(`${field} must be absolute, got ${q(v)}`);
   if (v.includes('\0')) throw new RequestError(`${field} must not contain NUL bytes`);
   return v;
+}
+
+/** Paths are absolute, as in Pebble; NUL bytes cannot reach a system call. */
+export function checkPath(v: unknown, field: string): string {
+  const p = pathField(v, field);
+  if (!p.startsWith('/')) throw new RequestError(`${field} must be absolute, got ${q(p)}`);
+  return p;
+}
+
+/** Pebble's per-path error for a relative path in read, write, make-dirs and remove. */
+export function relativePathError(path: string): FileError | undefined {
+  return path.startsWith('/') ? undefined : new FileError(`paths must be absolute, got ${q(path)}`);
 }
 
 /** "644" or "0644" style octal text (Pebble's osutil.ParsePermissions); absent means the default. */
@@ -82,20 +98,43 @@ export function parsePermissions(text: string | undefined, field: string, defaul
   return parseInt(text, 8);
 }
 
-function owner(o: Obj, field: string): Owner | undefined {
-  const opts = {
+interface ItemAttrs {
+  path: string;
+  mode: number;
+  owner?: Owner;
+  error?: FileError;
+}
+
+/**
+ * Path, permissions and owner of a write or make-dirs item. Wrong types are a bad
+ * request; the rest fails that item only, in Pebble's order and wording.
+ */
+function itemAttrs(o: Obj, field: string, defaultMode: number): ItemAttrs {
+  const path = pathField(o['path'], `${field}.path`);
+  const permissions = optString(o, 'permissions', field);
+  const ids = {
     userId: optId(o, 'user-id', field),
     user: optString(o, 'user', field),
     groupId: optId(o, 'group-id', field),
     group: optString(o, 'group', field),
   };
+  const invalid = (error: FileError): ItemAttrs => ({ path, mode: defaultMode, error });
+  const relative = relativePathError(path);
+  if (relative) return invalid(relative);
   let id;
   try {
-    id = normalizeUidGid(opts);
+    id = normalizeUidGid(ids);
   } catch (e) {
-    throw new RequestError(`${field}: cannot look up user and group: ${(e as Error).message}`);
+    return invalid(new FileError(`cannot look up user and group: ${(e as Error).message}`));
   }
-  return id.uid !== undefined && id.gid !== undefined ? { uid: id.uid, gid: id.gid } : undefined;
+  let mode;
+  try {
+    mode = parsePermissions(permissions, 'permissions', defaultMode);
+  } catch (e) {
+    return invalid(new FileError((e as Error).message));
+  }
+  const owner = id.uid !== undefined && id.gid !== undefined ? { owner: { uid: id.uid, gid: id.gid } } : {};
+  return { path, mode, ...owner };
 }
 
 function list(body: Obj, key: string, what: string): unknown[] {
@@ -127,15 +166,7 @@ export function parseWriteRequest(body: unknown): WriteSpec[] {
   const specs = list(b, 'files', 'files').map((item, i): WriteSpec => {
     const field = `files[${i}]`;
     const o = asObject(item, field);
-    const path = checkPath(o['path'], `${field}.path`);
-    const spec: WriteSpec = {
-      path,
-      makeDirs: optBool(o, 'make-dirs', field),
-      mode: parsePermissions(optString(o, 'permissions', field), `${field}.permissions`, 0o644),
-    };
-    const own = owner(o, field);
-    if (own) spec.owner = own;
-    return spec;
+    return { makeDirs: optBool(o, 'make-dirs', field), ...itemAttrs(o, field, 0o644) };
   });
   noDuplicates(
     specs.map((s) => s.path),
@@ -149,14 +180,7 @@ export function parseMakeDirsRequest(body: Obj): MakeDirSpec[] {
   return list(body, 'dirs', 'directories').map((item, i): MakeDirSpec => {
     const field = `dirs[${i}]`;
     const o = asObject(item, field);
-    const spec: MakeDirSpec = {
-      path: checkPath(o['path'], `${field}.path`),
-      makeParents: optBool(o, 'make-parents', field),
-      mode: parsePermissions(optString(o, 'permissions', field), `${field}.permissions`, 0o755),
-    };
-    const own = owner(o, field);
-    if (own) spec.owner = own;
-    return spec;
+    return { makeParents: optBool(o, 'make-parents', field), ...itemAttrs(o, field, 0o755) };
   });
 }
 
@@ -165,6 +189,8 @@ export function parseRemoveRequest(body: Obj): RemoveSpec[] {
   return list(body, 'paths', 'paths').map((item, i): RemoveSpec => {
     const field = `paths[${i}]`;
     const o = asObject(item, field);
-    return { path: checkPath(o['path'], `${field}.path`), recursive: optBool(o, 'recursive', field) };
+    const path = pathField(o['path'], `${field}.path`);
+    const error = relativePathError(path);
+    return { path, recursive: optBool(o, 'recursive', field), ...(error ? { error } : {}) };
   });
 }

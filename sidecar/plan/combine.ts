@@ -158,10 +158,12 @@ export function validatePlan(plan: Plan): void {
 
   for (const [name, c] of Object.entries(plan.checks)) {
     const period = c.period ?? DEFAULTS.checkPeriod;
-    const timeout = c.timeout ?? DEFAULTS.checkTimeout;
     if (c.period !== undefined && c.period === 0) throw new PlanError(`plan check ${q(name)} period must not be zero`);
     if (c.timeout !== undefined && c.timeout === 0) throw new PlanError(`plan check ${q(name)} timeout must not be zero`);
-    if (timeout >= period) throw new PlanError(`plan check ${q(name)} timeout must be less than period`);
+    // Pebble compares only an explicit timeout: period 1s with the default 3s timeout is valid.
+    if (c.timeout !== undefined && c.timeout >= period) {
+      throw new PlanError(`plan check ${q(name)} timeout must be less than period`);
+    }
     let types = 0;
     if (c.http) {
       if (!c.http.url) throw new PlanError(`plan must set "url" for http check ${q(name)}`);

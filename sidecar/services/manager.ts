@@ -5,7 +5,7 @@ import type { Change, ChangeStore } from '../changes/state.js';
 import { serviceSettings, startOrder, stopOrder } from '../plan/combine.js';
 import type { Plan, Service } from '../plan/types.js';
 import { PlanError } from '../plan/types.js';
-import { ServiceRunner, type RunnerDeps } from './runner.js';
+import { ServiceRunner, StartError, type RunnerDeps } from './runner.js';
 
 export type ServiceActionName = 'start' | 'stop' | 'restart' | 'replan' | 'autostart';
 
@@ -161,6 +161,10 @@ export class ServiceManager extends EventEmitter {
           task.done();
         } catch (e) {
           const msg = (e as Error).message;
+          // Pebble puts the output of a service that exited quickly in the task log (ChangeError shows it).
+          if (e instanceof StartError && e.output.length) {
+            task.logf(`Most recent service output:\n${e.output.map((l) => `    ${l}`).join('\n')}`);
+          }
           task.fail(msg.startsWith('cannot start service') ? msg : `cannot start service: ${msg}`);
           failed = true;
         }

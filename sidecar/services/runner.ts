@@ -16,6 +16,20 @@ import { canTransition, currentOf, type State } from './states.js';
 export const OKAY_DELAY_MS = 1000;
 /** After SIGKILL, how long to wait for the exit before reporting the process as stuck. */
 const FAIL_DELAY_MS = 5000;
+/** Output lines a failed start reports, like Pebble's "Most recent service output". */
+const LAST_OUTPUT_LINES = 20;
+/** How long a failed start waits for the pipes to hand over the last output. */
+const OUTPUT_DRAIN_MS = 200;
+
+/** A start that failed because the process exited during the okay delay; `output` is its last lines. */
+export class StartError extends Error {
+  constructor(
+    message: string,
+    readonly output: string[],
+  ) {
+    super(message);
+  }
+}
 
 export interface RunnerDeps {
   log: Logger;
@@ -40,6 +54,8 @@ export class ServiceRunner extends EventEmitter {
   private restartAfterStop = false;
   private startWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private stopWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** The current process's last output lines, and when its pipes are closed. */
+  private output: { lines: string[]; closed: Promise<unknown> } = { lines: [], closed: Promise.resolve() };
   lastExit?: { code: number | null; signal: NodeJS.Signals | null; at: Date };
 
   constructor(
@@ -214,8 +230,13 @@ export class ServiceRunner extends EventEmitter {
     trackChild(child.pid);
     this.proc = child;
     this.deps.log.info({ service: this.name, pid: child.pid }, 'service started');
-    for (const stream of [child.stdout!, child.stderr!]) {
+    const lines: string[] = [];
+    const streams = [child.stdout!, child.stderr!];
+    this.output = { lines, closed: Promise.all(streams.map((s) => new Promise((r) => s.once('close', r)))) };
+    for (const stream of streams) {
       const splitter = new LineSplitter((line) => {
+        lines.push(line.replace(/\n$/, ''));
+        if (lines.length > LAST_OUTPUT_LINES) lines.shift();
         this.deps.logs.append(this.name, line);
         this.deps.echo(`${new Date().toISOString()} [${this.name}] ${line}`);
       });
@@ -248,7 +269,12 @@ export class ServiceRunner extends EventEmitter {
       case 'starting': {
         this.deps.log.warn({ service: this.name, code, signal }, 'service exited during start');
         this.transition('exited');
-        this.settleStart(new Error(`cannot start service: exited quickly with ${how}`));
+        // Report once the pipes are drained, so the start task can show the last output.
+        const waiters = this.startWaiters.splice(0);
+        const { lines, closed } = this.output;
+        const err = new StartError(`cannot start service: exited quickly with ${how}`, lines);
+        const drained = new Promise((r) => setTimeout(r, OUTPUT_DRAIN_MS).unref());
+        void Promise.race([closed, drained]).then(() => waiters.forEach((w) => w.reject(err)));
         return;
       }
       case 'terminating':

@@ -203,6 +203,14 @@ checks:
     [[`log-targets: {t: {override: merge, type: loki, location: "http://x", services: [nope]}}`], /unknown service "nope"/],
   ])('rejects %j', (texts, err) => expect(() => plan(...texts)).toThrow(err));
 
+  it('compares only an explicit check timeout with the period, as Pebble does', () => {
+    // The default timeout (3s) is not held against a shorter period: ops charms use period: 1s.
+    expect(() => plan(`checks: {c: {override: merge, period: 1s, exec: {command: 'true'}}}`)).not.toThrow();
+    expect(() => plan(`checks: {c: {override: merge, period: 1s, timeout: 1s, exec: {command: 'true'}}}`)).toThrow(
+      /timeout must be less than period/,
+    );
+  });
+
   it('applies Pebble defaults only when used, keeping the plan as written', () => {
     const p = plan(`services: {a: {override: merge, command: x}}`);
     expect(serviceSettings(p.services['a']!)).toEqual({

@@ -122,6 +122,10 @@ describe('sidecar process', () => {
     const err = await sc.client.waitChange(await sc.client.start(['quick'])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ChangeError);
     expect((err as Error).message).toMatch(/exited quickly with code 3/);
+    // Pebble logs the last output to the start task, so ops' ChangeError shows it.
+    const [task] = (err as ChangeError).change.tasks;
+    expect(task!.log![0]).toMatch(/ INFO Most recent service output:\n {4}bye$/);
+    expect(task!.log![1]).toMatch(/ ERROR cannot start service: exited quickly with code 3$/);
     expect((await sc.client.getServices(['quick']))[0]!.current).toBe('error');
     const logs = await sc.client.getLogs({ services: ['quick'] });
     expect(logs.map((l) => l.message)).toContain('bye\n');
@@ -250,6 +254,15 @@ describe('sidecar process', () => {
     const unknown = await rawRequest(sc.socket, 'GET', '/v1/nope');
     expect([unknown.status, unknown.json['type']]).toEqual([404, 'error']);
     await expect(sc.client.getChange('424242')).rejects.toBeInstanceOf(APIError);
+  });
+
+  it('answers the warnings API as Pebble does with no warnings (ops get_warnings/ack_warnings)', async () => {
+    expect(await rawRequest(sc.socket, 'GET', '/v1/warnings?select=all')).toMatchObject({ status: 200, json: { result: [] } });
+    expect(await rawRequest(sc.socket, 'GET', '/v1/warnings')).toMatchObject({ status: 200, json: { result: [] } });
+    const ack = await rawRequest(sc.socket, 'POST', '/v1/warnings', '{"action":"okay","timestamp":"2024-01-01T00:00:00Z"}');
+    expect(ack).toMatchObject({ status: 200, json: { result: 0 } });
+    expect((await rawRequest(sc.socket, 'GET', '/v1/warnings?select=some')).status).toBe(400);
+    expect((await rawRequest(sc.socket, 'POST', '/v1/warnings', '{"action":"nope"}')).status).toBe(400);
   });
 
   it('records custom notices and change-update notices', async () => {
