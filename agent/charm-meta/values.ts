@@ -1,0 +1,116 @@
+import { describeValue } from './problems.js';
+import { suggestion } from './suggest.js';
+
+/** Config option types, as in Juju's config.yaml. */
+export const OPTION_TYPES = ['string', 'int', 'float', 'boolean'] as const;
+export type OptionType = (typeof OPTION_TYPES)[number];
+
+/**
+ * String formats an option may declare. `memory` is a PostgreSQL size with a unit ("128MB");
+ * a bare number is refused because its unit would depend on the parameter (8kB pages for
+ * shared_buffers, kB for work_mem).
+ */
+export const STRING_FORMATS = ['memory'] as const;
+export type StringFormat = (typeof STRING_FORMATS)[number];
+
+export type ConfigValue = string | number | boolean;
+export type ConfigValues = Readonly<Record<string, ConfigValue>>;
+
+/** The parts of an option that decide which values it accepts. */
+export interface ValueRules {
+  type: OptionType;
+  min?: number;
+  max?: number;
+  allowed?: readonly ConfigValue[];
+  format?: StringFormat;
+}
+
+const MEMORY_UNITS = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 } as const;
+const MEMORY_RE = /^(\d+)(B|kB|MB|GB|TB)$/;
+
+/** Bytes in a `memory`-format value ("128MB" -> 134217728); undefined if it is not one. */
+export function memoryBytes(text: string): number | undefined {
+  const m = MEMORY_RE.exec(text);
+  if (!m) return undefined;
+  return Number(m[1]) * MEMORY_UNITS[m[2] as keyof typeof MEMORY_UNITS];
+}
+
+function memoryProblem(v: string): string | undefined {
+  if (memoryBytes(v) !== undefined) return undefined;
+  // PostgreSQL's units are case-sensitive; point out the common "128mb" / "1gb" slip.
+  const m = /^(\d+)\s*([a-zA-Z]+)$/.exec(v);
+  const fixed = m && Object.keys(MEMORY_UNITS).find((u) => u.toLowerCase() === m[2]!.toLowerCase());
+  const hint = fixed ? `; did you mean ${JSON.stringify(m![1] + fixed)}?` : '';
+  return `must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got ${describeValue(v)}${hint}`;
+}
+
+export function hasType(type: OptionType, v: unknown): v is ConfigValue {
+  switch (type) {
+    case 'string':
+      return typeof v === 'string';
+    case 'int':
+      return typeof v === 'number' && Number.isSafeInteger(v);
+    case 'float':
+      return typeof v === 'number' && Number.isFinite(v);
+    case 'boolean':
+      return typeof v === 'boolean';
+  }
+}
+
+/** Every reason `v` is not acceptable under `rules`; empty when it is. */
+export function valueProblems(rules: ValueRules, v: unknown): string[] {
+  if (!hasType(rules.type, v)) return [`expected ${rules.type}, got ${describeValue(v)}`];
+  const out: string[] = [];
+  if (typeof v === 'number') {
+    if (rules.min !== undefined && v < rules.min) out.push(`must be at least ${rules.min}, got ${v}`);
+    if (rules.max !== undefined && v > rules.max) out.push(`must be at most ${rules.max}, got ${v}`);
+  }
+  if (typeof v === 'string' && rules.format === 'memory') {
+    const p = memoryProblem(v);
+    if (p) out.push(p);
+  }
+  if (rules.allowed && !rules.allowed.includes(v)) {
+    const hint = typeof v === 'string' ? suggestion(v, rules.allowed.map(String)) : '';
+    out.push(`must be one of ${rules.allowed.join(', ')}, got ${describeValue(v)}${hint}`);
+  }
+  return out;
+}
+
+const INT_RE = /^[+-]?\d+$/;
+const FLOAT_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A decimal integer ("1.5", "1e3", "0x10" and unsafe integers are not), or undefined. */
+export function parseIntText(text: string): number | undefined {
+  const n = Number(text);
+  return INT_RE.test(text) && Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** A decimal number ("NaN", "Infinity" and "" are not), or undefined. */
+export function parseFloatText(text: string): number | undefined {
+  return FLOAT_RE.test(text) && Number.isFinite(Number(text)) ? Number(text) : undefined;
+}
+
+/**
+ * Turns command-line text into a value of `type`: "true"/"false" for booleans, decimal
+ * integers for int (so "1.5" and "1e3" are refused), decimal numbers for float, anything for
+ * string. Checks only the type; ranges and allowed values are valueProblems' job.
+ */
+export function parseValueText(type: OptionType, text: string): { value: ConfigValue } | { error: string } {
+  const bad = { error: `expected ${type}, got ${describeValue(text)}` };
+  switch (type) {
+    case 'string':
+      return { value: text };
+    case 'int': {
+      const n = parseIntText(text);
+      return n === undefined ? bad : { value: n };
+    }
+    case 'float': {
+      const n = parseFloatText(text);
+      return n === undefined ? bad : { value: n };
+    }
+    case 'boolean':
+      if (text === 'true') return { value: true };
+      if (text === 'false') return { value: false };
+      return { error: `expected boolean (true or false), got ${describeValue(text)}` };
+  }
+}
