@@ -1,5 +1,18 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { loadCharmYaml, prepareAction, ProblemsError } from './charm-meta/index.js';
+import { readConfig } from './controller/config-store.js';
+import { defaultModelDir } from './controller/model.js';
+import { configCommand } from './commands/config.js';
+import { openModel, UserError } from './commands/context.js';
+import { debugLog } from './commands/debug-log.js';
+import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE, deploy } from './commands/deploy.js';
+import { destroy } from './commands/destroy.js';
+import { execCommand } from './commands/exec.js';
+import { actionYaml, runAction } from './commands/run.js';
+import { gatherStatus, renderStatus } from './commands/status.js';
+import { addUnits, killUnit, removeUnit, reviveUnit } from './commands/units.js';
 import { runSingle } from './single.js';
 
 function int(name: string, min: number, max: number) {
@@ -10,13 +23,163 @@ function int(name: string, min: number, max: number) {
   };
 }
 
+const say = (s: string) => process.stderr.write(s + '\n');
+const modelOption = () => new Option('-m, --model <dir>', 'model directory (default: $PGCHARM_MODEL, else ~/.local/share/pgcharm/default)').default(defaultModelDir(), '$PGCHARM_MODEL or per-user default');
+let exitCode = 0;
+
 const program = new Command('pgcharm')
   .description('Highly available PostgreSQL, run the way a Juju Kubernetes charm runs it')
   .showHelpAfterError();
 
 program
+  .command('deploy')
+  .description('start the local controller (if none runs) and deploy the charm with N units; returns once they settled')
+  .addOption(modelOption())
+  .option('-n, --units <n>', 'number of units', int('--units', 1, 9), 3)
+  .option('--charm <path>', 'charm.yaml to deploy', DEFAULT_CHARM)
+  .addOption(new Option('--charm-module <path>', 'the charm code (for charm development)').default(DEFAULT_CHARM_MODULE).hideHelp())
+  .option('--timeout <seconds>', 'how long to wait for the units', int('--timeout', 1, 3600), 300)
+  .action(async (o: { model: string; units: number; charm: string; charmModule: string; timeout: number }) => {
+    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, charmModule: o.charmModule, timeoutMs: o.timeout * 1000, say });
+    process.stdout.write(renderStatus(s, 'tabular'));
+  });
+
+program
+  .command('status')
+  .description('application, units, leader, workload and agent status (like juju status)')
+  .addOption(modelOption())
+  .addOption(new Option('--format <format>', 'output format').choices(['tabular', 'yaml', 'json']).default('tabular'))
+  .action(async (o: { model: string; format: 'tabular' | 'yaml' | 'json' }) => {
+    const ctx = await openModel(o.model);
+    process.stdout.write(renderStatus(await gatherStatus(ctx), o.format));
+  });
+
+program
+  .command('config')
+  .description('show the config, or change it: key=value... and --reset key; --diff shows the change without applying it')
+  .addOption(modelOption())
+  .argument('[settings...]', 'key=value pairs')
+  .option('--reset <key...>', 'go back to the charm.yaml default', [])
+  .option('--diff', 'show what would change and change nothing', false)
+  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean }) => {
+    const ctx = await openModel(o.model);
+    process.stdout.write(await configCommand(ctx, { args, reset: o.reset, diff: o.diff, color: Boolean(process.stdout.isTTY) }));
+  });
+
+program
+  .command('run')
+  .description('run an action on a unit (or on the leader) and print its outcome as YAML')
+  .addOption(modelOption())
+  .argument('<unit>', 'postgresql/0, 0, or leader')
+  .argument('<action>', 'action name from charm.yaml')
+  .argument('[params...]', 'key=value params')
+  .option('--params <file>', 'read params from a JSON file (keeps secrets off the command line)')
+  .option('--wait', 'wait for the outcome, showing log lines and progress', false)
+  .option('--timeout <seconds>', 'with --wait: how long', int('--timeout', 1, 86400), 600)
+  .action(async (unit: string, action: string, params: string[], o: { model: string; params?: string; wait: boolean; timeout: number }) => {
+    const ctx = await openModel(o.model);
+    const meta = (await readConfig(ctx.store))?.meta ?? (await loadCharmYaml(ctx.deployment.charm));
+    const prepared = prepareAction(meta, action, [...params, ...(o.params ? paramsFromFile(o.params) : [])]);
+    const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, onProgress: (l) => say(l) });
+    process.stdout.write(actionYaml(rec));
+    if (rec.status === 'failed') exitCode = 1;
+  });
+
+program
+  .command('add-unit')
+  .description('add units (new unit numbers, never reused)')
+  .addOption(modelOption())
+  .option('-n, --num-units <n>', 'how many', int('--num-units', 1, 9), 1)
+  .action(async (o: { model: string; numUnits: number }) => {
+    const added = await addUnits(await openModel(o.model), o.numUnits);
+    say(`added ${added.join(', ')}`);
+  });
+
+program
+  .command('remove-unit')
+  .description('remove a unit: it leaves the peer relation, stops, and its directory is deleted')
+  .addOption(modelOption())
+  .argument('<unit>')
+  .action(async (unit: string, o: { model: string }) => {
+    say(`removing ${await removeUnit(await openModel(o.model), unit)}`);
+  });
+
+program
+  .command('kill')
+  .description('SIGKILL a whole unit (agent, sidecar, Postgres), like a node failure; it comes back after a delay')
+  .addOption(modelOption())
+  .argument('<unit>', 'postgresql/0, 0, or leader')
+  .option('--no-restart', 'leave it dead (until `pgcharm kill --revive UNIT`)')
+  .option('--revive', 'bring back a unit killed with --no-restart', false)
+  .action(async (unit: string, o: { model: string; restart: boolean; revive: boolean }) => {
+    const ctx = await openModel(o.model);
+    if (o.revive) say(`reviving ${await reviveUnit(ctx, unit)}`);
+    else say(`killed ${await killUnit(ctx, unit, !o.restart)}${o.restart ? '; it will be rescheduled' : ' (held down)'}`);
+  });
+
+program
+  .command('exec')
+  .description("run a command in a unit's workload container, through its sidecar")
+  .addOption(modelOption())
+  .argument('<unit>')
+  .argument('<command...>')
+  .option('-t, --terminal', 'allocate a terminal', false)
+  .option('-u, --user <user>', 'run as this user')
+  .option('-w, --working-dir <dir>', 'working directory')
+  .action(async (unit: string, cmd: string[], o: { model: string; terminal: boolean; user?: string; workingDir?: string }) => {
+    exitCode = await execCommand(await openModel(o.model), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
+  });
+
+program
+  .command('debug-log')
+  .description('the controller, agent and sidecar logs merged by time')
+  .addOption(modelOption())
+  .option('-n, --lines <n>', 'lines of history to show first', int('--lines', 0, 1_000_000), 50)
+  .option('--no-tail', 'print and exit instead of following')
+  .option('--include <source...>', 'only these units (postgresql/0) or "controller"', [])
+  .addOption(new Option('--level <level>', 'lowest level shown').choices(['trace', 'debug', 'info', 'warn', 'error']).default('debug'))
+  .action(async (o: { model: string; lines: number; tail: boolean; include: string[]; level: string }) => {
+    const levels: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50 };
+    await debugLog(o.model, { lines: o.lines, follow: o.tail, include: o.include, minLevel: levels[o.level] ?? 20, write: (s) => process.stdout.write(s) });
+  });
+
+program
+  .command('destroy')
+  .description('stop the controller and every unit, and delete the model directory')
+  .addOption(modelOption())
+  .option('--keep-data', 'keep the units\' data directories', false)
+  .action(async (o: { model: string; keepData: boolean }) => {
+    await destroy(o.model, { keepData: o.keepData, timeoutMs: 120_000, say });
+  });
+
+program
+  .command('controller')
+  .description('run the local controller of a model in the foreground (deploy starts it in the background)')
+  .addOption(modelOption())
+  .option('--port <port>', 'API port (default: the previous one, else a free one)', int('--port', 1, 65535))
+  .addOption(new Option('--reschedule-delay <ms>', 'delay before a killed unit comes back').argParser(int('--reschedule-delay', 0, 600_000)).hideHelp())
+  .action(async (o: { model: string; port?: number; rescheduleDelay?: number }) => {
+    const { runController } = await import('./controller/main.js');
+    await runController({ model: o.model, ...(o.port ? { port: o.port } : {}), ...(o.rescheduleDelay !== undefined ? { rescheduleDelayMs: o.rescheduleDelay } : {}) });
+  });
+
+program
+  .command('agent', { hidden: true })
+  .description("one unit's charm agent (started by the controller, or as the charm container's entrypoint)")
+  .requiredOption('--unit <unit>', 'unit name, e.g. postgresql/0')
+  .requiredOption('--socket <path>', "the workload container's sidecar socket")
+  .option('--kubeconfig <path>', 'kubeconfig (default: in-cluster / $KUBECONFIG)')
+  .option('--namespace <ns>', 'namespace (default: the kubeconfig context)')
+  .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
+  .option('--charm-module <path>', 'the charm code', DEFAULT_CHARM_MODULE)
+  .action(async (o: { unit: string; socket: string; kubeconfig?: string; namespace?: string; charm: string; charmModule: string }) => {
+    const { runAgent } = await import('./runtime/main.js');
+    await runAgent({ unit: o.unit, socket: o.socket, charm: o.charm, charmModule: o.charmModule, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
+  });
+
+program
   .command('single')
-  .description('run one PostgreSQL supervised by the sidecar (what `npm start` does until the local deployment exists)')
+  .description('run one PostgreSQL supervised by the sidecar, no HA (a quick look at the sidecar)')
   .option('--home <dir>', 'state directory', process.env['PGCHARM_HOME'] ?? '/var/tmp/pgcharm')
   .option('--port <port>', 'PostgreSQL port (default: a free port)', int('--port', 1, 65535))
   .option('--major <n>', 'PostgreSQL major version', int('--major', 12, 99), 15)
@@ -24,7 +187,26 @@ program
     await runSingle(o);
   });
 
-program.parseAsync(process.argv).catch((e: unknown) => {
-  process.stderr.write(`error: ${(e as Error).message}\n`);
-  process.exit(1);
-});
+/** `--params file`: YAML or JSON mapping, turned into key=value args typed by prepareAction. */
+function paramsFromFile(path: string): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    throw new UserError(`--params ${path}: expected a JSON object of params`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`--params ${path}: expected a JSON object of params`);
+  return Object.entries(doc).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+}
+
+program
+  .parseAsync(process.argv)
+  .then(() => {
+    if (exitCode) process.exitCode = exitCode;
+  })
+  .catch((e: unknown) => {
+    if (e instanceof ProblemsError) process.stderr.write(`error: ${e.message}\n`);
+    else if (e instanceof UserError) process.stderr.write(`error: ${e.message}\n`);
+    else process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });

@@ -1,34 +1,45 @@
 #!/usr/bin/env node
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { benchRuntime } from './runtime.js';
 import { benchSidecar } from './sidecar.js';
 
 /**
  * `npm run bench`: JSON on stdout (`npm run -s bench` leaves out npm's banners) and in
- * .bench/latest.json, a human summary on stderr.
+ * .bench/latest.json, a human summary on stderr. BENCH_ONLY=sidecar|runtime runs one group.
  */
+const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+
 async function main(): Promise<void> {
-  const killRuns = Number(process.env['BENCH_KILL_RUNS'] ?? 5);
-  const execRuns = Number(process.env['BENCH_EXEC_RUNS'] ?? 20);
+  const only = process.env['BENCH_ONLY'];
   const started = new Date();
-  const sidecar = await benchSidecar({ killRuns, execRuns });
-  const result = {
+  const lines: string[] = [];
+  const result: Record<string, unknown> = {
     started: started.toISOString(),
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
-    sidecar,
   };
+  if (!only || only === 'sidecar') {
+    const s = await benchSidecar({ killRuns: num('BENCH_KILL_RUNS', 5), execRuns: num('BENCH_EXEC_RUNS', 20) });
+    result['sidecar'] = s;
+    lines.push(
+      `postmaster kill -9 -> accepting connections: median ${s.postmaster_kill9_to_accepting_ms.median} ms, max ${s.postmaster_kill9_to_accepting_ms.max} ms (goal median <= 1500 ms)`,
+      `sidecar RSS with Postgres running: ${s.sidecar_rss_mb_with_postgres.value} MB (goal <= 60 MB); after the exec runs: ${s.sidecar_rss_mb_after_exec_runs.value} MB`,
+      `exec true round trip: median ${s.exec_true_round_trip_ms.median} ms, max ${s.exec_true_round_trip_ms.max} ms (goal median <= 50 ms)`,
+    );
+  }
+  if (!only || only === 'runtime') {
+    const r = await benchRuntime({ failoverRuns: num('BENCH_FAILOVER_RUNS', 5), configRuns: num('BENCH_CONFIG_RUNS', 5) });
+    result['runtime'] = r;
+    lines.push(
+      `leader failover after kill -9 of the leader unit: median ${r.leader_failover_after_kill9_ms.median} ms (leader-elected running: ${r.leader_elected_handled_after_kill9_ms.median} ms)`,
+      `charm.yaml edit -> config-changed on all units: median ${r.charm_yaml_edit_to_config_changed_all_units_ms.median} ms`,
+    );
+  }
   const json = JSON.stringify(result, null, 2) + '\n';
   process.stdout.write(json);
   mkdirSync('.bench', { recursive: true });
   writeFileSync('.bench/latest.json', json);
-  const s = sidecar;
-  process.stderr.write(
-    [
-      `postmaster kill -9 -> accepting connections: median ${s.postmaster_kill9_to_accepting_ms.median} ms, max ${s.postmaster_kill9_to_accepting_ms.max} ms (goal median <= 1500 ms)`,
-      `sidecar RSS with Postgres running: ${s.sidecar_rss_mb_with_postgres.value} MB (goal <= 60 MB); after the exec runs: ${s.sidecar_rss_mb_after_exec_runs.value} MB`,
-      `exec true round trip: median ${s.exec_true_round_trip_ms.median} ms, max ${s.exec_true_round_trip_ms.max} ms (goal median <= 50 ms)`,
-    ].join('\n') + '\n',
-  );
+  process.stderr.write(lines.join('\n') + '\n');
 }
 
 main().catch((e) => {

@@ -1,21 +1,6 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 export { freePort } from '../../agent/ports.js';
-
-/** Pids of live processes whose environment carries `KEY=value` (how tests find everything they started). */
-export function pidsWithEnv(key: string, value: string): number[] {
-  const needle = `${key}=${value}`;
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const env = readFileSync(`/proc/${d}/environ`, 'utf8').split('\0');
-      if (env.includes(needle)) out.push(Number(d));
-    } catch {
-      /* exited or not ours to read */
-    }
-  }
-  return out;
-}
+export { killMarked, pidsWithEnv } from '../../agent/procs.js';
 
 export function procState(pid: number): { state: string; ppid: number } | undefined {
   try {
@@ -30,20 +15,6 @@ export function procState(pid: number): { state: string; ppid: number } | undefi
 export function isAlive(pid: number): boolean {
   const s = procState(pid);
   return s !== undefined && s.state !== 'Z';
-}
-
-/** Kills every process carrying the marker (SIGKILL), e.g. services left behind by a failed test. */
-export function killMarked(key: string, value: string): number {
-  let n = 0;
-  for (const pid of pidsWithEnv(key, value)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-      n++;
-    } catch {
-      /* gone */
-    }
-  }
-  return n;
 }
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {

@@ -1,0 +1,91 @@
+import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { ANNOTATIONS, LABELS, objects } from '../runtime/names.js';
+import type { ModelContext } from './context.js';
+
+export interface UnitStatus {
+  workload: { status: string; message: string };
+  agent: { status: string; message: string };
+  leader: boolean;
+  address: string;
+  role: string;
+  pod: { phase: string; restarts: number };
+  'applied-config': string;
+}
+
+export interface ModelStatus {
+  model: { name: string; directory: string; namespace: string; controller: string };
+  application: { name: string; status: string; message: string; scale: number; leader: string; config: string; 'config-rejected'?: string };
+  units: Record<string, UnitStatus>;
+}
+
+/** Reads everything `pgcharm status` shows from the store, in one pass. */
+export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
+  const ns = ctx.kube.namespace;
+  const [cms, pods, lease] = await Promise.all([
+    ctx.store.list(`${LABELS.app}=${ctx.app}`),
+    ctx.kube.core.listNamespacedPod({ namespace: ns, labelSelector: `${LABELS.app}=${ctx.app}` }).then((l) => l.items),
+    ctx.kube.coordination.readNamespacedLease({ name: objects.leaderLease(ctx.app), namespace: ns }).catch(() => undefined),
+  ]);
+  const byName = new Map(cms.map((c) => [c.metadata?.name ?? '', c]));
+  const leader = lease?.spec?.holderIdentity ?? '';
+  const appBag = byName.get(objects.appBag(ctx.app));
+  const config = byName.get(objects.config(ctx.app));
+  const configHash = config?.data?.['hash'] ?? '';
+  const units: Record<string, UnitStatus> = {};
+  for (const index of ctx.deployment.units) {
+    const unit = `${ctx.app}/${index}`;
+    const bag: V1ConfigMap | undefined = byName.get(objects.unitBag({ app: ctx.app, index }));
+    const pod: V1Pod | undefined = pods.find((p) => p.metadata?.name === `${ctx.app}-${index}`);
+    const ann = bag?.metadata?.annotations ?? {};
+    const held = ctx.deployment.held.includes(index);
+    const applied = ann[ANNOTATIONS.appliedConfigHash] ?? '';
+    units[unit] = {
+      workload: { status: pod ? (ann[ANNOTATIONS.workloadStatus] ?? 'waiting') : 'unknown', message: pod ? (ann[ANNOTATIONS.workloadMessage] ?? '') : held ? 'killed (--no-restart)' : 'unit is being rescheduled' },
+      agent: { status: pod ? (ann[ANNOTATIONS.agentStatus] ?? 'allocating') : 'lost', message: ann[ANNOTATIONS.agentMessage] ?? '' },
+      leader: leader === unit,
+      address: pod?.status?.podIP ?? '',
+      role: bag?.data?.['role'] ?? '',
+      pod: { phase: pod?.status?.phase ?? 'Missing', restarts: (pod?.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0) },
+      'applied-config': !applied ? 'none' : applied === configHash ? 'current' : `stale (${applied.slice(0, 12)})`,
+    };
+  }
+  const appAnn = appBag?.metadata?.annotations ?? {};
+  const rejected = config?.metadata?.annotations?.['pgcharm.io/rejected'];
+  return {
+    model: { name: ns, directory: ctx.model, namespace: ns, controller: ctx.controller.url },
+    application: {
+      name: ctx.app,
+      status: appAnn[ANNOTATIONS.workloadStatus] ?? 'waiting',
+      message: appAnn[ANNOTATIONS.workloadMessage] ?? '',
+      scale: ctx.deployment.units.length,
+      leader,
+      config: configHash.slice(0, 12),
+      ...(rejected ? { 'config-rejected': rejected } : {}),
+    },
+    units,
+  };
+}
+
+export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'): string {
+  if (format === 'json') return JSON.stringify(s, null, 2) + '\n';
+  if (format === 'yaml') return stringify(s);
+  const out: string[] = [];
+  out.push(table([['Model', 'Namespace', 'Controller'], [s.model.name, s.model.namespace, s.model.controller]]));
+  const a = s.application;
+  out.push(table([['App', 'Status', 'Scale', 'Config', 'Message'], [a.name, a.status, String(a.scale), a.config, a.message]]));
+  const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'Restarts', 'Config', 'Message']];
+  for (const [name, u] of Object.entries(s.units)) {
+    const msg = u.agent.status === 'error' ? u.agent.message : u.workload.message;
+    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, String(u.pod.restarts), u['applied-config'], msg]);
+  }
+  out.push(table(rows));
+  if (a['config-rejected']) out.push(`charm.yaml edit refused, still running the previous config:\n  ${a['config-rejected'].replace(/\n/g, '\n  ')}\n`);
+  return out.join('\n');
+}
+
+/** Left-aligned columns two spaces apart, like juju status. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}

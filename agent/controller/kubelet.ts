@@ -1,0 +1,361 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, rmSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { killMarked, pidsWithEnv } from '../procs.js';
+import { apiMessage, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
+import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
+import { Store, watchPath, type Watcher } from '../runtime/store.js';
+import { decodeDeployment, deploymentName, type Deployment } from './deployment.js';
+
+/** The environment marker every process of a local unit inherits (sidecar, Postgres, agent, execs). */
+export const UNIT_MARKER = 'PGCHARM_LOCAL_UNIT';
+
+/** Annotations the CLI sets on a pod to have it killed like a node failure. */
+export const KILL = { at: 'pgcharm.io/kill', noRestart: 'pgcharm.io/no-restart' } as const;
+
+export interface KubeletOptions {
+  kube: Kube;
+  /** The model directory: units/<pod>/ and logs/ live here. */
+  model: string;
+  /** How to start this package's CLIs: [node, ...flags, script]. */
+  sidecarCommand: string[];
+  agentCommand: string[];
+  kubeconfig: string;
+  log: Logger;
+  /** Delay before a killed unit comes back, like a pod being rescheduled (default 10 s: longer than the leader lease, so a killed leader is replaced rather than resumed). */
+  rescheduleDelayMs?: number;
+}
+
+interface Proc {
+  child: ChildProcess | undefined;
+  restarts: number;
+  timer?: NodeJS.Timeout;
+}
+
+interface LocalUnit {
+  index: number;
+  pod: string;
+  sidecar: Proc;
+  agent: Proc;
+  stopping: boolean;
+}
+
+/**
+ * Plays kubelet and StatefulSet controller for local units: for every unit the deployment
+ * wants it keeps a Pod object and two processes (sidecar, agent) running and restarts them
+ * when they die; a killed unit's processes all get SIGKILL and it comes back after a delay;
+ * a removed unit is torn down once its agent ran the remove hook.
+ */
+export class Kubelet {
+  private readonly store: Store;
+  private readonly units = new Map<number, LocalUnit>();
+  private deployment: Deployment | undefined;
+  private watchers: Watcher[] = [];
+  private readonly pending = new Map<number, NodeJS.Timeout>();
+  private stopped = false;
+  private reconciling: Promise<void> = Promise.resolve();
+  private readonly logs = new Map<string, WriteStream>();
+
+  constructor(
+    private readonly opts: KubeletOptions,
+    readonly app: string,
+  ) {
+    this.store = new Store(opts.kube, app);
+  }
+
+  private get ns(): string {
+    return this.opts.kube.namespace;
+  }
+
+  start(): void {
+    this.watchers.push(
+      this.store.watchConfigMaps(`${LABELS.app}=${this.app},${LABELS.kind}=deployment`, {
+        upsert: (cm) => this.onDeployment(cm),
+        remove: () => this.onDeployment(undefined),
+      }, this.opts.log),
+      watchPath<V1Pod>(
+        this.opts.kube,
+        `/api/v1/namespaces/${this.ns}/pods`,
+        () => this.opts.kube.core.listNamespacedPod({ namespace: this.ns, labelSelector: `${LABELS.app}=${this.app}` }),
+        `${LABELS.app}=${this.app}`,
+        { upsert: (p) => this.onPod(p), remove: (p) => this.onPodDeleted(p) },
+        this.opts.log,
+      ),
+    );
+  }
+
+  private onDeployment(cm: V1ConfigMap | undefined): void {
+    this.deployment = cm ? decodeDeployment(cm) : undefined;
+    this.kick();
+  }
+
+  private kick(): void {
+    this.reconciling = this.reconciling.then(() => this.reconcile()).catch((e: unknown) => this.opts.log.error({ err: apiMessage(e) }, 'reconcile failed'));
+  }
+
+  /** Brings processes and pods in line with the deployment's wanted units. */
+  private async reconcile(): Promise<void> {
+    if (this.stopped) return;
+    const wanted = new Set(this.deployment?.units ?? []);
+    const held = new Set(this.deployment?.held ?? []);
+    for (const index of wanted) {
+      if (held.has(index) || this.pending.has(index)) continue;
+      if (!this.units.has(index)) await this.startUnit(index);
+    }
+    for (const u of [...this.units.values()]) {
+      if (!wanted.has(u.index)) await this.removeUnit(u);
+      else if (held.has(u.index)) await this.killUnit(u, false);
+    }
+  }
+
+  private unitDir(pod: string): string {
+    return join(this.opts.model, 'units', pod);
+  }
+
+  private marker(pod: string): string {
+    return `${this.opts.model}#${pod}`;
+  }
+
+  private async startUnit(index: number): Promise<void> {
+    const pod = podName({ app: this.app, index });
+    const dir = this.unitDir(pod);
+    mkdirSync(join(dir, 'pebble', 'layers'), { recursive: true, mode: 0o755 });
+    mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
+    await this.ensurePod(index, pod);
+    const u: LocalUnit = { index, pod, sidecar: { child: undefined, restarts: 0 }, agent: { child: undefined, restarts: 0 }, stopping: false };
+    this.units.set(index, u);
+    this.spawn(u, 'sidecar');
+    this.spawn(u, 'agent');
+    await this.reportStatus(u);
+    this.opts.log.info({ unit: unitName({ app: this.app, index }) }, 'unit started');
+  }
+
+  private async ensurePod(index: number, pod: string): Promise<void> {
+    const body: V1Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: pod,
+        labels: { [LABELS.app]: this.app, [LABELS.managedBy]: 'pgcharm', 'statefulset.kubernetes.io/pod-name': pod, 'apps.kubernetes.io/pod-index': String(index) },
+      },
+      spec: { containers: [{ name: 'charm', image: 'pgcharm/agent' }, { name: 'postgresql', image: 'pgcharm/postgresql' }] },
+    };
+    try {
+      await this.opts.kube.core.createNamespacedPod({ namespace: this.ns, body });
+    } catch (e) {
+      if ((e as { code?: number }).code !== 409) throw e;
+    }
+  }
+
+  private spawn(u: LocalUnit, which: 'sidecar' | 'agent'): void {
+    const p = u[which];
+    if (this.stopped || u.stopping) return;
+    const dir = this.unitDir(u.pod);
+    const [cmd, ...base] = which === 'sidecar' ? this.opts.sidecarCommand : this.opts.agentCommand;
+    const args =
+      which === 'sidecar'
+        ? [...base, 'run', '--dir', join(dir, 'pebble')]
+        : [
+            ...base,
+            'agent',
+            '--unit', unitName({ app: this.app, index: u.index }),
+            '--kubeconfig', this.opts.kubeconfig,
+            '--socket', join(dir, 'pebble', '.pebble.socket'),
+            '--charm', this.deployment?.charm ?? '',
+            '--charm-module', this.deployment?.charmModule ?? '',
+          ];
+    const env: Record<string, string | undefined> = { ...process.env, [UNIT_MARKER]: this.marker(u.pod), PGCHARM_UNIT_DIR: dir, PEBBLE: join(dir, 'pebble') };
+    delete env['PEBBLE_SOCKET'];
+    const out = this.logFile(`${u.pod}.${which}.log`);
+    const child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    child.stdout!.pipe(out, { end: false });
+    child.stderr!.pipe(out, { end: false });
+    p.child = child;
+    child.on('exit', (code, signal) => {
+      if (p.child !== child) return;
+      p.child = undefined;
+      if (this.stopped || u.stopping) return;
+      p.restarts++;
+      this.opts.log.warn({ unit: u.pod, process: which, code, signal, restarts: p.restarts }, 'unit process exited; restarting');
+      void this.reportStatus(u);
+      p.timer = setTimeout(() => {
+        this.spawn(u, which);
+        void this.reportStatus(u);
+      }, Math.min(1000 * p.restarts, 5000));
+    });
+  }
+
+  private logFile(name: string): WriteStream {
+    let s = this.logs.get(name);
+    if (!s) {
+      s = createWriteStream(join(this.opts.model, 'logs', name), { flags: 'a' });
+      this.logs.set(name, s);
+    }
+    return s;
+  }
+
+  /** The pod's status as a kubelet reports it (status is ignored on create, as in Kubernetes). */
+  private async reportStatus(u: LocalUnit): Promise<void> {
+    const container = (name: string, p: Proc, image: string) => ({
+      name,
+      image,
+      imageID: '',
+      ready: Boolean(p.child),
+      started: Boolean(p.child),
+      restartCount: p.restarts,
+      state: p.child ? { running: {} } : { waiting: { reason: 'CrashLoopBackOff' } },
+    });
+    const ready = Boolean(u.agent.child && u.sidecar.child);
+    const status = {
+      phase: 'Running',
+      podIP: '127.0.0.1',
+      hostIP: '127.0.0.1',
+      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+      containerStatuses: [container('charm', u.agent, 'pgcharm/agent'), container('postgresql', u.sidecar, 'pgcharm/postgresql')],
+    };
+    try {
+      await this.opts.kube.core.patchNamespacedPodStatus({ name: u.pod, namespace: this.ns, body: { status } }, mergePatch);
+    } catch (e) {
+      this.opts.log.warn({ pod: u.pod, err: apiMessage(e) }, 'could not report pod status');
+    }
+  }
+
+  private onPod(p: V1Pod): void {
+    const index = Number(p.metadata?.labels?.['apps.kubernetes.io/pod-index']);
+    const u = this.units.get(index);
+    if (!u) return;
+    const ann = p.metadata?.annotations ?? {};
+    if (ann[KILL.at]) void this.kill(u, ann[KILL.noRestart] === 'true');
+    else if (ann[ANNOTATIONS.removed] === 'true' && !(this.deployment?.units ?? []).includes(index)) this.kick();
+  }
+
+  /** A pod deleted by someone else (kubectl delete pod): terminate the unit and bring it back. */
+  private onPodDeleted(p: V1Pod): void {
+    const index = Number(p.metadata?.labels?.['apps.kubernetes.io/pod-index']);
+    const u = this.units.get(index);
+    if (!u || u.stopping) return;
+    void (async () => {
+      await this.terminate(u, 10_000);
+      this.units.delete(index);
+      this.reschedule(index);
+    })();
+  }
+
+  /** `pgcharm kill`: SIGKILL to every process of the unit (agent, sidecar, Postgres), then reschedule. */
+  private async kill(u: LocalUnit, noRestart: boolean): Promise<void> {
+    if (u.stopping) return;
+    this.opts.log.warn({ unit: u.pod, noRestart }, 'killing unit');
+    await this.killUnit(u, !noRestart);
+  }
+
+  private async killUnit(u: LocalUnit, reschedule: boolean): Promise<void> {
+    u.stopping = true;
+    for (const p of [u.agent, u.sidecar]) clearTimeout(p.timer);
+    killMarked(UNIT_MARKER, this.marker(u.pod));
+    await this.waitGone(u.pod, 5000);
+    this.units.delete(u.index);
+    await this.deletePod(u.pod);
+    if (reschedule) this.reschedule(u.index);
+  }
+
+  private reschedule(index: number): void {
+    clearTimeout(this.pending.get(index));
+    this.pending.set(
+      index,
+      setTimeout(() => {
+        this.pending.delete(index);
+        this.kick();
+      }, this.opts.rescheduleDelayMs ?? 10_000),
+    );
+  }
+
+  /** SIGTERM (the agent runs its stop hook, the sidecar stops Postgres), SIGKILL after the grace period. */
+  private async terminate(u: LocalUnit, graceMs: number): Promise<void> {
+    u.stopping = true;
+    for (const p of [u.agent, u.sidecar]) {
+      clearTimeout(p.timer);
+      if (p.child?.pid) signalGroup(p.child.pid, 'SIGTERM');
+    }
+    if (!(await this.waitGone(u.pod, graceMs))) {
+      killMarked(UNIT_MARKER, this.marker(u.pod));
+      await this.waitGone(u.pod, 5000);
+    }
+  }
+
+  private async waitGone(pod: string, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (pidsWithEnv(UNIT_MARKER, this.marker(pod)).length === 0) return true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return pidsWithEnv(UNIT_MARKER, this.marker(pod)).length === 0;
+  }
+
+  private async deletePod(pod: string): Promise<void> {
+    try {
+      await this.opts.kube.core.deleteNamespacedPod({ name: pod, namespace: this.ns });
+    } catch (e) {
+      if (!isNotFound(e)) this.opts.log.warn({ pod, err: apiMessage(e) }, 'could not delete pod');
+    }
+  }
+
+  /**
+   * remove-unit: the agent runs departed/stop/remove once the pod is marked dying, then marks
+   * it removed; only then (or after two minutes) the unit is terminated and its directory,
+   * which this kubelet created, deleted.
+   */
+  private async removeUnit(u: LocalUnit): Promise<void> {
+    if (u.stopping) return;
+    const pod = await this.readPod(u.pod);
+    if (pod && !pod.metadata?.annotations?.[ANNOTATIONS.dying]) {
+      await this.opts.kube.core.patchNamespacedPod({ name: u.pod, namespace: this.ns, body: { metadata: { annotations: { [ANNOTATIONS.dying]: 'true', 'pgcharm.io/dying-since': new Date().toISOString() } } } }, mergePatch);
+      return; // the pod watch brings us back when the agent is done
+    }
+    const since = Date.parse(pod?.metadata?.annotations?.['pgcharm.io/dying-since'] ?? '') || 0;
+    const done = !pod || pod.metadata?.annotations?.[ANNOTATIONS.removed] === 'true';
+    if (!done && Date.now() - since < 120_000) {
+      setTimeout(() => this.kick(), 5000);
+      return;
+    }
+    await this.terminate(u, 30_000);
+    this.units.delete(u.index);
+    await this.deletePod(u.pod);
+    if (!this.deployment?.keepData) rmSync(this.unitDir(u.pod), { recursive: true, force: true });
+    this.opts.log.info({ unit: u.pod }, 'unit removed');
+  }
+
+  private async readPod(name: string): Promise<V1Pod | undefined> {
+    try {
+      return await this.opts.kube.core.readNamespacedPod({ name, namespace: this.ns });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Controller shutdown: units are terminated gracefully (their pods stay, as on a node reboot). */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.stopped = true;
+    for (const t of this.pending.values()) clearTimeout(t);
+    await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
+    await this.reconciling;
+    await Promise.all([...this.units.values()].map((u) => this.terminate(u, graceMs)));
+    for (const s of this.logs.values()) s.end();
+  }
+}
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+export { deploymentName };

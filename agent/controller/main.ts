@@ -1,0 +1,155 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import { pino, type Logger } from 'pino';
+import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
+import { freePort } from '../ports.js';
+import { connect } from '../runtime/kube.js';
+import { LABELS } from '../runtime/names.js';
+import { Store, type Watcher } from '../runtime/store.js';
+import { startApiServer } from './apiserver/server.js';
+import { ConfigSync } from './config-sync.js';
+import { decodeDeployment } from './deployment.js';
+import { writeKubeconfig } from './kubeconfig.js';
+import { Kubelet } from './kubelet.js';
+import { modelPaths, namespaceFor, pidAlive, readControllerInfo, type ControllerInfo } from './model.js';
+
+export class ModelInUseError extends Error {
+  override name = 'ModelInUseError';
+}
+
+/**
+ * Takes the model's lock file (O_EXCL), replacing it only when its owner is dead; two
+ * controllers on one model directory would both start every unit.
+ */
+function takeLock(path: string): () => void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(path, 'utf8') === String(process.pid)) rmSync(path);
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const owner = Number(readFileSync(path, 'utf8'));
+      if (owner && owner !== process.pid && pidAlive(owner)) {
+        throw new ModelInUseError(`model ${dirname(path)} is in use by another controller (pid ${owner})`);
+      }
+      rmSync(path, { force: true }); // stale: its owner died
+    }
+  }
+  throw new ModelInUseError(`cannot take the lock ${path}`);
+}
+
+function readOrCreateToken(path: string): string {
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(path, token, { mode: 0o600 });
+  return token;
+}
+
+/** How to run this package's CLIs from the controller (the same node, compiled JS). */
+function cliCommands(): { sidecar: string[]; agent: string[] } {
+  const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/controller
+  return {
+    sidecar: [process.execPath, ...SIDECAR_NODE_FLAGS, join(here, '..', '..', 'sidecar', 'cli.js')],
+    agent: [process.execPath, join(here, '..', 'cli.js')],
+  };
+}
+
+export interface ControllerOptions {
+  model: string;
+  port?: number;
+  /** Delay before a killed unit is recreated. */
+  rescheduleDelayMs?: number;
+}
+
+/**
+ * `pgcharm controller`: the local controller of one model. It serves the Kubernetes API
+ * subset (the relation store), writes the kubeconfig, plays kubelet for the deployment's units
+ * and applies charm.yaml edits. Runs until SIGTERM/SIGINT; units are then stopped gracefully.
+ */
+export async function runController(o: ControllerOptions): Promise<void> {
+  const paths = modelPaths(o.model);
+  mkdirSync(paths.root, { recursive: true, mode: 0o755 });
+  mkdirSync(paths.logs, { recursive: true });
+  const log = pino({ name: 'pgcharm-controller' });
+  const release = takeLock(paths.lock);
+  const token = readOrCreateToken(paths.token);
+  const namespace = namespaceFor(o.model);
+  const previous = readControllerInfo(o.model);
+  const port = o.port ?? (previous?.port && (await portFree(previous.port)) ? previous.port : await freePort());
+  const server = await startApiServer({ dir: paths.store, host: '127.0.0.1', port, token, log: log.child({ component: 'apiserver' }) });
+  writeKubeconfig(paths.kubeconfig, { server: server.url, token, namespace, name: `pgcharm-${namespace}`, ca: server.ca });
+  const info: ControllerInfo = { pid: process.pid, url: server.url, port: server.port, namespace, started: new Date().toISOString() };
+  writeFileSync(`${paths.controllerJson}.tmp`, JSON.stringify(info, null, 2) + '\n');
+  renameSync(`${paths.controllerJson}.tmp`, paths.controllerJson);
+  log.info({ url: server.url, namespace, model: o.model }, 'controller ready');
+
+  const kube = connect({ kubeconfig: paths.kubeconfig, namespace });
+  const apps = new Map<string, { kubelet: Kubelet; sync: ConfigSync }>();
+  const cmds = cliCommands();
+  const onDeployment = (cm: V1ConfigMap) => {
+    const app = cm.metadata?.labels?.[LABELS.app];
+    if (!app || apps.has(app)) return;
+    const dep = decodeDeployment(cm);
+    const store = new Store(kube, app);
+    const kubelet = new Kubelet(
+      {
+        kube,
+        model: o.model,
+        sidecarCommand: cmds.sidecar,
+        agentCommand: cmds.agent,
+        kubeconfig: paths.kubeconfig,
+        log: log.child({ app, component: 'kubelet' }),
+        ...(o.rescheduleDelayMs !== undefined ? { rescheduleDelayMs: o.rescheduleDelayMs } : {}),
+      },
+      app,
+    );
+    const sync = new ConfigSync(store, dep.charm, log.child({ app, component: 'config' }));
+    apps.set(app, { kubelet, sync });
+    kubelet.start();
+    sync.start();
+    log.info({ app, charm: dep.charm }, 'managing application');
+  };
+  const deployments: Watcher = new Store(kube, '').watchConfigMaps(`${LABELS.kind}=deployment`, { upsert: onDeployment, remove: () => undefined }, log);
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, 'controller stopping; stopping units');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await deployments.stop();
+  await stopApps(apps, log);
+  await server.close();
+  release();
+}
+
+async function stopApps(apps: Map<string, { kubelet: Kubelet; sync: ConfigSync }>, log: Logger): Promise<void> {
+  await Promise.all(
+    [...apps.values()].map(async ({ kubelet, sync }) => {
+      sync.stop();
+      await kubelet.stop().catch((e: unknown) => log.error({ err: String(e) }, 'stopping units failed'));
+    }),
+  );
+}
+
+async function portFree(port: number): Promise<boolean> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}

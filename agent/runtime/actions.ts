@@ -1,0 +1,153 @@
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { ActionContext } from './charm.js';
+import { isConflict } from './kube.js';
+import { LABELS, objects } from './names.js';
+import type { Store } from './store.js';
+
+/**
+ * Actions live in the store as one ConfigMap each (`<app>-action-<id>`), labelled with the
+ * unit that runs them. Ids come from a counter ConfigMap bumped by compare-and-swap, so they
+ * are small increasing numbers like Juju's. status: pending -> running -> completed | failed.
+ */
+
+export type ActionStatus = 'pending' | 'running' | 'completed' | 'failed';
+
+export interface ActionRecord {
+  id: number;
+  action: string;
+  unit: string;
+  params: Record<string, unknown>;
+  status: ActionStatus;
+  message?: string;
+  results: Record<string, unknown>;
+  log: { time: string; message: string }[];
+  progress?: { message: string; fraction?: number };
+  enqueued: string;
+  started?: string;
+  completed?: string;
+}
+
+export const STATUS_LABEL = 'pgcharm.io/action-status';
+
+export function decodeAction(cm: V1ConfigMap): ActionRecord {
+  const d = cm.data ?? {};
+  const json = <T>(k: string, dflt: T): T => {
+    try {
+      return d[k] ? (JSON.parse(d[k]) as T) : dflt;
+    } catch {
+      return dflt;
+    }
+  };
+  return {
+    id: Number(d['id']),
+    action: d['action'] ?? '',
+    unit: d['unit'] ?? '',
+    params: json('params', {}),
+    status: (d['status'] ?? 'pending') as ActionStatus,
+    ...(d['message'] ? { message: d['message'] } : {}),
+    results: json('results', {}),
+    log: json('log', []),
+    ...(d['progress'] ? { progress: json('progress', { message: '' }) } : {}),
+    enqueued: d['enqueued'] ?? '',
+    ...(d['started'] ? { started: d['started'] } : {}),
+    ...(d['completed'] ? { completed: d['completed'] } : {}),
+  };
+}
+
+/** Queues an action for a unit (pod name `podName`, unit name `unit`); returns its id. */
+export async function enqueueAction(store: Store, unit: string, podName: string, action: string, params: Record<string, unknown>): Promise<number> {
+  const counter = objects.operations(store.app);
+  await store.ensure(counter, store.labels('operations'), { next: '1' });
+  let id = 0;
+  await store.update(counter, (cm) => {
+    id = Number(cm.data?.['next'] ?? '1');
+    cm.data = { ...(cm.data ?? {}), next: String(id + 1) };
+  });
+  await store.kube.core.createNamespacedConfigMap({
+    namespace: store.namespace,
+    body: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: objects.action(store.app, id), labels: store.labels('action', { [LABELS.unit]: podName, [STATUS_LABEL]: 'pending' }) },
+      data: { id: String(id), action, unit, params: JSON.stringify(params), status: 'pending', enqueued: new Date().toISOString(), log: '[]', results: '{}' },
+    },
+  });
+  return id;
+}
+
+/** A running action on this unit: its context for the handler and its record in the store. */
+export class ActionRun {
+  private record: ActionRecord;
+  private failure: string | undefined;
+  private writes: Promise<unknown> = Promise.resolve();
+  readonly context: ActionContext;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly name: string,
+    cm: V1ConfigMap,
+    private readonly log: Logger,
+  ) {
+    this.record = decodeAction(cm);
+    const self = this;
+    this.context = {
+      id: this.record.id,
+      name: this.record.action,
+      params: this.record.params,
+      log(message: string) {
+        self.record.log.push({ time: new Date().toISOString(), message });
+        self.flush({ log: JSON.stringify(self.record.log) });
+      },
+      progress(message: string, fraction?: number) {
+        self.flush({ progress: JSON.stringify(fraction === undefined ? { message } : { message, fraction }) });
+      },
+      setResults(results: Record<string, unknown>) {
+        self.record.results = { ...self.record.results, ...results };
+      },
+      fail(message: string) {
+        self.failure = message;
+      },
+    };
+  }
+
+  /** Takes a pending action (compare-and-swap pending -> running); undefined if it is not pending any more. */
+  static async claim(store: Store, app: string, id: number, log: Logger): Promise<ActionRun | undefined> {
+    const name = objects.action(app, id);
+    try {
+      const cm = await store.update(name, (c) => {
+        if (c.data?.['status'] !== 'pending') return false;
+        c.data = { ...c.data, status: 'running', started: new Date().toISOString() };
+        c.metadata!.labels = { ...(c.metadata?.labels ?? {}), [STATUS_LABEL]: 'running' };
+      });
+      if (cm.data?.['status'] !== 'running') return undefined;
+      log.info({ action: cm.data['action'], id }, 'action started');
+      return new ActionRun(store, name, cm, log);
+    } catch (e) {
+      if (isConflict(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private flush(data: Record<string, string>): void {
+    this.writes = this.writes.then(() => this.store.patch(this.name, { data }).catch((e: unknown) => this.log.warn({ err: String(e) }, 'could not record action progress')));
+  }
+
+  /** Stores the outcome: failed when the handler threw or called fail(), else completed. */
+  async finish(error?: Error): Promise<void> {
+    await this.writes;
+    const message = error ? `action failed: ${error.message}` : this.failure;
+    const status: ActionStatus = message ? 'failed' : 'completed';
+    await this.store.patch(this.name, {
+      data: {
+        status,
+        message: message ?? null,
+        results: JSON.stringify(this.record.results),
+        log: JSON.stringify(this.record.log),
+        completed: new Date().toISOString(),
+      },
+      labels: { [STATUS_LABEL]: status },
+    });
+    this.log.info({ action: this.record.action, id: this.record.id, status }, 'action finished');
+  }
+}

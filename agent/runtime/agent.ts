@@ -1,0 +1,490 @@
+import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { PebbleClient } from '../../sidecar/client/index.js';
+import { ActionRun } from './actions.js';
+import type { Charm, ConfigValue, EventContext, Status } from './charm.js';
+import { EventQueue, type QueuedEvent } from './events.js';
+import { apiMessage, mergePatch, type Kube } from './kube.js';
+import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
+import { BufferedBag } from './model.js';
+import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
+import { Store, watchPath, type Watcher } from './store.js';
+
+export interface AgentOptions {
+  unit: UnitName;
+  kube: Kube;
+  /** The sidecar's API socket (the workload container's Pebble). */
+  socketPath: string;
+  charm: Charm;
+  log: Logger;
+  /** Peer relation name from charm.yaml. */
+  peerRelation: string;
+  /** Workload container name from charm.yaml (for `<container>-pebble-ready`). */
+  container: string;
+  leaseTiming?: LeaseTiming;
+  /** update-status period, also the drift resync; default 10 s. */
+  updateStatusMs?: number;
+  /** Set to the running event's name (a pino mixin puts it on every log line). */
+  current?: { event: string };
+}
+
+interface ConfigSnapshot {
+  values: Record<string, ConfigValue>;
+  hash: string;
+}
+
+const ERROR_RETRY_MS = [5_000, 10_000, 20_000, 40_000, 60_000];
+
+/**
+ * One unit's charm agent: turns store watches, leadership, sidecar readiness, actions and a
+ * timer into Juju's charm events, runs them one at a time, commits what handlers wrote to the
+ * relation bags, and reports unit and agent status. Knows nothing about Postgres.
+ */
+export class Agent {
+  readonly store: Store;
+  readonly elector: LeaderElector;
+  readonly pebble: PebbleClient;
+  private readonly queue = new EventQueue();
+  private readonly unit: string;
+  private readonly pod: string;
+  private readonly myBag: string;
+  private readonly log: Logger;
+  private readonly run = { stopped: false };
+  private watchers: Watcher[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private loopDone: Promise<void> = Promise.resolve();
+
+  private config: ConfigSnapshot | undefined;
+  private appliedHash = '';
+  private installed = false;
+  private myData: Record<string, string> = {};
+  private appData: Record<string, string> = {};
+  /** Other units' bags, by unit name, as last seen. */
+  private peers = new Map<string, Record<string, string>>();
+  /** Peers whose joined event ran (persisted, so a restarted agent does not re-join them). */
+  private joined = new Set<string>();
+  private pebbleBootId: string | undefined;
+  private dying = false;
+  private removed = false;
+  private sleeping: { timer: NodeJS.Timeout; wake: () => void } | undefined;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.unit = unitName(opts.unit);
+    this.pod = podName(opts.unit);
+    this.myBag = objects.unitBag(opts.unit);
+    this.log = opts.log;
+    this.store = new Store(opts.kube, opts.unit.app);
+    this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log);
+    this.pebble = new PebbleClient({ socketPath: opts.socketPath });
+  }
+
+  private get app(): string {
+    return this.opts.unit.app;
+  }
+
+  private get relation(): string {
+    return this.opts.peerRelation;
+  }
+
+  /** Startup: Juju's order is install, leader-elected or leader-settings-changed, config-changed, start. */
+  async start(): Promise<void> {
+    const bag = await this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod }));
+    const ann = bag.metadata?.annotations ?? {};
+    this.myData = { ...(bag.data ?? {}) };
+    this.installed = ann[ANNOTATIONS.installed] === 'true';
+    this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
+    for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
+    this.config = parseConfig(await this.store.get(objects.config(this.app)));
+    this.appData = { ...((await this.store.get(objects.appBag(this.app)))?.data ?? {}) };
+
+    await this.elector.start();
+    this.elector.on('elected', () => this.queue.push({ name: 'leader-elected' }));
+    if (!this.installed) this.queue.push({ name: 'install' });
+    this.queue.push({ name: this.elector.isLeader() ? 'leader-elected' : 'leader-settings-changed' });
+    this.queue.push({ name: 'config-changed' });
+    this.queue.push({ name: 'start' });
+
+    this.watchers.push(
+      this.store.watchConfigMaps(`${LABELS.app}=${this.app}`, {
+        upsert: (cm) => this.onConfigMap(cm),
+        remove: (cm) => this.onConfigMapGone(cm),
+        synced: (all) => this.onSynced(all),
+      }, this.log),
+      watchPath<V1Pod>(
+        this.opts.kube,
+        `/api/v1/namespaces/${this.store.namespace}/pods`,
+        () => this.opts.kube.core.listNamespacedPod({ namespace: this.store.namespace, labelSelector: `statefulset.kubernetes.io/pod-name=${this.pod}` }),
+        `statefulset.kubernetes.io/pod-name=${this.pod}`,
+        { upsert: (p) => this.onPod(p), remove: () => undefined },
+        this.log,
+      ),
+    );
+    this.timers.push(setInterval(() => void this.checkPebble(), 1000));
+    this.armUpdateStatus();
+    void this.checkPebble();
+    this.loopDone = this.loop();
+    this.log.info({ leader: this.elector.isLeader() }, 'agent started');
+  }
+
+  /** Pod termination: run `stop`, give up leadership, and end. */
+  async stop(why: string): Promise<void> {
+    if (this.run.stopped) return;
+    this.log.info({ why }, 'agent stopping');
+    this.queue.push({ name: 'stop' });
+    // Let the queue drain up to and including stop; then shut down.
+    this.stopAfter = 'stop';
+    this.sleeping?.wake();
+    await this.loopDone;
+    await this.shutdown();
+  }
+
+  private stopAfter: string | undefined;
+
+  private async shutdown(): Promise<void> {
+    this.run.stopped = true;
+    this.queue.interrupt();
+    this.sleeping?.wake();
+    for (const t of this.timers) clearInterval(t);
+    clearInterval(this.updateStatus);
+    await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
+    await this.elector.stop(true);
+  }
+
+  /** Resolves when the agent has finished (after stop(), or after the unit was removed). */
+  done(): Promise<void> {
+    return this.loopDone;
+  }
+
+  // ---- event sources -------------------------------------------------------------------
+
+  private onConfigMap(cm: V1ConfigMap): void {
+    const kind = cm.metadata?.labels?.[LABELS.kind];
+    const name = cm.metadata?.name ?? '';
+    if (kind === 'config' && name === objects.config(this.app)) {
+      const c = parseConfig(cm);
+      if (c && c.hash !== this.config?.hash) {
+        this.config = c;
+        this.armUpdateStatus();
+        if (c.hash !== this.appliedHash) this.queue.push({ name: 'config-changed' });
+      }
+    } else if (kind === 'app-bag' && name === objects.appBag(this.app)) {
+      const data = { ...(cm.data ?? {}) };
+      if (sameData(data, this.appData)) return;
+      this.appData = data;
+      // The leader wrote it; the other units hear about it (Juju does not notify the writer).
+      if (!this.elector.isLeader()) {
+        this.queue.push({ name: `${this.relation}-relation-changed`, key: 'relation-changed:app', appChanged: true });
+        this.queue.push({ name: 'leader-settings-changed' });
+      }
+    } else if (kind === 'unit-bag') {
+      const pod = cm.metadata?.labels?.[LABELS.unit];
+      if (!pod || pod === this.pod) return;
+      const u = unitName(parseUnit(pod));
+      if (cm.metadata?.annotations?.[ANNOTATIONS.removed] === 'true') return this.peerGone(u);
+      const data = { ...(cm.data ?? {}) };
+      const before = this.peers.get(u);
+      this.peers.set(u, data);
+      // Joined once per peer: when first seen, unless a previous run of this agent already joined it.
+      if (!before && !this.joined.has(u)) {
+        this.queue.push({ name: `${this.relation}-relation-joined`, key: `relation-joined:${u}`, remoteUnit: u });
+        this.queue.push({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
+      } else if (!before || !sameData(before, data)) {
+        this.queue.push({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
+      }
+    } else if (kind === 'action' && cm.metadata?.labels?.[LABELS.unit] === this.pod) {
+      if (cm.data?.['status'] === 'pending') {
+        const id = Number(cm.data['id']);
+        this.queue.push({ name: `${cm.data['action']}-action`, key: `action:${id}`, actionId: id });
+      }
+    }
+  }
+
+  private onConfigMapGone(cm: V1ConfigMap): void {
+    if (cm.metadata?.labels?.[LABELS.kind] !== 'unit-bag') return;
+    const pod = cm.metadata.labels[LABELS.unit];
+    if (pod && pod !== this.pod) this.peerGone(unitName(parseUnit(pod)));
+  }
+
+  /** After a (re-)list: peers whose bag vanished while we were not watching have departed. */
+  private onSynced(all: V1ConfigMap[]): void {
+    const present = new Set(
+      all
+        .filter((c) => c.metadata?.labels?.[LABELS.kind] === 'unit-bag' && c.metadata.annotations?.[ANNOTATIONS.removed] !== 'true')
+        .map((c) => c.metadata?.labels?.[LABELS.unit] ?? ''),
+    );
+    for (const u of new Set([...this.joined, ...this.peers.keys()])) {
+      if (!present.has(podName(parseUnit(u)))) this.peerGone(u);
+    }
+  }
+
+  private peerGone(u: string): void {
+    const known = this.peers.delete(u);
+    if (known || this.joined.has(u)) {
+      this.queue.push({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
+    }
+  }
+
+  private onPod(p: V1Pod): void {
+    if (p.metadata?.annotations?.[ANNOTATIONS.dying] === 'true' && !this.dying) {
+      this.dying = true;
+      this.log.info('unit is being removed');
+      for (const u of [...this.joined].sort()) {
+        this.queue.push({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
+      }
+      this.queue.push({ name: 'stop' });
+      this.queue.push({ name: 'remove' });
+    }
+  }
+
+  /** update-status every `update-status-interval` seconds of the config (else the option given, else 10 s). */
+  private armUpdateStatus(): void {
+    const fromConfig = Number(this.config?.values['update-status-interval']);
+    const ms = fromConfig > 0 ? fromConfig * 1000 : (this.opts.updateStatusMs ?? 10_000);
+    if (this.updateStatus && this.updateStatusMs === ms) return;
+    clearInterval(this.updateStatus);
+    this.updateStatusMs = ms;
+    this.updateStatus = setInterval(() => this.queue.push({ name: 'update-status' }), ms);
+  }
+
+  private updateStatus: NodeJS.Timeout | undefined;
+  private updateStatusMs = 0;
+
+  private async checkPebble(): Promise<void> {
+    try {
+      const info = await this.pebble.getSystemInfo();
+      if (info['boot-id'] !== this.pebbleBootId) {
+        this.pebbleBootId = info['boot-id'];
+        this.queue.push({ name: `${this.opts.container}-pebble-ready` });
+      }
+    } catch {
+      // Not up yet (or restarting): pebble-ready fires once it answers with a new boot id.
+    }
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------
+
+  private async loop(): Promise<void> {
+    while (!this.run.stopped) {
+      const batch = await this.queue.next(this.run);
+      for (const e of batch) {
+        if (this.run.stopped) return;
+        await this.runWithRetry(e);
+        if (e.name === 'remove') return this.finishRemoval();
+        if (this.stopAfter && e.name === this.stopAfter) return;
+      }
+    }
+  }
+
+  /** A failed hook puts the unit in error and is retried with backoff, as Juju does; actions just fail. */
+  private async runWithRetry(e: QueuedEvent): Promise<void> {
+    for (let attempt = 0; !this.run.stopped; attempt++) {
+      const err = await this.dispatch(e);
+      if (!err) return;
+      const wait = ERROR_RETRY_MS[Math.min(attempt, ERROR_RETRY_MS.length - 1)]!;
+      this.log.error({ event: e.name, err: err.message, retryInMs: wait }, 'hook failed; retrying');
+      await this.annotate({ [ANNOTATIONS.agentStatus]: 'error', [ANNOTATIONS.agentMessage]: `hook failed: "${e.name}": ${err.message}`, [ANNOTATIONS.workloadStatus]: 'error', [ANNOTATIONS.workloadMessage]: `hook failed: "${e.name}"` });
+      await this.sleep(wait);
+      if (this.stopAfter && e.name !== this.stopAfter) return; // a stopping unit does not keep retrying
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.sleeping = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleeping = { timer, wake };
+    });
+  }
+
+  /** Runs one event; returns the error when the handler failed (the unit goes into error). */
+  private async dispatch(e: QueuedEvent): Promise<Error | undefined> {
+    if (e.name === 'update-status') await this.resync();
+    if (this.opts.current) this.opts.current.event = e.name;
+    const log = e.remoteUnit ? this.log.child({ remote: e.remoteUnit }) : this.log;
+    let action: ActionRun | undefined;
+    if (e.actionId !== undefined) {
+      action = await ActionRun.claim(this.store, this.app, e.actionId, log);
+      if (!action) return undefined; // cancelled or already taken
+    }
+    const config = this.config;
+    const leader = () => this.elector.isLeader();
+    const local = new BufferedBag(this.myData, () => true);
+    const appBag = new BufferedBag(this.appData, () =>
+      leader() ? true : `unit ${this.unit} is not the leader: only the leader writes the ${this.relation} application bag`,
+    );
+    const others = new Map([...this.peers].map(([u, d]) => [u, new BufferedBag(d, () => `unit ${this.unit} cannot write the bag of unit ${u}: each unit writes only its own`)]));
+    let deferred = false;
+    const ctx: EventContext = {
+      name: e.name,
+      unit: this.unit,
+      app: this.app,
+      isLeader: leader,
+      config: Object.freeze({ ...(config?.values ?? {}) }),
+      peers: {
+        name: this.relation,
+        units: [...this.peers.keys()].sort(),
+        app: appBag,
+        local,
+        unit: (name: string) => {
+          if (name === this.unit) return local;
+          const b = others.get(name);
+          if (!b) throw new Error(`unit ${name} is not in the ${this.relation} relation`);
+          return b;
+        },
+      },
+      ...(e.remoteUnit ? { remoteUnit: e.remoteUnit } : {}),
+      ...(e.appChanged ? { appChanged: true } : {}),
+      ...(action ? { action: action.context } : {}),
+      pebble: this.pebble,
+      setUnitStatus: (s) => this.setUnitStatus(s),
+      setAppStatus: (s) => this.setAppStatus(s),
+      defer: () => {
+        deferred = true;
+      },
+      log,
+    };
+
+    const handler = this.opts.charm.handlers[e.name];
+    await this.annotate({ [ANNOTATIONS.agentStatus]: 'executing', [ANNOTATIONS.agentMessage]: `running ${e.name} hook` });
+    const t0 = performance.now();
+    try {
+      if (handler) await handler(ctx);
+      await this.commit(local, appBag);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      if (action) {
+        await action.finish(error);
+        await this.annotate({ [ANNOTATIONS.agentStatus]: 'idle', [ANNOTATIONS.agentMessage]: null });
+        return undefined;
+      }
+      return error;
+    }
+    if (action) await action.finish();
+    await this.afterSuccess(e, deferred, config);
+    log.info({ handled: Boolean(handler), deferred, ms: Math.round(performance.now() - t0) }, deferred ? 'event deferred' : 'event handled');
+    if (this.opts.current) this.opts.current.event = 'idle';
+    return undefined;
+  }
+
+  private async commit(local: BufferedBag, appBag: BufferedBag): Promise<void> {
+    const mine = local.patch();
+    if (mine) {
+      await this.store.patch(this.myBag, { data: mine });
+      this.myData = local.entries();
+    }
+    const app = appBag.patch();
+    if (app) {
+      if (!this.elector.isLeader()) throw new Error(`lost leadership before the application bag could be written`);
+      await this.store.ensure(objects.appBag(this.app), this.store.labels('app-bag'));
+      await this.store.patch(objects.appBag(this.app), { data: app });
+      this.appData = appBag.entries();
+    }
+  }
+
+  private async afterSuccess(e: QueuedEvent, deferred: boolean, config: ConfigSnapshot | undefined): Promise<void> {
+    const ann: Record<string, string | null> = { [ANNOTATIONS.agentStatus]: 'idle', [ANNOTATIONS.agentMessage]: null };
+    if (deferred) {
+      this.queue.defer(e);
+    } else {
+      this.queue.settled(e);
+      if (e.name === 'install') {
+        this.installed = true;
+        ann[ANNOTATIONS.installed] = 'true';
+      }
+      if (e.name === 'config-changed' && config) {
+        this.appliedHash = config.hash;
+        ann[ANNOTATIONS.appliedConfigHash] = config.hash;
+        ann[ANNOTATIONS.appliedConfig] = JSON.stringify(config.values);
+      }
+      if (e.remoteUnit && e.name.endsWith('-relation-joined')) this.joined.add(e.remoteUnit);
+      if (e.remoteUnit && e.name.endsWith('-relation-departed')) this.joined.delete(e.remoteUnit);
+      if (e.remoteUnit) ann[ANNOTATIONS.peers] = JSON.stringify([...this.joined].sort());
+    }
+    // A unit in error that now succeeds clears the error it was showing.
+    const cur = (await this.store.get(this.myBag))?.metadata?.annotations ?? {};
+    if (cur[ANNOTATIONS.workloadStatus] === 'error') {
+      ann[ANNOTATIONS.workloadStatus] = 'unknown';
+      ann[ANNOTATIONS.workloadMessage] = null;
+    }
+    await this.annotate(ann);
+    if (deferred) this.log.debug({ deferred: this.queue.deferredNames() }, 'deferred events');
+  }
+
+  /** update-status doubles as the drift resync: re-read what the watches maintain. */
+  private async resync(): Promise<void> {
+    try {
+      const all = await this.store.list(`${LABELS.app}=${this.app}`);
+      for (const cm of all) this.onConfigMap(cm);
+      this.onSynced(all);
+    } catch (e) {
+      this.log.warn({ err: apiMessage(e) }, 'resync failed');
+    }
+  }
+
+  private async setUnitStatus(s: Status): Promise<void> {
+    await this.annotate({ [ANNOTATIONS.workloadStatus]: s.name, [ANNOTATIONS.workloadMessage]: s.message || null });
+  }
+
+  private async setAppStatus(s: Status): Promise<void> {
+    if (!this.elector.isLeader()) throw new Error(`unit ${this.unit} is not the leader: only the leader sets the application status`);
+    const name = objects.appBag(this.app);
+    await this.store.ensure(name, this.store.labels('app-bag'));
+    await this.store.patch(name, { annotations: { [ANNOTATIONS.workloadStatus]: s.name, [ANNOTATIONS.workloadMessage]: s.message || null } });
+  }
+
+  private async annotate(a: Record<string, string | null>): Promise<void> {
+    try {
+      await this.store.patch(this.myBag, { annotations: { ...a, [ANNOTATIONS.updated]: new Date().toISOString() } });
+    } catch (e) {
+      this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
+    }
+  }
+
+  /** After `remove`: the bag goes (peers see departed), the lease is released, the kubelet reaps the pod. */
+  private async finishRemoval(): Promise<void> {
+    if (this.removed) return;
+    this.removed = true;
+    await this.store.patch(this.myBag, { annotations: { [ANNOTATIONS.removed]: 'true' } }).catch(() => undefined);
+    await this.store.delete(this.myBag).catch((e: unknown) => this.log.warn({ err: apiMessage(e) }, 'could not delete the unit bag'));
+    await this.shutdown();
+    try {
+      await this.opts.kube.core.patchNamespacedPod(
+        { name: this.pod, namespace: this.store.namespace, body: { metadata: { annotations: { [ANNOTATIONS.removed]: 'true' } } } },
+        mergePatch,
+      );
+    } catch (e) {
+      this.log.warn({ err: apiMessage(e) }, 'could not mark the pod removed');
+    }
+    this.log.info('unit removed');
+  }
+}
+
+function parseConfig(cm: V1ConfigMap | undefined): ConfigSnapshot | undefined {
+  const raw = cm?.data?.['config'];
+  const hash = cm?.data?.['hash'];
+  if (!raw || !hash) return undefined;
+  try {
+    return { values: JSON.parse(raw) as Record<string, ConfigValue>, hash };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseList(s: string | undefined): string[] {
+  if (!s) return [];
+  try {
+    const v: unknown = JSON.parse(s);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function sameData(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}

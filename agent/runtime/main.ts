@@ -1,0 +1,53 @@
+import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
+import { loadCharmYaml } from '../charm-meta/index.js';
+import { Agent } from './agent.js';
+import type { Charm, CharmFactory } from './charm.js';
+import { connect } from './kube.js';
+import { DEFAULT_LEASE_TIMING } from './leadership.js';
+import { parseUnit, unitName } from './names.js';
+
+export interface AgentProcessOptions {
+  unit: string;
+  kubeconfig?: string;
+  namespace?: string;
+  socket: string;
+  charm: string;
+  charmModule: string;
+  updateStatusMs?: number;
+  leaseMs?: number;
+}
+
+export async function loadCharmModule(path: string): Promise<Charm> {
+  const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+  if (typeof mod.default !== 'function') throw new Error(`charm module ${path} must export a default function returning the charm`);
+  return (mod.default as CharmFactory)();
+}
+
+/** `pgcharm agent`: one unit's agent process, until SIGTERM (runs `stop`) or the unit is removed. */
+export async function runAgent(o: AgentProcessOptions): Promise<void> {
+  const unit = parseUnit(o.unit);
+  const current = { event: 'idle' };
+  const log = pino({ base: { unit: unitName(unit) }, mixin: () => ({ event: current.event }) });
+  const meta = await loadCharmYaml(o.charm);
+  const peerRelation = Object.keys(meta.peers)[0];
+  const container = Object.keys(meta.containers)[0];
+  if (!peerRelation || !container) throw new Error(`${o.charm}: the runtime needs a charm with a peer relation and a container`);
+  const charm = await loadCharmModule(o.charmModule);
+  const kube = connect({ ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
+  const leaseTiming = o.leaseMs
+    ? { leaseMs: o.leaseMs, renewDeadlineMs: Math.round(o.leaseMs * 0.6), retryMs: Math.max(100, Math.round(o.leaseMs / 5)) }
+    : DEFAULT_LEASE_TIMING;
+  const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, peerRelation, container, leaseTiming, current, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
+  let stopping = false;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    void agent.stop(why).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  await agent.start();
+  await agent.done();
+  if (!stopping) process.exit(0);
+}

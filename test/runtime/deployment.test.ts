@@ -1,0 +1,152 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployArgs, testModel, type TestModel } from '../helpers/model.js';
+import { waitFor } from '../helpers/procs.js';
+
+/**
+ * A real 3-unit local deployment of the recorder charm: controller, sidecars and agents as
+ * processes, talking through the controller's Kubernetes API.
+ */
+describe('3-unit local deployment', () => {
+  let m: TestModel;
+  const pods = ['recorder-0', 'recorder-1', 'recorder-2'];
+  const status = async () => {
+    const r = await m.cli(['status', '--format', 'json']);
+    if (r.code !== 0) throw new Error(`pgcharm status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Status;
+  };
+  type Status = {
+    application: { leader: string; 'config-rejected'?: string };
+    units: Record<string, { leader: boolean; agent: { status: string }; workload: { status: string; message: string }; 'applied-config': string }>;
+  };
+  const leaderPod = async () => (await status()).application.leader.replace('/', '-');
+
+  beforeAll(async () => {
+    m = testModel();
+    const r = await m.cli(deployArgs(m, 3));
+    expect(r.stderr + r.stdout).toMatch(/recorder\/0/);
+    expect(r.code).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await m?.cleanup();
+  }, 60_000);
+
+  it('settles with exactly one leader, Juju event order, and peers joined', async () => {
+    const s = await status();
+    expect(Object.keys(s.units)).toEqual(['recorder/0', 'recorder/1', 'recorder/2']);
+    expect(Object.values(s.units).filter((u) => u.leader)).toHaveLength(1);
+    expect(Object.values(s.units).every((u) => u.agent.status === 'idle' && u.workload.status === 'active' && u['applied-config'] === 'current')).toBe(true);
+    await waitFor('peers joined everywhere', () => pods.every((p) => m.events(p).filter((e) => e.event === 'peers-relation-joined').length === 2));
+    for (const p of pods) {
+      const names = m.events(p).map((e) => e.event);
+      const leading = names.includes('leader-elected');
+      const start = names.slice(0, 4);
+      expect(start).toEqual(['install', leading ? 'leader-elected' : 'leader-settings-changed', 'config-changed', 'start']);
+      expect(names).toContain('workload-pebble-ready');
+      const joined = m.events(p).filter((e) => e.event === 'peers-relation-joined').map((e) => e.remote).sort();
+      expect(joined).toEqual(pods.filter((q) => q !== p).map((q) => q.replace('-', '/')));
+    }
+    expect(pods.filter((p) => m.events(p).some((e) => e.event === 'leader-elected'))).toHaveLength(1);
+  });
+
+  it("refuses a non-leader's write to the application bag and accepts the leader's", async () => {
+    const leader = await leaderPod();
+    const other = pods.find((p) => p !== leader)!.replace('-', '/');
+    const refused = await m.cli(['run', other, 'write-app-bag', 'key=colour', 'value=red', '--wait']);
+    expect(refused.code).toBe(1);
+    const out = parse(refused.stdout) as Record<string, { status: string; message: string }>;
+    expect(out[other]!.status).toBe('failed');
+    expect(out[other]!.message).toMatch(/is not the leader: only the leader writes the peers application bag/);
+    const ok = await m.cli(['run', 'leader', 'write-app-bag', 'key=colour', 'value=red', '--wait']);
+    expect(ok.code).toBe(0);
+    expect((parse(ok.stdout) as Record<string, { results: unknown }>)[leader.replace('-', '/')]!.results).toEqual({ written: true });
+    // The other units hear about it as relation-changed (app) and leader-settings-changed.
+    await waitFor('leader-settings-changed after the app bag write', () =>
+      pods.filter((p) => p !== leader).every((p) => m.events(p).filter((e) => e.event === 'leader-settings-changed').length >= 2),
+    );
+  });
+
+  it('runs an action with params validation, log lines, progress and results', async () => {
+    const bad = await m.cli(['run', 'recorder/1', 'count', 'to=abc']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/params\.to: must be integer/);
+    const missing = await m.cli(['run', 'recorder/1', 'count']);
+    expect(missing.stderr).toMatch(/params\.to: required/);
+    const unknown = await m.cli(['run', 'recorder/1', 'cuont', 'to=1']);
+    expect(unknown.stderr).toMatch(/did you mean "count"/);
+    const r = await m.cli(['run', 'recorder/1', 'count', 'to=3', '--wait']);
+    expect(r.code).toBe(0);
+    const out = (parse(r.stdout) as Record<string, { status: string; results: Record<string, unknown>; log: string[]; progress: { fraction: number } }>)['recorder/1']!;
+    expect(out.status).toBe('completed');
+    expect(out.results).toMatchObject({ counted: 3, unit: 'recorder/1' });
+    expect(out.log.map((l) => l.replace(/^\S+ /, ''))).toEqual(['counted 1', 'counted 2', 'counted 3']);
+    expect(out.progress.fraction).toBe(1);
+    expect(r.stderr).toMatch(/counted 2/);
+    const failed = await m.cli(['run', 'recorder/2', 'fail', 'message=on purpose', '--wait']);
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).toMatch(/status: failed/);
+    expect(failed.stdout).toMatch(/on purpose/);
+  });
+
+  it('applies a valid config change on every unit and refuses bad ones, changing nothing', async () => {
+    const diff = await m.cli(['config', 'greeting=hi', '--diff']);
+    expect(diff.stdout).toMatch(/-greeting: "hello"\n\+greeting: "hi"/);
+    for (const [args, why] of [
+      [['size=20'], /size: .*(10|range|at most)/],
+      [['size=abc'], /size: .*int/],
+      [['greetin=x'], /did you mean "greeting"/],
+      [['flavour=spicy'], /flavour: .*immutable/],
+    ] as const) {
+      const r = await m.cli(['config', ...args]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(why);
+    }
+    const before = (await m.cli(['config'])).stdout;
+    expect(before).toMatch(/greeting\s+"hello"/);
+    const ok = await m.cli(['config', 'greeting=bonjour']);
+    expect(ok.code, ok.stderr).toBe(0);
+    await waitFor('config-changed with the new value on every unit', () =>
+      pods.every((p) => m.events(p).some((e) => e.event === 'config-changed' && e.config['greeting'] === 'bonjour')),
+    );
+  });
+
+  it('picks up charm.yaml edits: valid ones reach every unit, invalid ones are refused with path and reason', async () => {
+    const original = readFileSync(m.charm, 'utf8');
+    writeFileSync(m.charm, original.replace('default: 1\n', 'default: 4\n'));
+    await waitFor('config-changed with size 4 on every unit', () => pods.every((p) => m.events(p).some((e) => e.event === 'config-changed' && e.config['size'] === 4)), 30_000);
+    const count = () => pods.map((p) => m.events(p).filter((e) => e.event === 'config-changed').length);
+    const settledCounts = count();
+    writeFileSync(m.charm, original.replace('default: 1\n', 'default: abc\n'));
+    await waitFor('bad type refused', async () => /config\.options\.size\.default: expected int, got "abc"/.test((await status()).application['config-rejected'] ?? ''), 30_000);
+    writeFileSync(m.charm, original.replace('default: plain', 'default: spicy'));
+    await waitFor('immutable change refused', async () => /flavour/.test((await status()).application['config-rejected'] ?? ''), 30_000);
+    expect((await m.cli(['status'])).stdout).toMatch(/charm\.yaml edit refused/);
+    expect(count()).toEqual(settledCounts);
+    expect((await m.cli(['config'])).stdout).toMatch(/size\s+4/);
+    writeFileSync(m.charm, original.replace('default: 1\n', 'default: 4\n'));
+    await waitFor('rejection cleared', async () => (await status()).application['config-rejected'] === undefined, 30_000);
+  }, 120_000);
+
+  it('elects a new leader when the leader unit is killed; leader-elected fires once on it', async () => {
+    const old = await leaderPod();
+    const t0 = Date.now();
+    const k = await m.cli(['kill', old.replace('-', '/')]);
+    expect(k.code, k.stderr).toBe(0);
+    const next = await waitFor('a new leader', async () => {
+      const l = await leaderPod();
+      return l && l !== old ? l : undefined;
+    }, 30_000);
+    await waitFor('leader-elected on the new leader', () => m.events(next).some((e) => e.event === 'leader-elected' && e.t >= t0), 15_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(m.events(next).filter((e) => e.event === 'leader-elected' && e.t >= t0)).toHaveLength(1);
+    const others = pods.filter((p) => p !== next && p !== old);
+    for (const p of others) expect(m.events(p).filter((e) => e.event === 'leader-elected' && e.t >= t0)).toHaveLength(0);
+    // The killed unit comes back (as a non-leader) and settles.
+    await waitFor('killed unit back', async () => {
+      const u = (await status()).units[old.replace('-', '/')];
+      return u?.agent.status === 'idle' && u.workload.status === 'active';
+    }, 60_000);
+    expect(await leaderPod()).toBe(next);
+  }, 120_000);
+});
