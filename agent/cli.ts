@@ -127,7 +127,9 @@ program
   .option('-u, --user <user>', 'run as this user')
   .option('-w, --working-dir <dir>', 'working directory')
   .action(async (unit: string, cmd: string[], o: { model: string; terminal: boolean; user?: string; workingDir?: string }) => {
-    exitCode = await execCommand(await openModel(o.model), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
+    const code = await execCommand(await openModel(o.model), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
+    // Exit now: the forwarded stdin would keep us alive after the command finished (as in pgcharm-sidecar exec).
+    process.stdout.write('', () => process.exit(code));
   });
 
 program
@@ -173,8 +175,13 @@ program
   .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
   .option('--charm-module <path>', 'the charm code', DEFAULT_CHARM_MODULE)
   .action(async (o: { unit: string; socket: string; kubeconfig?: string; namespace?: string; charm: string; charmModule: string }) => {
+    // A SIGTERM while the runtime loads must still run the stop hook once the agent is up.
+    const early: NodeJS.Signals[] = [];
+    const note = (s: NodeJS.Signals) => early.push(s);
+    process.on('SIGTERM', note).on('SIGINT', note);
     const { runAgent } = await import('./runtime/main.js');
-    await runAgent({ unit: o.unit, socket: o.socket, charm: o.charm, charmModule: o.charmModule, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
+    process.off('SIGTERM', note).off('SIGINT', note);
+    await runAgent({ ...(early[0] ? { stopRequested: early[0] } : {}), unit: o.unit, socket: o.socket, charm: o.charm, charmModule: o.charmModule, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
   });
 
 program

@@ -16,6 +16,8 @@ export interface AgentProcessOptions {
   charmModule: string;
   updateStatusMs?: number;
   leaseMs?: number;
+  /** A termination signal that arrived before this function was called. */
+  stopRequested?: string;
 }
 
 export async function loadCharmModule(path: string): Promise<Charm> {
@@ -26,6 +28,13 @@ export async function loadCharmModule(path: string): Promise<Charm> {
 
 /** `pgcharm agent`: one unit's agent process, until SIGTERM (runs `stop`) or the unit is removed. */
 export async function runAgent(o: AgentProcessOptions): Promise<void> {
+  // Pod termination can come at any moment, start-up included: note it now, act once started.
+  let stopRequested: string | undefined = o.stopRequested;
+  let onStop = (why: string) => {
+    stopRequested ??= why;
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
   const unit = parseUnit(o.unit);
   const current = { event: 'idle' };
   const log = pino({ base: { unit: unitName(unit) }, mixin: () => ({ event: current.event }) });
@@ -40,14 +49,13 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
     : DEFAULT_LEASE_TIMING;
   const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, peerRelation, container, leaseTiming, current, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
   let stopping = false;
-  const stop = (why: string) => {
+  onStop = (why: string) => {
     if (stopping) return;
     stopping = true;
     void agent.stop(why).then(() => process.exit(0));
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
   await agent.start();
+  if (stopRequested) onStop(stopRequested);
   await agent.done();
   if (!stopping) process.exit(0);
 }

@@ -21,6 +21,8 @@ export interface CliResult {
 
 export interface TestModel {
   dir: string;
+  /** The environment marker every process started for this model carries. */
+  marker: string;
   /** A copy of the fixture's charm.yaml the test may edit. */
   charm: string;
   cli(args: string[], timeoutMs?: number): Promise<CliResult>;
@@ -52,12 +54,13 @@ export function testModel(): TestModel {
   const marker = randomUUID();
   return {
     dir,
+    marker,
     charm,
     cli(args, timeoutMs = 120_000) {
       return new Promise((res) => {
         execFile(
           process.execPath,
-          [CLI, ...args, '--model', dir],
+          [CLI, args[0]!, '--model', dir, ...args.slice(1)], // before any `--`
           { env: { ...process.env, [MARK]: marker, PGCHARM_MODEL: '' }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
           (err: ExecFileException | null, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
         );

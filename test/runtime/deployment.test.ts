@@ -1,8 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployArgs, testModel, type TestModel } from '../helpers/model.js';
-import { waitFor } from '../helpers/procs.js';
+import { pidsWithEnv, waitFor } from '../helpers/procs.js';
 
 /**
  * A real 3-unit local deployment of the recorder charm: controller, sidecars and agents as
@@ -18,7 +19,7 @@ describe('3-unit local deployment', () => {
   };
   type Status = {
     application: { leader: string; 'config-rejected'?: string };
-    units: Record<string, { leader: boolean; agent: { status: string }; workload: { status: string; message: string }; 'applied-config': string }>;
+    units: Record<string, { leader: boolean; agent: { status: string }; workload: { status: string; message: string }; 'applied-config': string; pod: { restarts: number } }>;
   };
   const leaderPod = async () => (await status()).application.leader.replace('/', '-');
 
@@ -148,5 +149,100 @@ describe('3-unit local deployment', () => {
       return u?.agent.status === 'idle' && u.workload.status === 'active';
     }, 60_000);
     expect(await leaderPod()).toBe(next);
+  }, 120_000);
+
+  it('adds a unit that joins its peers, and removes it: departed, stop and remove run, its directory goes', async () => {
+    const add = await m.cli(['add-unit']);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).toMatch(/added recorder\/3/);
+    await waitFor('recorder/3 joined by everyone', () =>
+      pods.every((p) => m.events(p).some((e) => e.event === 'peers-relation-joined' && e.remote === 'recorder/3')) &&
+      m.events('recorder-3').filter((e) => e.event === 'peers-relation-joined').length === 3,
+    60_000);
+    const rm = await m.cli(['remove-unit', 'recorder/3']);
+    expect(rm.code, rm.stderr).toBe(0);
+    await waitFor('departed on the others', () => pods.every((p) => m.events(p).some((e) => e.event === 'peers-relation-departed' && e.remote === 'recorder/3')), 60_000);
+    await waitFor('unit directory removed', () => !existsSync(join(m.dir, 'units', 'recorder-3')), 60_000);
+    const s = await status();
+    expect(Object.keys(s.units)).toEqual(['recorder/0', 'recorder/1', 'recorder/2']);
+    expect((await m.cli(['remove-unit', 'recorder/3'])).stderr).toMatch(/unit recorder\/3 not found/);
+  }, 120_000);
+
+  it('runs the removed unit through departed, stop and remove in order', async () => {
+    // The removed unit's own record went with its directory; the order is checked on a unit added for it.
+    await m.cli(['add-unit']);
+    await waitFor('recorder/4 settled', async () => (await status()).units['recorder/4']?.agent.status === 'idle' && m.events('recorder-4').filter((e) => e.event === 'peers-relation-joined').length === 3, 60_000);
+    const log = join(m.dir, 'recorder-4-events.jsonl');
+    const copy = setInterval(() => {
+      try {
+        copyFileSync(join(m.dir, 'units', 'recorder-4', 'events.jsonl'), log);
+      } catch {
+        /* gone */
+      }
+    }, 20);
+    try {
+      await m.cli(['remove-unit', '4']);
+      await waitFor('unit directory removed', () => !existsSync(join(m.dir, 'units', 'recorder-4')), 60_000);
+    } finally {
+      clearInterval(copy);
+    }
+    const tail = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; remote: string | null }).filter((e) => e.event !== 'update-status').slice(-5);
+    expect(tail.map((e) => e.event)).toEqual(['peers-relation-departed', 'peers-relation-departed', 'peers-relation-departed', 'stop', 'remove']);
+  }, 120_000);
+
+  it('execs in a unit through its sidecar, with the exit code', async () => {
+    const r = await m.cli(['exec', 'recorder/0', '--', 'sh', '-c', 'echo "hi $(id -un)"; exit 3']);
+    expect(r.stdout).toBe('hi root\n');
+    expect(r.code).toBe(3);
+  });
+
+  it('shows the merged debug log with unit and event on agent lines', async () => {
+    const r = await m.cli(['debug-log', '--no-tail', '-n', '400', '--include', 'recorder/1']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\d\d:\d\d:\d\d\.\d{3} recorder\/1:agent INFO \[config-changed\] event handled/m);
+    expect(r.stdout).not.toMatch(/recorder\/0:/);
+  });
+
+  it('gives clear errors for unknown units, a second deploy, and a model without a deployment', async () => {
+    expect((await m.cli(['run', 'recorder/9', 'count', 'to=1'])).stderr).toMatch(/unit "?recorder\/9"? not found: units are recorder\/0, recorder\/1, recorder\/2/);
+    expect((await m.cli(['kill', 'postgresql/0'])).stderr).toMatch(/not found/);
+    const again = await m.cli(deployArgs(m, 3));
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already has application recorder deployed/);
+    const empty = testModel();
+    try {
+      const r = await empty.cli(['status']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/no deployment in model .*: run `pgcharm deploy` first/);
+    } finally {
+      await empty.cleanup();
+    }
+  });
+
+  it('holds a unit killed with --no-restart down until revived, and restarts a crashed agent process', async () => {
+    const k = await m.cli(['kill', 'recorder/2', '--no-restart']);
+    expect(k.code, k.stderr).toBe(0);
+    await waitFor('recorder/2 down', async () => (await status()).units['recorder/2']?.workload.message === 'killed (--no-restart)', 30_000);
+    expect(pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-2`)).toEqual([]);
+    expect((await m.cli(['kill', 'recorder/1', '--revive'])).stderr).toMatch(/not held down/);
+    expect((await m.cli(['kill', 'recorder/2', '--revive'])).code).toBe(0);
+    await waitFor('recorder/2 back', async () => (await status()).units['recorder/2']?.agent.status === 'idle', 60_000);
+
+    const agentPid = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-1`).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent'));
+    expect(agentPid).toBeDefined();
+    const killedAt = Date.now();
+    process.kill(agentPid!, 'SIGKILL');
+    // A restarted agent goes through config-changed and start again (not install: it is stored).
+    await waitFor('agent restarted', () => m.events('recorder-1').some((e) => e.event === 'start' && e.t > killedAt), 60_000);
+    expect(m.events('recorder-1').filter((e) => e.event === 'install')).toHaveLength(1);
+    expect((await status()).units['recorder/1']!.pod.restarts).toBeGreaterThanOrEqual(1);
+  }, 150_000);
+
+  it('destroys the model: every unit runs stop, and no process is left', async () => {
+    const r = await m.cli(['destroy', '--keep-data']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const p of pods) expect(m.events(p).slice(-3).map((e) => `${p}:${e.event}`)).toContain(`${p}:stop`);
+    expect(pidsWithEnv('PGCHARM_TEST_RUN', m.marker)).toEqual([]);
+    expect(readdirSync(m.dir)).toEqual(['units']);
   }, 120_000);
 });
