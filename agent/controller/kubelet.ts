@@ -7,7 +7,8 @@ import { killMarked, pidsWithEnv } from '../procs.js';
 import { apiMessage, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
-import { decodeDeployment, deploymentName, type Deployment } from './deployment.js';
+import { signalGroup } from '../../sidecar/osutil/signal.js';
+import { decodeDeployment, type Deployment } from './deployment.js';
 
 /** The environment marker every process of a local unit inherits (sidecar, Postgres, agent, execs). */
 export const UNIT_MARKER = 'PGCHARM_LOCAL_UNIT';
@@ -346,16 +347,3 @@ export class Kubelet {
   }
 }
 
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      /* gone */
-    }
-  }
-}
-
-export { deploymentName };

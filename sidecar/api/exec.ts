@@ -7,6 +7,7 @@ import type { ChangeStore } from '../changes/state.js';
 import { ConnectError, ExecManager, type WebsocketId } from '../exec/manager.js';
 import { ExecSetupError, resolveExec, type ExecRequest } from '../exec/setup.js';
 import { parseDuration } from '../plan/duration.js';
+import type { ServiceContext } from '../plan/types.js';
 import { ApiError, asyncResponse, badRequest, errorEnvelope } from './response.js';
 import type { RequestContext, Route, UpgradeHandler } from './router.js';
 
@@ -18,14 +19,7 @@ export interface ExecDeps {
   changes: ChangeStore;
   log: Logger;
   /** Returns the service's context (env, user, group, working dir) or throws Error if no such service. */
-  serviceContext(name: string): {
-    environment: Record<string, string>;
-    userId?: number;
-    user?: string;
-    groupId?: number;
-    group?: string;
-    workingDir?: string;
-  };
+  serviceContext(name: string): ServiceContext;
   /** The manager to run commands with; by default one is made per deps object. */
   manager?: ExecManager;
   /** Pebble's 5s unless set (tests shorten it). */

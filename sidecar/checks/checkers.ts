@@ -5,6 +5,7 @@ import net from 'node:net';
 import { trackChild, untrackChild } from '../osutil/children.js';
 import { normalizeUidGid } from '../osutil/users.js';
 import { shlexSplit } from '../plan/shlex.js';
+import type { ServiceContext } from '../plan/types.js';
 
 /** Pebble keeps this much output (exec) or body (http) for the error details. */
 const MAX_ERROR_BYTES = 512;
@@ -29,14 +30,8 @@ export class CheckError extends Error {
 }
 
 /** Exec check settings after the service context was merged in. */
-export interface ExecSpec {
+export interface ExecSpec extends ServiceContext {
   command: string;
-  environment: Record<string, string>;
-  userId?: number;
-  user?: string;
-  groupId?: number;
-  group?: string;
-  workingDir?: string;
 }
 
 export type CheckSpec =

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { formatDuration } from '../plan/duration.js';
-import { DEFAULTS, type Check, type CheckLevel, type Startup } from '../plan/types.js';
+import { DEFAULTS, type Check, type CheckLevel, type ServiceContext, type Startup } from '../plan/types.js';
 import { CheckError, runChecker, type CheckSpec } from './checkers.js';
 
 /**
@@ -33,15 +33,6 @@ export interface CheckInfo {
   'change-id'?: string;
 }
 
-/** The parts of a service an exec check with `service-context` inherits. */
-export interface ServiceContext {
-  environment: Record<string, string>;
-  userId?: number;
-  user?: string;
-  groupId?: number;
-  group?: string;
-  workingDir?: string;
-}
 
 export interface CheckManagerOptions {
   log: Logger;

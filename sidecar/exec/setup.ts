@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { DEFAULT_PATH, lookPath } from '../osutil/lookpath.js';
 import { lookupUser, normalizeUidGid, userEnvironment, type Identity } from '../osutil/users.js';
+import type { ServiceContext } from '../plan/types.js';
 
 /**
  * Turning an exec request into something runnable: service context merge, user and
@@ -27,15 +28,6 @@ export interface ExecRequest {
   height: number;
 }
 
-/** What a service contributes when named as `service-context`. */
-export interface ServiceContext {
-  environment: Record<string, string>;
-  userId?: number;
-  user?: string;
-  groupId?: number;
-  group?: string;
-  workingDir?: string;
-}
 
 /** Everything needed to start the process. */
 export interface ExecSetup {

@@ -108,3 +108,13 @@ export const DEFAULTS = {
 
 /** A layer or plan problem; the message names the layer, the key and the reason. */
 export class PlanError extends Error {}
+
+/** The parts of a service that an exec (or exec check) naming it as `service-context` inherits. */
+export interface ServiceContext {
+  environment: Record<string, string>;
+  userId?: number;
+  user?: string;
+  groupId?: number;
+  group?: string;
+  workingDir?: string;
+}

@@ -9,6 +9,7 @@ import { LineSplitter, type LogStore } from '../logs/buffer.js';
 import { normalizeUidGid, userEnvironment } from '../osutil/users.js';
 import { trackChild, untrackChild } from '../osutil/children.js';
 import { checkDir, DEFAULT_PATH, lookPath } from '../osutil/lookpath.js';
+import { signalGroup } from '../osutil/signal.js';
 import { nextBackoff } from './backoff.js';
 import { canTransition, currentOf, type State } from './states.js';
 
@@ -183,16 +184,7 @@ export class ServiceRunner extends EventEmitter {
 
   private killGroup(sig: NodeJS.Signals): void {
     const pid = this.proc?.pid;
-    if (!pid) return;
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+    if (pid) signalGroup(pid, sig);
   }
 
   private spawnProcess(): void {
