@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, rmSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { loadCharmYaml } from '../charm-meta/index.js';
+import { freePort } from '../ports.js';
 import { killMarked, pidsWithEnv } from '../procs.js';
 import { apiMessage, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
@@ -123,8 +125,9 @@ export class Kubelet {
     const pod = podName({ app: this.app, index });
     const dir = this.unitDir(pod);
     mkdirSync(join(dir, 'pebble', 'layers'), { recursive: true, mode: 0o755 });
+    mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
-    await this.ensurePod(index, pod);
+    await this.ensurePod(index, pod, await this.unitPort(dir));
     const u: LocalUnit = { index, pod, sidecar: { child: undefined, restarts: 0 }, agent: { child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
     this.spawn(u, 'sidecar');
@@ -133,7 +136,30 @@ export class Kubelet {
     this.opts.log.info({ unit: unitName({ app: this.app, index }) }, 'unit started');
   }
 
-  private async ensurePod(index: number, pod: string): Promise<void> {
+  /**
+   * All local units share 127.0.0.1, so each gets its own workload port (kept in the unit's
+   * directory so it survives reschedules), published as the container's port like a pod's.
+   */
+  private async unitPort(dir: string): Promise<number> {
+    const file = join(dir, 'port');
+    if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
+    const port = await freePort();
+    writeFileSync(file, String(port));
+    return port;
+  }
+
+  /** The workload container's name from charm.yaml (read once per deployment). */
+  private async workloadContainer(): Promise<string> {
+    if (!this.container) {
+      const meta = await loadCharmYaml(this.deployment?.charm ?? '');
+      this.container = Object.keys(meta.containers)[0] ?? 'workload';
+    }
+    return this.container;
+  }
+
+  private container: string | undefined;
+
+  private async ensurePod(index: number, pod: string, port: number): Promise<void> {
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -141,7 +167,12 @@ export class Kubelet {
         name: pod,
         labels: { [LABELS.app]: this.app, [LABELS.managedBy]: 'pgcharm', 'statefulset.kubernetes.io/pod-name': pod, 'apps.kubernetes.io/pod-index': String(index) },
       },
-      spec: { containers: [{ name: 'charm', image: 'pgcharm/agent' }, { name: 'postgresql', image: 'pgcharm/postgresql' }] },
+      spec: {
+        containers: [
+          { name: 'charm', image: 'pgcharm/agent' },
+          { name: await this.workloadContainer(), image: 'pgcharm/workload', ports: [{ name: 'workload', containerPort: port, protocol: 'TCP' }] },
+        ],
+      },
     };
     try {
       await this.opts.kube.core.createNamespacedPod({ namespace: this.ns, body });
@@ -167,7 +198,13 @@ export class Kubelet {
             '--charm', this.deployment?.charm ?? '',
             '--charm-module', this.deployment?.charmModule ?? '',
           ];
-    const env: Record<string, string | undefined> = { ...process.env, [UNIT_MARKER]: this.marker(u.pod), PGCHARM_UNIT_DIR: dir, PEBBLE: join(dir, 'pebble') };
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      [UNIT_MARKER]: this.marker(u.pod),
+      PGCHARM_UNIT_DIR: dir,
+      PGCHARM_STORAGE_DIR: join(dir, 'storage'),
+      PEBBLE: join(dir, 'pebble'),
+    };
     delete env['PEBBLE_SOCKET'];
     const out = this.logFile(`${u.pod}.${which}.log`);
     const child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -214,7 +251,7 @@ export class Kubelet {
       podIP: '127.0.0.1',
       hostIP: '127.0.0.1',
       conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
-      containerStatuses: [container('charm', u.agent, 'pgcharm/agent'), container('postgresql', u.sidecar, 'pgcharm/postgresql')],
+      containerStatuses: [container('charm', u.agent, 'pgcharm/agent'), container(this.container ?? 'workload', u.sidecar, 'pgcharm/workload')],
     };
     try {
       await this.opts.kube.core.patchNamespacedPodStatus({ name: u.pod, namespace: this.ns, body: { status } }, mergePatch);

@@ -1,8 +1,9 @@
+import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { PebbleClient } from '../../sidecar/client/index.js';
 import { ActionRun } from './actions.js';
-import type { Charm, ConfigValue, EventContext, Status } from './charm.js';
+import { RelationDataAccessError, type Charm, type CharmLoop, type ConfigValue, type EventContext, type LoopContext, type Status, type Workload } from './charm.js';
 import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
@@ -26,6 +27,8 @@ export interface AgentOptions {
   updateStatusMs?: number;
   /** Set to the running event's name (a pino mixin puts it on every log line). */
   current?: { event: string };
+  /** Mount locations of the workload container's storage, by storage name (from charm.yaml). */
+  storage?: Record<string, string>;
 }
 
 interface ConfigSnapshot {
@@ -67,6 +70,9 @@ export class Agent {
   private dying = false;
   private removed = false;
   private sleeping: { timer: NodeJS.Timeout; wake: () => void } | undefined;
+  private podObject: V1Pod | undefined;
+  private loops: Promise<void>[] = [];
+  readonly workload: Workload;
 
   constructor(private readonly opts: AgentOptions) {
     this.unit = unitName(opts.unit);
@@ -76,6 +82,22 @@ export class Agent {
     this.store = new Store(opts.kube, opts.unit.app);
     this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log);
     this.pebble = new PebbleClient({ socketPath: opts.socketPath });
+    this.workload = {
+      address: () => {
+        const ip = this.podObject?.status?.podIP;
+        const c = this.podObject?.spec?.containers.find((x) => x.name === opts.container);
+        const port = c?.ports?.[0]?.containerPort;
+        return ip && port ? { host: ip, port } : undefined;
+      },
+      storage: (name: string) => {
+        // The local kubelet keeps each unit's volumes under one directory; in a pod they are mounts.
+        const local = process.env['PGCHARM_STORAGE_DIR'];
+        if (local) return join(local, name);
+        const at = opts.storage?.[name];
+        if (!at) throw new Error(`no storage ${JSON.stringify(name)} is mounted in container ${opts.container}`);
+        return at;
+      },
+    };
   }
 
   private get app(): string {
@@ -123,6 +145,7 @@ export class Agent {
     this.armUpdateStatus();
     void this.checkPebble();
     this.loopDone = this.loop();
+    for (const l of this.opts.charm.loops ?? []) this.loops.push(this.runCharmLoop(l));
     this.log.info({ leader: this.elector.isLeader() }, 'agent started');
   }
 
@@ -147,7 +170,50 @@ export class Agent {
     for (const t of this.timers) clearInterval(t);
     clearInterval(this.updateStatus);
     await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
+    await Promise.all(this.loops);
+    await this.opts.charm.shutdown?.().catch((e: unknown) => this.log.warn({ err: String(e) }, 'charm shutdown failed'));
     await this.elector.stop(true);
+  }
+
+  private loopContext(name: string): LoopContext {
+    const log = this.log.child({ loop: name });
+    return {
+      unit: this.unit,
+      app: this.app,
+      isLeader: () => this.elector.isLeader(),
+      config: () => Object.freeze({ ...(this.config?.values ?? {}) }),
+      bags: () => ({ local: { ...this.myData }, app: { ...this.appData }, peers: new Map(this.peers) }),
+      setLocal: async (data) => {
+        await this.store.patch(this.myBag, { data });
+        this.myData = applyPatch(this.myData, data);
+      },
+      setApp: async (data) => {
+        if (!this.elector.isLeader()) throw new RelationDataAccessError(`unit ${this.unit} is not the leader: only the leader writes the ${this.relation} application bag`);
+        await this.store.ensure(objects.appBag(this.app), this.store.labels('app-bag'));
+        await this.store.patch(objects.appBag(this.app), { data });
+        this.appData = applyPatch(this.appData, data);
+      },
+      setUnitStatus: (st) => this.setUnitStatus(st),
+      pebble: this.pebble,
+      workload: this.workload,
+      kube: this.opts.kube,
+      emit: (event) => this.queue.push({ name: event }),
+      log,
+    };
+  }
+
+  /** A charm loop: run, sleep everyMs (from the current config), repeat; a failure is logged, not fatal. */
+  private async runCharmLoop(l: CharmLoop): Promise<void> {
+    const ctx = this.loopContext(l.name);
+    while (!this.run.stopped) {
+      try {
+        await l.run(ctx);
+      } catch (e) {
+        ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'charm loop failed');
+      }
+      if (this.run.stopped) break;
+      await new Promise((r) => setTimeout(r, Math.max(10, l.everyMs(ctx.config()))));
+    }
   }
 
   /** Resolves when the agent has finished (after stop(), or after the unit was removed). */
@@ -225,6 +291,7 @@ export class Agent {
   }
 
   private onPod(p: V1Pod): void {
+    this.podObject = p;
     if (p.metadata?.annotations?.[ANNOTATIONS.dying] === 'true' && !this.dying) {
       this.dying = true;
       this.log.info('unit is being removed');
@@ -340,6 +407,7 @@ export class Agent {
       ...(e.appChanged ? { appChanged: true } : {}),
       ...(action ? { action: action.context } : {}),
       pebble: this.pebble,
+      workload: this.workload,
       setUnitStatus: (s) => this.setUnitStatus(s),
       setAppStatus: (s) => this.setAppStatus(s),
       defer: () => {
@@ -461,6 +529,15 @@ export class Agent {
     }
     this.log.info('unit removed');
   }
+}
+
+function applyPatch(data: Record<string, string>, p: Record<string, string | null>): Record<string, string> {
+  const out = { ...data };
+  for (const [k, v] of Object.entries(p)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return out;
 }
 
 function parseConfig(cm: V1ConfigMap | undefined): ConfigSnapshot | undefined {

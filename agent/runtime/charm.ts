@@ -44,6 +44,14 @@ export interface ActionContext {
   fail(message: string): void;
 }
 
+/** Where this unit's workload is reachable and where its storage lives. */
+export interface Workload {
+  /** The pod's IP and the workload container's first port (undefined until the pod reports it). */
+  address(): { host: string; port: number } | undefined;
+  /** The local path of a storage mount from charm.yaml (e.g. `pgdata`). */
+  storage(name: string): string;
+}
+
 export interface EventContext {
   /** Juju's event name, e.g. `config-changed`, `database-peers-relation-joined`, `get-primary-action`. */
   name: string;
@@ -59,6 +67,7 @@ export interface EventContext {
   appChanged?: boolean;
   action?: ActionContext;
   pebble: PebbleClient;
+  workload: Workload;
   setUnitStatus(status: Status): Promise<void>;
   /** Leader only. */
   setAppStatus(status: Status): Promise<void>;
@@ -69,8 +78,45 @@ export interface EventContext {
 
 export type Handler = (ctx: EventContext) => Promise<void> | void;
 
+/**
+ * What a background loop sees: a live view (not a per-event snapshot) of the same model, and
+ * immediate writes (no hook transaction: a loop has no end to commit at).
+ */
+export interface LoopContext {
+  unit: string;
+  app: string;
+  isLeader(): boolean;
+  config(): Readonly<Record<string, ConfigValue>>;
+  /** Current bag contents: this unit's, the application's, and each peer's by unit name. */
+  bags(): { local: Record<string, string>; app: Record<string, string>; peers: ReadonlyMap<string, Record<string, string>> };
+  setLocal(data: Record<string, string | null>): Promise<void>;
+  /** Leader only; throws RelationDataAccessError otherwise. */
+  setApp(data: Record<string, string | null>): Promise<void>;
+  setUnitStatus(status: Status): Promise<void>;
+  pebble: PebbleClient;
+  workload: Workload;
+  /** The store (Kubernetes API) for objects the runtime does not model, e.g. a charm's own Lease. */
+  kube: import('./kube.js').Kube;
+  /** Queues a charm event (e.g. to re-run config-changed after a role change). */
+  emit(name: string): void;
+  log: Logger;
+}
+
+/**
+ * A loop the runtime runs beside the event queue, every `everyMs` (runs never overlap). For
+ * work that must not wait behind a long hook, such as renewing a lease (Patroni's HA loop).
+ */
+export interface CharmLoop {
+  name: string;
+  everyMs(config: Readonly<Record<string, ConfigValue>>): number;
+  run(ctx: LoopContext): Promise<void>;
+}
+
 export interface Charm {
   handlers: Partial<Record<string, Handler>>;
+  loops?: CharmLoop[];
+  /** Called once when the agent stops (after the stop hook), e.g. to stop the loops' side effects. */
+  shutdown?(): Promise<void>;
 }
 
 /** A charm module's default export. */

@@ -37,8 +37,8 @@ describe("the repo's actions", () => {
     ['get-password', ['username=replication'], { username: 'replication' }],
     ['set-password', ['username=rewind', 'password=correct horse'], { username: 'rewind', password: 'correct horse' }],
     ['set-password', [], { username: 'operator' }],
-    ['promote-to-primary', [], { force: false }],
-    ['promote-to-primary', ['force=true'], { force: true }],
+    ['switchover', [], {}],
+    ['switchover', ['to=postgresql/2'], { to: 'postgresql/2' }],
     ['restart', [], {}],
   ];
   test.each(ok)('%s %j', (action, args, params) => {
@@ -47,13 +47,13 @@ describe("the repo's actions", () => {
 
   const refused: [string, string[], string[]][] = [
     ['get-pasword', [], ['get-pasword: unknown action; did you mean "get-password"?']],
-    ['frobnicate', [], ['frobnicate: unknown action (actions: get-primary, get-password, set-password, promote-to-primary, restart)']],
+    ['frobnicate', [], ['frobnicate: unknown action (actions: get-primary, get-password, set-password, switchover, list-members, restart)']],
     ['get-password', ['username=root'], ['params.username: must be one of operator, replication, rewind, monitoring, got "root"']],
     ['get-password', ['username=operater'], ['params.username: must be one of operator, replication, rewind, monitoring, got "operater"; did you mean "operator"?']],
     ['get-password', ['user=operator'], ['params.user: unknown param; did you mean "username"?']],
     ['get-primary', ['unit=postgresql/0'], ['params.unit: unknown param (takes no params)']],
     ['set-password', ['password=short'], ['params.password: must NOT have fewer than 8 characters']],
-    ['promote-to-primary', ['force=yes'], ['params.force: must be boolean (true or false), got "yes"']],
+    ['switchover', ['to=primary'], ['params.to: must match pattern "^[a-z][a-z0-9-]*/[0-9]+$"']],
   ];
   test.each(refused)('refused: %s %j', (action, args, expected) => {
     expect(problemsOf(() => prepareAction(repo, action, args))).toEqual(expected);
