@@ -24,7 +24,7 @@ function int(name: string, min: number, max: number) {
 }
 
 const say = (s: string) => process.stderr.write(s + '\n');
-const modelOption = () => new Option('-m, --model <dir>', 'model directory (default: $PGCHARM_MODEL, else ~/.local/share/pgcharm/default)').default(defaultModelDir(), '$PGCHARM_MODEL or per-user default');
+const modelOption = () => new Option('-m, --model <dir>', 'model directory (default: $PGCHARM_MODEL, else /var/lib/pgcharm/default as root, ~/.local/share/pgcharm/default otherwise)').default(defaultModelDir(), '$PGCHARM_MODEL or per-user default');
 let exitCode = 0;
 
 const program = new Command('pgcharm')

@@ -14,6 +14,8 @@ import { join, resolve } from 'node:path';
 export function defaultModelDir(): string {
   const env = process.env['PGCHARM_MODEL'];
   if (env) return resolve(env);
+  // root's home is 0700, and Postgres runs as the postgres user inside the model directory.
+  if (process.getuid?.() === 0) return '/var/lib/pgcharm/default';
   const base = process.env['XDG_DATA_HOME'] || join(homedir(), '.local', 'share');
   return join(base, 'pgcharm', 'default');
 }

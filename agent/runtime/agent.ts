@@ -408,6 +408,7 @@ export class Agent {
       ...(action ? { action: action.context } : {}),
       pebble: this.pebble,
       workload: this.workload,
+      kube: this.opts.kube,
       setUnitStatus: (s) => this.setUnitStatus(s),
       setAppStatus: (s) => this.setAppStatus(s),
       defer: () => {

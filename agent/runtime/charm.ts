@@ -68,6 +68,8 @@ export interface EventContext {
   action?: ActionContext;
   pebble: PebbleClient;
   workload: Workload;
+  /** The store (Kubernetes API) for objects the runtime does not model, e.g. the charm's Secrets. */
+  kube: import('./kube.js').Kube;
   setUnitStatus(status: Status): Promise<void>;
   /** Leader only. */
   setAppStatus(status: Status): Promise<void>;

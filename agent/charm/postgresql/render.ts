@@ -1,0 +1,133 @@
+import { stringify } from 'yaml';
+import type { ConfigValue } from '../../runtime/charm.js';
+
+/**
+ * Pure rendering of what the charm writes into the workload: the Postgres config file it owns
+ * (the server runs with config_file pointing at it), pg_hba.conf, and the sidecar layer.
+ */
+
+export interface Layout {
+  binDir: string;
+  /** The storage mount (PGDATA lives in it, beside the charm's own files). */
+  storage: string;
+  pgdata: string;
+  /** The charm's private files (password files), postgres-owned, 0700. */
+  private: string;
+  socketDir: string;
+  confFile: string;
+  hbaFile: string;
+  pgpass: string;
+}
+
+export function layout(storage: string, major: number): Layout {
+  const pgdata = `${storage}/pgdata`;
+  return {
+    binDir: `/usr/lib/postgresql/${major}/bin`,
+    storage,
+    pgdata,
+    private: `${storage}/pgcharm`,
+    socketDir: `${storage}/run`,
+    confFile: `${pgdata}/pgcharm.conf`,
+    hbaFile: `${pgdata}/pg_hba.conf`,
+    pgpass: `${storage}/pgcharm/pgpass`,
+  };
+}
+
+export type Role = 'primary' | 'replica';
+
+export interface Standby {
+  /** libpq conninfo of the primary, without a password (passfile= carries it). */
+  primaryConninfo: string;
+  slot: string;
+}
+
+/** Replication slot names allow [a-z0-9_]: postgresql/1 -> postgresql_1. */
+export const slotName = (unit: string): string => unit.replace(/[^a-z0-9]/g, '_');
+
+/** The Postgres parameters for this unit, from the charm config and its role. */
+export function pgParams(config: Readonly<Record<string, ConfigValue>>, o: { host: string; port: number; l: Layout; standby?: Standby; synchronousStandbyNames?: string }): Record<string, string> {
+  const p: Record<string, string> = {
+    // Locally every unit shares 127.0.0.1 (one port each); in a pod, all interfaces (the pod IP and loopback).
+    listen_addresses: o.host === '127.0.0.1' ? '127.0.0.1' : '*',
+    port: String(o.port),
+    unix_socket_directories: o.l.socketDir,
+    hba_file: o.l.hbaFile,
+    max_connections: String(config['max-connections']),
+    shared_buffers: String(config['shared-buffers']),
+    work_mem: String(config['work-mem']),
+    maintenance_work_mem: String(config['maintenance-work-mem']),
+    password_encryption: String(config['password-encryption']),
+    log_connections: config['log-connections'] ? 'on' : 'off',
+    log_min_duration_statement: String(config['log-min-duration-statement']),
+    timezone: String(config['timezone']),
+    wal_level: 'replica',
+    max_wal_senders: '16',
+    max_replication_slots: '16',
+    hot_standby: 'on',
+    hot_standby_feedback: 'on',
+    // pg_rewind needs either checksums or hint-bit WAL; this keeps rewind possible either way.
+    wal_log_hints: 'on',
+    wal_keep_size: '128MB',
+    synchronous_commit: String(config['synchronous-commit']),
+    synchronous_standby_names: o.synchronousStandbyNames ?? '',
+    log_line_prefix: '%m [%p] %q%u@%d ',
+  };
+  if (o.standby) {
+    p['primary_conninfo'] = o.standby.primaryConninfo;
+    p['primary_slot_name'] = o.standby.slot;
+  }
+  return p;
+}
+
+const quote = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+export function renderConf(params: Record<string, string>): string {
+  const lines = ['# Written by the pgcharm charm; edits are overwritten. Change settings with `pgcharm config`.'];
+  for (const [k, v] of Object.entries(params)) lines.push(`${k} = ${quote(v)}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Passwords always (scram-sha-256 or md5, per password_encryption); peer for the OS postgres user locally. */
+export function renderHba(method: string): string {
+  return [
+    '# Written by the pgcharm charm; edits are overwritten.',
+    'local   all          postgres                  peer',
+    `local   all          all                       ${method}`,
+    `host    all          all          0.0.0.0/0    ${method}`,
+    `host    all          all          ::/0         ${method}`,
+    `host    replication  replication  0.0.0.0/0    ${method}`,
+    `host    replication  replication  ::/0         ${method}`,
+    '',
+  ].join('\n');
+}
+
+export const SERVICE = 'postgresql';
+
+/** The sidecar layer: Postgres as the postgres user, started only when the charm decides (startup: disabled). */
+export function postgresLayer(l: Layout, port: number): string {
+  return stringify({
+    summary: 'PostgreSQL (pgcharm)',
+    services: {
+      [SERVICE]: {
+        override: 'replace',
+        summary: 'PostgreSQL server',
+        command: `${l.binDir}/postgres -D ${l.pgdata} -c config_file=${l.confFile}`,
+        // Never autostarted: after a failover, an old primary must not come back writable before its agent decides.
+        startup: 'disabled',
+        user: 'postgres',
+        group: 'postgres',
+        'kill-delay': '30s',
+        'backoff-limit': '5s',
+      },
+    },
+    checks: {
+      'postgresql-ready': {
+        override: 'replace',
+        level: 'ready',
+        period: '5s',
+        timeout: '3s',
+        tcp: { host: '127.0.0.1', port },
+      },
+    },
+  });
+}

@@ -1,0 +1,174 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
+import { postgresLayer, renderConf, renderHba, SERVICE, type Layout } from './render.js';
+
+/**
+ * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
+ * signals) or a libpq connection: the decisions live elsewhere.
+ */
+
+const OWNER = { user: 'postgres', group: 'postgres' };
+
+export class ExecFailed extends Error {
+  override name = 'ExecFailed';
+}
+
+export class PostgresWorkload {
+  constructor(
+    readonly pebble: PebbleClient,
+    readonly l: Layout,
+    private readonly log: Logger,
+  ) {}
+
+  /** Runs a command as postgres in the workload; throws with its stderr when it fails. */
+  async run(argv: string[], o: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
+    const p = await this.pebble.exec(argv, { ...OWNER, ...(o.env ? { environment: o.env } : {}), timeoutMs: o.timeoutMs ?? 120_000, workingDir: this.l.storage });
+    const r = await p.waitOutput();
+    if (r.exitCode !== 0) {
+      throw new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
+    }
+    return r.stdout.toString();
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.pebble.listFiles(path, { itself: true });
+      return true;
+    } catch (e) {
+      if ((e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404)) return false;
+      throw e;
+    }
+  }
+
+  /** Whether PGDATA holds a cluster (PG_VERSION is the marker initdb and pg_basebackup both leave). */
+  hasCluster(): Promise<boolean> {
+    return this.exists(`${this.l.pgdata}/PG_VERSION`);
+  }
+
+  /** The storage layout: PGDATA's parent, the charm's private directory and the socket directory. */
+  async prepareStorage(): Promise<void> {
+    await this.pebble.makeDir(this.l.storage, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists);
+    await this.pebble.makeDir(this.l.private, { makeParents: true, ...OWNER, permissions: '700' }).catch(ignoreExists);
+    await this.pebble.makeDir(this.l.socketDir, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists);
+  }
+
+  /** A file only postgres can read, for a secret (initdb --pwfile, PGPASSFILE). */
+  async pushSecret(path: string, content: string): Promise<void> {
+    await this.pebble.push(path, content, { ...OWNER, permissions: '600', makeDirs: true });
+  }
+
+  async initdb(operatorPassword: string, checksums: boolean): Promise<void> {
+    const pwfile = `${this.l.private}/initdb-password`;
+    await this.pushSecret(pwfile, operatorPassword);
+    try {
+      await this.run([
+        `${this.l.binDir}/initdb`,
+        '-D', this.l.pgdata,
+        '-U', 'operator',
+        `--pwfile=${pwfile}`,
+        '--auth-local=peer',
+        '--auth-host=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C.UTF-8',
+        ...(checksums ? ['--data-checksums'] : []),
+      ]);
+    } finally {
+      await this.pebble.removePath(pwfile).catch(() => undefined);
+    }
+    this.log.info({ pgdata: this.l.pgdata }, 'initialised a new cluster');
+  }
+
+  /** Clones PGDATA from the primary over the replication protocol (physical slot `slot`). */
+  async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean, replicationPassword: string): Promise<void> {
+    await this.pushSecret(this.l.pgpass, `*:*:*:replication:${replicationPassword.replace(/[\\:]/g, (c) => `\\${c}`)}\n`);
+    await this.run(
+      [
+        `${this.l.binDir}/pg_basebackup`,
+        '-h', primary.host,
+        '-p', String(primary.port),
+        '-U', 'replication',
+        '-D', this.l.pgdata,
+        '-X', 'stream',
+        '-c', 'fast',
+        '-S', slot,
+        ...(createSlot ? ['-C'] : []),
+        '-w',
+      ],
+      { env: { PGPASSFILE: this.l.pgpass }, timeoutMs: 3_600_000 },
+    );
+    this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloned the primary with pg_basebackup');
+  }
+
+  async writeConfig(params: Record<string, string>, hbaMethod: string): Promise<void> {
+    await this.pebble.push(this.l.confFile, renderConf(params), { ...OWNER, permissions: '600' });
+    await this.pebble.push(this.l.hbaFile, renderHba(hbaMethod), { ...OWNER, permissions: '600' });
+  }
+
+  async setStandbySignal(on: boolean): Promise<void> {
+    const f = `${this.l.pgdata}/standby.signal`;
+    if (on) await this.pebble.push(f, '', { ...OWNER, permissions: '600' });
+    else await this.pebble.removePath(f).catch(() => undefined);
+  }
+
+  async addLayer(port: number): Promise<void> {
+    await this.pebble.addLayer('postgresql', postgresLayer(this.l, port), { combine: true });
+  }
+
+  async running(): Promise<boolean> {
+    const [s] = await this.pebble.getServices([SERVICE]).catch(() => []);
+    return s?.current === 'active';
+  }
+
+  async start(): Promise<void> {
+    try {
+      await this.pebble.waitChange(await this.pebble.start([SERVICE]));
+    } catch (e) {
+      if (e instanceof ChangeError) throw new ExecFailed(`postgresql did not start: ${e.err}`);
+      throw e;
+    }
+  }
+
+  /** Fast shutdown (SIGINT: Postgres' SIGTERM is "smart" and waits for every client), then stop the service. */
+  async stop(): Promise<void> {
+    if (!(await this.running())) return;
+    await this.pebble.sendSignal('SIGINT', [SERVICE]).catch(() => undefined);
+    await this.pebble.waitChange(await this.pebble.stop([SERVICE]));
+  }
+
+  reload(): Promise<void> {
+    return this.pebble.sendSignal('SIGHUP', [SERVICE]);
+  }
+}
+
+function ignoreExists(e: unknown): void {
+  if (e instanceof PathError && e.kind === 'generic-file-error' && /exists/.test(e.message)) return;
+  throw e;
+}
+
+/** A short-lived libpq connection to a unit's Postgres as the operator. */
+export async function withConnection<T>(target: { host: string; port: number }, password: string, fn: (c: pg.Client) => Promise<T>, timeoutMs = 3000): Promise<T> {
+  const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 10_000 });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** Waits until the server accepts connections (and, for a primary, writes). */
+export async function waitAccepting(target: { host: string; port: number }, password: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await withConnection(target, password, (c) => c.query('SELECT 1'), 1000);
+      return;
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`postgres at ${target.host}:${target.port} did not accept connections in ${timeoutMs / 1000} s: ${(last as Error)?.message}`);
+}
