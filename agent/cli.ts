@@ -12,6 +12,7 @@ import { destroy } from './commands/destroy.js';
 import { execCommand } from './commands/exec.js';
 import { actionYaml, runAction } from './commands/run.js';
 import { gatherStatus, renderStatus } from './commands/status.js';
+import { psql, uris } from './commands/uri.js';
 import { addUnits, killUnit, removeUnit, reviveUnit } from './commands/units.js';
 import { runSingle } from './single.js';
 
@@ -42,6 +43,12 @@ program
   .action(async (o: { model: string; units: number; charm: string; charmModule: string; timeout: number }) => {
     const s = await deploy({ model: o.model, units: o.units, charm: o.charm, charmModule: o.charmModule, timeoutMs: o.timeout * 1000, say });
     process.stdout.write(renderStatus(s, 'tabular'));
+    const ctx = await openModel(o.model);
+    const uri = await uris(ctx, 'primary').catch(() => []);
+    if (uri.length) {
+      process.stdout.write(`\nConnection string (primary): ${uri[0]}\n`);
+      process.stdout.write(`More: pgcharm uri replicas | pgcharm psql | pgcharm status | pgcharm debug-log   (--model ${o.model})\n`);
+    }
   });
 
 program
@@ -143,6 +150,25 @@ program
   .action(async (o: { model: string; lines: number; tail: boolean; include: string[]; level: string }) => {
     const levels: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50 };
     await debugLog(o.model, { lines: o.lines, follow: o.tail, include: o.include, minLevel: levels[o.level] ?? 20, write: (s) => process.stdout.write(s) });
+  });
+
+program
+  .command('uri')
+  .description('print a libpq connection URI with the operator credentials')
+  .addOption(modelOption())
+  .argument('[target]', 'primary, replicas, or a unit', 'primary')
+  .action(async (target: string, o: { model: string }) => {
+    for (const u of await uris(await openModel(o.model), target)) process.stdout.write(u + '\n');
+  });
+
+program
+  .command('psql')
+  .description('open psql on the primary (or a unit) as the operator')
+  .addOption(modelOption())
+  .argument('[target]', 'primary, replicas, or a unit', 'primary')
+  .argument('[psql-args...]', 'more psql arguments (after --)')
+  .action(async (target: string, args: string[], o: { model: string }) => {
+    exitCode = await psql(await openModel(o.model), target, args);
   });
 
 program

@@ -82,8 +82,13 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const { kube } = openController(o.model);
   const existing = await kube.core.listNamespacedConfigMap({ namespace: kube.namespace, labelSelector: `${LABELS.kind}=deployment` });
   const other = existing.items[0]?.metadata?.labels?.[LABELS.app];
-  if (other) {
+  if (other && other !== meta.name) {
     throw new UserError(`model ${o.model} already has application ${other} deployed: \`pgcharm status\` shows it, \`pgcharm destroy\` removes it, or deploy into another --model`);
+  }
+  if (other) {
+    // Deploying again (npm start twice, or after a reboot): the controller is up again, so are the units.
+    o.say(`${other} is already deployed in model ${o.model}; waiting for its units to settle (\`pgcharm destroy\` starts over)`);
+    return waitSettled(await openModel(o.model), o.timeoutMs);
   }
   const store = new Store(kube, meta.name);
   await initConfig(store, { settings: {}, effective }, readFileSync(charmPath, 'utf8'));

@@ -7,8 +7,11 @@ export interface UnitStatus {
   workload: { status: string; message: string };
   agent: { status: string; message: string };
   leader: boolean;
+  /** host:port of the unit's workload (its Postgres), else the pod IP. */
   address: string;
   role: string;
+  timeline: string;
+  lag: string;
   pod: { phase: string; restarts: number };
   'applied-config': string;
 }
@@ -44,8 +47,10 @@ export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
       workload: { status: pod ? (ann[ANNOTATIONS.workloadStatus] ?? 'waiting') : 'unknown', message: pod ? (ann[ANNOTATIONS.workloadMessage] ?? '') : held ? 'killed (--no-restart)' : 'unit is being rescheduled' },
       agent: { status: pod ? (ann[ANNOTATIONS.agentStatus] ?? 'allocating') : 'lost', message: ann[ANNOTATIONS.agentMessage] ?? '' },
       leader: leader === unit,
-      address: pod?.status?.podIP ?? '',
-      role: bag?.data?.['role'] ?? '',
+      address: bag?.data?.['address'] ?? pod?.status?.podIP ?? '',
+      role: pod ? (bag?.data?.['role'] ?? '') : '',
+      timeline: bag?.data?.['timeline'] ?? '',
+      lag: bag?.data?.['lag'] ?? '',
       pod: { phase: pod?.status?.phase ?? 'Missing', restarts: (pod?.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0) },
       'applied-config': !applied ? 'none' : applied === configHash ? 'current' : `stale (${applied.slice(0, 12)})`,
     };
@@ -74,10 +79,10 @@ export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'
   out.push(table([['Model', 'Namespace', 'Controller'], [s.model.name, s.model.namespace, s.model.controller]]));
   const a = s.application;
   out.push(table([['App', 'Status', 'Scale', 'Config', 'Message'], [a.name, a.status, String(a.scale), a.config, a.message]]));
-  const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'Restarts', 'Config', 'Message']];
+  const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'TL', 'Lag', 'Restarts', 'Config', 'Message']];
   for (const [name, u] of Object.entries(s.units)) {
     const msg = u.agent.status === 'error' ? u.agent.message : u.workload.message;
-    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, String(u.pod.restarts), u['applied-config'], msg]);
+    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline, u.lag, String(u.pod.restarts), u['applied-config'], msg]);
   }
   out.push(table(rows));
   if (a['config-rejected']) out.push(`charm.yaml edit refused, still running the previous config:\n  ${a['config-rejected'].replace(/\n/g, '\n  ')}\n`);

@@ -66,6 +66,16 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   await w.prepareStorage();
   if (primary === ctx.unit) await asPrimary(ctx, w, l, me, pw);
   else await asReplica(ctx, w, l, me, pw, primary);
+  if (ctx.isLeader()) await appStatus(ctx, primary);
+}
+
+/** The leader's summary for `pgcharm status`: who is primary and how many standbys replicate. */
+async function appStatus(ctx: EventContext, primary: string): Promise<void> {
+  const units = [ctx.unit, ...ctx.peers.units];
+  const replicas = units.filter((u) => ctx.peers.unit(u).get('role') === 'replica').length;
+  const primaryUp = (primary === ctx.unit || ctx.peers.units.includes(primary)) && ctx.peers.unit(primary).get('role') === 'primary';
+  const message = `primary ${primary}, ${replicas}/${units.length - 1} replicas`;
+  await ctx.setAppStatus(primaryUp ? { name: 'active', message } : { name: 'waiting', message: `waiting for the primary ${primary}` });
 }
 
 async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords): Promise<void> {
