@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { chooseBootstrapPrimary, synchronousStandbyNames } from '../../agent/charm/postgresql/decide.js';
+import { layout, pgParams, renderConf, renderHba, slotName } from '../../agent/charm/postgresql/render.js';
+import { scramVerifier } from '../../agent/charm/postgresql/scram.js';
+import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
+
+describe('synchronous_standby_names', () => {
+  it.each([
+    ['quorum', 1, ['postgresql/1', 'postgresql/2'], 'ANY 1 ("postgresql/1", "postgresql/2")'],
+    ['quorum', 2, ['postgresql/2', 'postgresql/1'], 'ANY 2 ("postgresql/1", "postgresql/2")'],
+    ['quorum', 3, ['postgresql/1'], 'ANY 1 ("postgresql/1")'],
+    ['quorum', 1, [], ''],
+    ['off', 1, ['postgresql/1'], ''],
+  ] as const)('%s n=%i over %j -> %s', (mode, n, streaming, want) => {
+    expect(synchronousStandbyNames(mode, n, streaming)).toBe(want);
+  });
+});
+
+describe('bootstrap primary', () => {
+  it('is the leader', () => expect(chooseBootstrapPrimary('pg/2', ['pg/0', 'pg/1'])).toBe('pg/2'));
+});
+
+describe('rendering', () => {
+  const l = layout('/data', 15);
+  const config = {
+    'max-connections': 100, 'shared-buffers': '128MB', 'work-mem': '4MB', 'maintenance-work-mem': '64MB', 'password-encryption': 'scram-sha-256',
+    'log-connections': false, 'log-min-duration-statement': -1, timezone: 'UTC', 'synchronous-commit': 'on',
+  };
+  it('lays out PGDATA, the private directory and the sockets under the storage mount', () => {
+    expect(l).toMatchObject({ binDir: '/usr/lib/postgresql/15/bin', pgdata: '/data/pgdata', private: '/data/pgcharm', confFile: '/data/pgdata/pgcharm.conf', pgpass: '/data/pgcharm/pgpass' });
+  });
+  it('renders a standby with its conninfo and slot, and quotes values', () => {
+    const p = pgParams(config, { host: '127.0.0.1', port: 5433, l, standby: { primaryConninfo: "host=a port=1 application_name=pg/1", slot: slotName('pg/1') } });
+    expect(p).toMatchObject({ listen_addresses: '127.0.0.1', port: '5433', primary_slot_name: 'pg_1', wal_log_hints: 'on', hot_standby: 'on' });
+    expect(renderConf({ a: "it's" })).toMatch(/^a = 'it''s'$/m);
+    expect(pgParams(config, { host: '10.0.0.5', port: 5432, l })['listen_addresses']).toBe('*');
+    expect(pgParams(config, { host: '10.0.0.5', port: 5432, l })).not.toHaveProperty('primary_conninfo');
+  });
+  it('never trusts: every host line asks for a password', () => {
+    const hba = renderHba('scram-sha-256');
+    expect(hba).not.toMatch(/trust/);
+    expect(hba.split('\n').filter((x) => x.startsWith('host')).every((x) => x.endsWith('scram-sha-256'))).toBe(true);
+  });
+});
+
+describe('SCRAM verifier', () => {
+  it('matches RFC 7677 derivation and never contains the password', () => {
+    const salt = Buffer.from('0123456789abcdef');
+    const v = scramVerifier('pencil', 4096, salt);
+    const salted = pbkdf2Sync('pencil', salt, 4096, 32, 'sha256');
+    const stored = createHash('sha256').update(createHmac('sha256', salted).update('Client Key').digest()).digest('base64');
+    const server = createHmac('sha256', salted).update('Server Key').digest('base64');
+    expect(v).toBe(`SCRAM-SHA-256$4096:${salt.toString('base64')}$${stored}:${server}`);
+    expect(v).not.toContain('pencil');
+  });
+});

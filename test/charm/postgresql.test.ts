@@ -1,0 +1,68 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testModel, type TestModel } from '../helpers/model.js';
+import { waitFor } from '../helpers/procs.js';
+
+/** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
+describe('PostgreSQL charm: 3-unit deployment', () => {
+  let m: TestModel;
+  let deployOut = '';
+  const q = async (uri: string, sql: string) => {
+    const c = new pg.Client({ connectionString: uri, connectionTimeoutMillis: 3000 });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  };
+
+  beforeAll(async () => {
+    m = testModel();
+    const r = await m.cli(['deploy', '--units', '3', '--timeout', '120'], 180_000);
+    deployOut = r.stdout;
+    expect(r.code, r.stderr).toBe(0);
+  }, 200_000);
+  afterAll(async () => {
+    await m?.cleanup();
+  }, 60_000);
+
+  it('ends with one primary and two streaming standbys, and prints a working connection string', async () => {
+    const uri = /Connection string \(primary\): (\S+)/.exec(deployOut)?.[1];
+    expect(uri).toBeDefined();
+    const primary = ((await m.cli(['run', 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1];
+    expect(primary).toMatch(/^postgresql\/[012]$/);
+    const repl = await q(uri!, "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1");
+    expect(repl.map((r) => r['application_name'])).toEqual(['postgresql/0', 'postgresql/1', 'postgresql/2'].filter((u) => u !== primary));
+    expect(repl.every((r) => r['state'] === 'streaming' && r['sync_state'] === 'quorum')).toBe(true);
+    await q(uri!, 'CREATE TABLE probe (v text); INSERT INTO probe VALUES (\'written on the primary\')');
+    const replicas = (await m.cli(['uri', 'replicas'])).stdout.trim().split('\n');
+    expect(replicas).toHaveLength(2);
+    for (const r of replicas) {
+      await waitFor('row replicated', async () => (await q(r, 'SELECT v FROM probe'))[0]?.['v'] === 'written on the primary');
+      expect((await q(r, 'SELECT pg_is_in_recovery() AS r'))[0]!['r']).toBe(true);
+    }
+  });
+
+  it('reports role, address, leader and status per unit in status --format json', async () => {
+    const s = JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { application: { status: string; message: string }; units: Record<string, { leader: boolean; role: string; address: string; workload: { status: string } }> };
+    expect(s.application.status).toBe('active');
+    expect(s.application.message).toMatch(/^primary postgresql\/[012], 2\/2 replicas$/);
+    expect(Object.values(s.units).map((u) => u.role).sort()).toEqual(['primary', 'replica', 'replica']);
+    expect(Object.values(s.units).every((u) => /^127\.0\.0\.1:\d+$/.test(u.address) && u.workload.status === 'active')).toBe(true);
+    expect(Object.values(s.units).filter((u) => u.leader)).toHaveLength(1);
+  });
+
+  it('keeps passwords out of process lists, logs and status', async () => {
+    const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)?.[1];
+    expect(pw).toBeDefined();
+    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(ps).not.toContain(pw);
+    const logs = readdirSync(join(m.dir, 'logs')).map((f) => readFileSync(join(m.dir, 'logs', f), 'utf8')).join('\n');
+    expect(logs).not.toContain(pw);
+    expect((await m.cli(['status', '--format', 'yaml'])).stdout).not.toContain(pw);
+  });
+});
