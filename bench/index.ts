@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { benchPostgres } from './postgres.js';
 import { benchRuntime } from './runtime.js';
 import { benchSidecar } from './sidecar.js';
 
 /**
  * `npm run bench`: JSON on stdout (`npm run -s bench` leaves out npm's banners) and in
- * .bench/latest.json, a human summary on stderr. BENCH_ONLY=sidecar|runtime runs one group.
+ * .bench/latest.json, a human summary on stderr. BENCH_ONLY=sidecar|runtime|postgres runs one group.
  */
 const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
 
@@ -34,6 +35,11 @@ async function main(): Promise<void> {
       `leader failover after kill -9 of the leader unit: median ${r.leader_failover_after_kill9_ms.median} ms (leader-elected running: ${r.leader_elected_handled_after_kill9_ms.median} ms)`,
       `charm.yaml edit -> config-changed on all units: median ${r.charm_yaml_edit_to_config_changed_all_units_ms.median} ms`,
     );
+  }
+  if (!only || only === 'postgres') {
+    const p = await benchPostgres({ bootstrapRuns: num('BENCH_BOOTSTRAP_RUNS', 3) });
+    result['postgres'] = p;
+    lines.push(`bootstrap 3 units -> both standbys streaming: median ${p.bootstrap_3_units_to_standbys_streaming_ms.median} ms (goal <= 4000 ms)`);
   }
   const json = JSON.stringify(result, null, 2) + '\n';
   process.stdout.write(json);
