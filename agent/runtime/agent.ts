@@ -71,6 +71,8 @@ export class Agent {
   private removed = false;
   private sleeping: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   private podObject: V1Pod | undefined;
+  /** The last hook failed and the unit shows an error status (cleared by the next success). */
+  private inError = false;
   private loops: Promise<void>[] = [];
   readonly workload: Workload;
 
@@ -114,6 +116,7 @@ export class Agent {
     const ann = bag.metadata?.annotations ?? {};
     this.myData = { ...(bag.data ?? {}) };
     this.installed = ann[ANNOTATIONS.installed] === 'true';
+    this.inError = ann[ANNOTATIONS.workloadStatus] === 'error'; // left by a previous run of this agent
     this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
     this.config = parseConfig(await this.store.get(objects.config(this.app)));
@@ -349,6 +352,7 @@ export class Agent {
       if (!err) return;
       const wait = ERROR_RETRY_MS[Math.min(attempt, ERROR_RETRY_MS.length - 1)]!;
       this.log.error({ event: e.name, err: err.message, retryInMs: wait }, 'hook failed; retrying');
+      this.inError = true;
       await this.annotate({ [ANNOTATIONS.agentStatus]: 'error', [ANNOTATIONS.agentMessage]: `hook failed: "${e.name}": ${err.message}`, [ANNOTATIONS.workloadStatus]: 'error', [ANNOTATIONS.workloadMessage]: `hook failed: "${e.name}"` });
       await this.sleep(wait);
       if (this.stopAfter && e.name !== this.stopAfter) return; // a stopping unit does not keep retrying
@@ -474,8 +478,8 @@ export class Agent {
       if (e.remoteUnit) ann[ANNOTATIONS.peers] = JSON.stringify([...this.joined].sort());
     }
     // A unit in error that now succeeds clears the error it was showing.
-    const cur = (await this.store.get(this.myBag))?.metadata?.annotations ?? {};
-    if (cur[ANNOTATIONS.workloadStatus] === 'error') {
+    if (this.inError) {
+      this.inError = false;
       ann[ANNOTATIONS.workloadStatus] = 'unknown';
       ann[ANNOTATIONS.workloadMessage] = null;
     }
