@@ -1,5 +1,8 @@
 import { stringify } from 'yaml';
 import type { PebbleClient } from '../../sidecar/client/index.js';
+import { POSTGRES_SUPERVISION, readyCheck, SERVICE } from '../charm/postgresql/render.js';
+
+export { BACKOFF_LIMIT_MS, SERVICE } from '../charm/postgresql/render.js';
 
 /**
  * One PostgreSQL under a sidecar, driven only through the Pebble API (files, exec,
@@ -20,7 +23,6 @@ export interface SinglePostgres {
   service?: Record<string, unknown>;
 }
 
-export const SERVICE = 'postgresql';
 /** The charm owns this include file; postgresql.conf only points at it. */
 export const INCLUDE = 'pgcharm.conf';
 
@@ -76,9 +78,6 @@ export async function writeSettings(client: PebbleClient, pg: SinglePostgres, se
   });
 }
 
-/** Restart backoff cap for the postgresql service, and how long it must run for the backoff to reset. */
-export const BACKOFF_LIMIT_MS = 5000;
-
 export function postgresLayer(pg: SinglePostgres): string {
   return stringify({
     summary: 'PostgreSQL',
@@ -88,26 +87,11 @@ export function postgresLayer(pg: SinglePostgres): string {
         summary: 'PostgreSQL server',
         command: `${pg.binDir}/postgres -D ${pg.pgdata} -c port=${pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${pg.socketDir}`,
         startup: 'enabled',
-        user: 'postgres',
-        group: 'postgres',
-        // A fast shutdown checkpoints first; SIGKILL only when that is truly stuck.
-        'kill-delay': '30s',
-        // A crashed postmaster is back after 0.5 s, then 1, 2, 4, 5, 5... s while it keeps
-        // crashing; the penalty resets after 5 s of healthy running (Pebble resets it after
-        // backoff-limit). The 30 s default would keep a database down for half a minute.
-        'backoff-limit': `${BACKOFF_LIMIT_MS}ms`,
+        ...POSTGRES_SUPERVISION,
         ...pg.service,
       },
     },
-    checks: {
-      'postgresql-ready': {
-        override: 'replace',
-        level: 'ready',
-        period: '5s',
-        timeout: '3s',
-        tcp: { host: '127.0.0.1', port: pg.port },
-      },
-    },
+    checks: { 'postgresql-ready': readyCheck(pg.port) },
   });
 }
 

@@ -35,6 +35,15 @@ const action = z.enum(['restart', 'shutdown', 'failure-shutdown', 'success-shutd
 const startup = z.enum(['enabled', 'disabled'], { error: 'must be "enabled" or "disabled"' });
 const id = z.number().int().min(0);
 
+/** Who and where a command runs as: shared by services and exec checks. */
+const runAs = {
+  'user-id': id.optional(),
+  user: z.string().optional(),
+  'group-id': id.optional(),
+  group: z.string().optional(),
+  'working-dir': z.string().optional(),
+};
+
 const serviceSchema = z.strictObject({
   summary: z.string().optional(),
   description: z.string().optional(),
@@ -45,11 +54,7 @@ const serviceSchema = z.strictObject({
   before: nameList,
   requires: nameList,
   environment: stringMap,
-  'user-id': id.optional(),
-  user: z.string().optional(),
-  'group-id': id.optional(),
-  group: z.string().optional(),
-  'working-dir': z.string().optional(),
+  ...runAs,
   'on-success': action.optional(),
   'on-failure': action.optional(),
   'on-check-failure': z
@@ -80,11 +85,7 @@ const checkSchema = z.strictObject({
       command: z.string().optional(),
       'service-context': z.string().optional(),
       environment: stringMap,
-      'user-id': id.optional(),
-      user: z.string().optional(),
-      'group-id': id.optional(),
-      group: z.string().optional(),
-      'working-dir': z.string().optional(),
+      ...runAs,
     })
     .optional(),
 });

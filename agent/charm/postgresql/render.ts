@@ -103,6 +103,26 @@ export function renderHba(method: string): string {
 
 export const SERVICE = 'postgresql';
 
+/** Restart backoff cap for the postgresql service, and how long it must run for the backoff to reset. */
+export const BACKOFF_LIMIT_MS = 5000;
+
+/** Supervision settings every Postgres service gets, charm-managed or the single demo. */
+export const POSTGRES_SUPERVISION = {
+  user: 'postgres',
+  group: 'postgres',
+  // A fast shutdown checkpoints first; SIGKILL only when that is truly stuck.
+  'kill-delay': '30s',
+  // A crashed postmaster is back after 0.5 s, then 1, 2, 4, 5, 5... s while it keeps crashing;
+  // the penalty resets after 5 s of healthy running (Pebble resets it after backoff-limit).
+  // The 30 s default would keep a database down for half a minute.
+  'backoff-limit': `${BACKOFF_LIMIT_MS}ms`,
+} as const;
+
+/** The ready check: the port accepts TCP connections. */
+export function readyCheck(port: number): Record<string, unknown> {
+  return { override: 'replace', level: 'ready', period: '5s', timeout: '3s', tcp: { host: '127.0.0.1', port } };
+}
+
 /** The sidecar layer: Postgres as the postgres user, started only when the charm decides (startup: disabled). */
 export function postgresLayer(l: Layout, port: number): string {
   return stringify({
@@ -114,20 +134,9 @@ export function postgresLayer(l: Layout, port: number): string {
         command: `${l.binDir}/postgres -D ${l.pgdata} -c config_file=${l.confFile}`,
         // Never autostarted: after a failover, an old primary must not come back writable before its agent decides.
         startup: 'disabled',
-        user: 'postgres',
-        group: 'postgres',
-        'kill-delay': '30s',
-        'backoff-limit': '5s',
+        ...POSTGRES_SUPERVISION,
       },
     },
-    checks: {
-      'postgresql-ready': {
-        override: 'replace',
-        level: 'ready',
-        period: '5s',
-        timeout: '3s',
-        tcp: { host: '127.0.0.1', port },
-      },
-    },
+    checks: { 'postgresql-ready': readyCheck(port) },
   });
 }
