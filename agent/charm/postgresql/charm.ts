@@ -1,5 +1,7 @@
-import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
-import { chooseBootstrapPrimary, synchronousStandbyNames } from './decide.js';
+import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
+import type { Kube } from '../../runtime/kube.js';
+import { PrimaryLease } from './lease.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from './decide.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, type Passwords } from './secrets.js';
@@ -22,6 +24,36 @@ const parseAddress = (s: string | undefined): Target | undefined => {
 
 class Waiting extends Error {}
 
+/**
+ * What the event handlers and the HA loop of this agent process share: the primary Lease's
+ * observations (expiry is measured on this process's clock) and a lock so a promotion never
+ * interleaves with a reconcile.
+ */
+class CharmState {
+  private primaryLease: PrimaryLease | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** The holder a step-down was already requested for. */
+  steppingDownFor: string | undefined;
+
+  lease(ctx: { kube: Kube; app: string }): PrimaryLease {
+    return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app));
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}
+
+const state = new CharmState();
+
+const ttlMs = (config: Readonly<Record<string, ConfigValue>>): number => Number(config['primary-lease-ttl']) * 1000;
+
+async function inRecovery(target: Target, pw: Passwords): Promise<boolean> {
+  return withConnection(target, pw.operator, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
+}
+
 async function passwords(ctx: EventContext): Promise<Passwords> {
   if (ctx.isLeader()) return ensurePasswords(ctx.kube, ctx.app, String(ctx.config['override-root-password'] ?? ''));
   const pw = await readPasswords(ctx.kube, ctx.app);
@@ -36,7 +68,7 @@ function workload(ctx: EventContext): { w: PostgresWorkload; l: Layout } {
 
 async function reconcile(ctx: EventContext): Promise<void> {
   try {
-    await reconcileOrWait(ctx);
+    await state.exclusive(() => reconcileOrWait(ctx));
   } catch (e) {
     if (!(e instanceof Waiting)) throw e;
     ctx.log.info({ decision: 'wait', why: e.message }, 'reconcile');
@@ -55,7 +87,10 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   const pw = await passwords(ctx);
   ctx.peers.local.set('address', `${me.host}:${me.port}`);
 
-  let primary = ctx.peers.app.get('primary');
+  // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
+  const holder = await state.lease(ctx).holder();
+  let primary = holder ?? ctx.peers.app.get('primary');
+  if (holder && ctx.isLeader() && ctx.peers.app.get('primary') !== holder) ctx.peers.app.set('primary', holder);
   if (!primary) {
     if (!ctx.isLeader()) throw new Waiting('waiting for the leader to choose a primary');
     primary = chooseBootstrapPrimary(ctx.unit, ctx.peers.units);
@@ -79,6 +114,12 @@ async function appStatus(ctx: EventContext, primary: string): Promise<void> {
 }
 
 async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords): Promise<void> {
+  const lease = state.lease(ctx);
+  const ttl = ttlMs(ctx.config);
+  // Writes only with the lease: taken here at bootstrap (or when it expired), renewed by the HA loop.
+  if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) {
+    throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
+  }
   const fresh = !(await w.hasCluster());
   if (fresh) {
     await ctx.setUnitStatus({ name: 'maintenance', message: 'initialising the database' });
@@ -89,10 +130,19 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const sync = running ? (await streamingStandbys(me, pw)).filter((u) => ctx.peers.units.includes(u)) : [];
   const names = synchronousStandbyNames(String(ctx.config['synchronous-mode']), Number(ctx.config['synchronous-node-count']), sync);
   await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), String(ctx.config['password-encryption']));
-  await w.setStandbySignal(false);
+  await w.pushPassfile(pw);
   await w.addLayer(me.port);
-  if (running) await w.reload();
-  else await w.start();
+  // The fence is armed before Postgres may accept a write.
+  await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+  if (running && (await inRecovery(me, pw))) {
+    // Fenced (restarted read-only) while still holding the lease, and nobody took over: serve again.
+    await w.promote(me, pw.operator);
+  } else if (running) {
+    await w.reload();
+  } else {
+    await w.setStandbySignal(false);
+    await w.start();
+  }
   await waitAccepting(me, pw.operator);
   await withConnection(me, pw.operator, async (c) => {
     // Passwords go in as SCRAM verifiers: neither SQL text nor a server log line holds one.
@@ -134,16 +184,32 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const target = parseAddress(bag?.get('address'));
   if (!bag || !target || bag.get('role') !== 'primary') throw new Waiting(`waiting for the primary ${primary}`);
   const slot = slotName(ctx.unit);
-  if (!(await w.hasCluster())) {
+  await w.clearFence();
+  await w.pushPassfile(pw);
+  const clone = async () => {
     await ctx.setUnitStatus({ name: 'maintenance', message: `cloning ${primary} with pg_basebackup` });
     await withConnection(target, pw.operator, async (c) => {
       await c.query('SET synchronous_commit = local');
       await ensureSlot(c, slot);
     });
-    await w.basebackup(target, slot, false, pw.replication);
-  } else {
-    // A standby re-reads its primary's password file on reconnect; keep it current.
-    await w.pushSecret(l.pgpass, `*:*:*:replication:${pw.replication.replace(/[\\:]/g, (c) => `\\${c}`)}\n`);
+    await w.basebackup(target, slot, false);
+  };
+  if (!(await w.hasCluster())) {
+    await clone();
+  } else if (ctx.peers.local.get('role') === 'primary' || ctx.peers.local.get('role') === 'fenced') {
+    // A former primary: its timeline may have diverged from the new primary's. Rewind (a
+    // no-op when nothing diverged); when that cannot work, re-clone with the old data kept aside.
+    await ctx.setUnitStatus({ name: 'maintenance', message: `rejoining ${primary} with pg_rewind` });
+    await w.stop();
+    await withConnection(target, pw.operator, async (c) => {
+      await c.query('SET synchronous_commit = local');
+      await ensureSlot(c, slot);
+    });
+    if (!(await w.rewind(target))) {
+      await w.setAside();
+      await clone();
+    }
+    ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
   await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
@@ -181,6 +247,85 @@ async function report(ctx: EventContext): Promise<void> {
   }
 }
 
+/**
+ * The HA loop, beside the event queue (a long hook must not delay it), every fifth of the
+ * lease TTL: the primary renews its Lease and moves the fence deadline; a standby that sees
+ * the Lease expired on its own clock promotes itself if it is the best candidate; the leader
+ * records the current primary in the application bag.
+ */
+const haLoop: CharmLoop = {
+  name: 'ha',
+  everyMs: (config) => Math.max(100, ttlMs(config) / 5),
+  async run(ctx: LoopContext): Promise<void> {
+    const config = ctx.config();
+    const me = ctx.workload.address();
+    if (!me || !config['primary-lease-ttl']) return;
+    const pw = await readPasswords(ctx.kube, ctx.app);
+    if (!pw) return;
+    const ttl = ttlMs(config);
+    const lease = state.lease(ctx);
+    const current = await lease.read();
+    const holder = current?.spec?.holderIdentity || undefined;
+    const { local, app, peers } = ctx.bags();
+    const role = local['role'];
+    const l = layout(ctx.workload.storage('pgdata'), Number(config['postgresql-major']));
+    const w = new PostgresWorkload(ctx.pebble, l, ctx.log);
+
+    if (ctx.isLeader() && holder && app['primary'] !== holder) await ctx.setApp({ primary: holder });
+
+    if (role === 'primary' && holder !== ctx.unit) {
+      // Someone else serves writes now: demote (the fence already stopped us if we were late).
+      // Said once per new holder: the reconcile that demotes may take a while (pg_rewind).
+      if (state.steppingDownFor !== holder) {
+        state.steppingDownFor = holder;
+        ctx.log.warn({ decision: 'step down', holder: holder ?? null, why: 'another unit holds the primary lease' }, 'ha');
+        ctx.emit('pgcharm-reconcile');
+      }
+      return;
+    }
+    state.steppingDownFor = undefined;
+    if (holder === ctx.unit) {
+      // Renewed from the moment a reconcile took it, before the bag says primary.
+      if (await lease.acquire(ctx.unit, ttl, () => false)) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+      if (role !== 'primary') return;
+      // Keep the synchronous set current: a standby that starts streaming joins it at once.
+      const streaming = (await streamingStandbys(me, pw)).filter((u) => peers.has(u)).join(',');
+      if (streaming !== (local['synchronous-standbys'] ?? '')) ctx.emit('pgcharm-reconcile');
+      return;
+    }
+
+    if (role !== 'replica' || !lease.expired(current, ttl)) return;
+    const syncSet = (holder ? (peers.get(holder)?.['synchronous-standbys'] ?? '') : '').split(',').filter(Boolean);
+    const units = [ctx.unit, ...[...peers.entries()].filter(([, b]) => b['role'] === 'replica').map(([u]) => u)];
+    const candidates = await Promise.all(
+      units.map(async (unit) => {
+        const addr = parseAddress(unit === ctx.unit ? `${me.host}:${me.port}` : peers.get(unit)?.['address']);
+        if (!addr) return { unit };
+        try {
+          const lsn = await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l, 500);
+          return lsn ? { unit, lsn } : { unit };
+        } catch {
+          return { unit };
+        }
+      }),
+    );
+    const choice = chooseFailoverCandidate(String(config['synchronous-mode']), syncSet, candidates);
+    if (choice.unit !== ctx.unit) {
+      ctx.log.info({ decision: 'no action', expiredHolder: holder ?? null, candidate: choice.unit ?? null, why: choice.why }, 'ha');
+      return;
+    }
+    await state.exclusive(async () => {
+      if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) return;
+      await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+      await w.promote(me, pw.operator);
+      await ctx.setLocal({ role: 'primary' });
+      ctx.log.warn({ decision: 'promoted', previous: holder ?? null, why: `the primary lease expired; ${choice.why}` }, 'ha');
+      await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
+      ctx.emit('pgcharm-reconcile');
+    });
+  },
+};
+
 export default function postgresqlCharm(): Charm {
   const onEvent: Handler = async (ctx) => {
     await reconcile(ctx);
@@ -197,8 +342,10 @@ export default function postgresqlCharm(): Charm {
     'database-peers-relation-changed',
     'database-peers-relation-departed',
     'update-status',
+    'pgcharm-reconcile',
   ];
   return {
+    loops: [haLoop],
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'get-primary-action': (ctx) => {

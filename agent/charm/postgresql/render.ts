@@ -140,3 +140,50 @@ export function postgresLayer(l: Layout, port: number): string {
     checks: { 'postgresql-ready': readyCheck(port) },
   });
 }
+
+export const FENCE_SERVICE = 'pgcharm-fence';
+
+/** Where the primary's agent writes, at each lease renewal, the time (epoch ms) it must be fenced by. */
+export const fenceDeadline = (l: Layout): string => `${l.private}/fence-deadline`;
+
+/**
+ * The fence, a watchdog beside Postgres in the workload, so it works when the agent is frozen
+ * or cut off: once the deadline written at the last lease renewal has passed, it marks PGDATA a
+ * standby (so the sidecar's restart brings Postgres back read-only) and stops the postmaster
+ * at once (SIGQUIT, immediate shutdown). No deadline file means this unit is not a primary.
+ */
+export function fenceScript(l: Layout): string {
+  const d = fenceDeadline(l);
+  return `#!/bin/sh
+# Written by the pgcharm charm. See agent/charm/postgresql/render.ts (fenceScript).
+while :; do
+  if [ -f '${d}' ] && [ ! -e '${l.pgdata}/standby.signal' ] && [ -f '${l.pgdata}/postmaster.pid' ]; then
+    deadline=$(cat '${d}' 2>/dev/null)
+    now=$(date +%s%3N)
+    if [ -n "$deadline" ] && [ "$now" -gt "$deadline" ]; then
+      : > '${l.pgdata}/standby.signal'
+      kill -QUIT "$(head -n 1 '${l.pgdata}/postmaster.pid')" 2>/dev/null
+      echo "fenced: primary lease not renewed by $deadline (now $now); postgres stopped, restarting read-only"
+    fi
+  fi
+  sleep 0.05
+done
+`;
+}
+
+export function fenceLayer(l: Layout): string {
+  return stringify({
+    summary: 'pgcharm fence',
+    services: {
+      [FENCE_SERVICE]: {
+        override: 'replace',
+        summary: 'stops a primary whose lease was not renewed in time',
+        command: `/bin/sh ${l.private}/fence.sh`,
+        startup: 'enabled',
+        user: 'postgres',
+        group: 'postgres',
+        'kill-delay': '1s',
+      },
+    },
+  });
+}

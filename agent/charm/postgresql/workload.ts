@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
-import { postgresLayer, renderConf, renderHba, SERVICE, type Layout } from './render.js';
+import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type Layout } from './render.js';
 
 /**
  * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
@@ -80,8 +80,7 @@ export class PostgresWorkload {
   }
 
   /** Clones PGDATA from the primary over the replication protocol (physical slot `slot`). */
-  async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean, replicationPassword: string): Promise<void> {
-    await this.pushSecret(this.l.pgpass, `*:*:*:replication:${replicationPassword.replace(/[\\:]/g, (c) => `\\${c}`)}\n`);
+  async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean): Promise<void> {
     await this.run(
       [
         `${this.l.binDir}/pg_basebackup`,
@@ -111,8 +110,64 @@ export class PostgresWorkload {
     else await this.pebble.removePath(f).catch(() => undefined);
   }
 
+  /** The Postgres layer and the fence watchdog beside it (started at once; idle without a deadline). */
   async addLayer(port: number): Promise<void> {
+    await this.pebble.push(`${this.l.private}/fence.sh`, fenceScript(this.l), { ...OWNER, permissions: '700' });
     await this.pebble.addLayer('postgresql', postgresLayer(this.l, port), { combine: true });
+    await this.pebble.addLayer('pgcharm-fence', fenceLayer(this.l), { combine: true });
+    const [f] = await this.pebble.getServices([FENCE_SERVICE]);
+    if (f?.current !== 'active') await this.pebble.waitChange(await this.pebble.start([FENCE_SERVICE]));
+  }
+
+  /** Arms (or moves) the fence: past `epochMs` without a newer deadline, Postgres is stopped. */
+  setFenceDeadline(epochMs: number): Promise<void> {
+    return this.pebble.push(fenceDeadline(this.l), String(Math.floor(epochMs)), { ...OWNER, permissions: '600' });
+  }
+
+  /** Disarms the fence (this unit is not, or no longer, a primary). */
+  async clearFence(): Promise<void> {
+    await this.pebble.removePath(fenceDeadline(this.l)).catch(() => undefined);
+  }
+
+  /** Promotes this standby (pg_promote waits until it accepts writes). */
+  async promote(target: { host: string; port: number }, operatorPassword: string): Promise<void> {
+    await withConnection(target, operatorPassword, async (c) => {
+      const r = await c.query<{ ok: boolean }>('SELECT pg_promote(true, 30) AS ok');
+      if (!r.rows[0]?.ok) throw new ExecFailed('pg_promote did not finish within 30 s');
+    });
+    await this.setStandbySignal(false);
+  }
+
+  /**
+   * Turns a former primary into something that can follow `source`: pg_rewind with the
+   * operator's credentials from the private passfile (it runs crash recovery first if needed).
+   * Returns false when rewind is impossible (the caller re-clones, keeping the old data aside).
+   */
+  async rewind(source: { host: string; port: number }): Promise<boolean> {
+    try {
+      await this.run(
+        [`${this.l.binDir}/pg_rewind`, '-D', this.l.pgdata, `--source-server=host=${source.host} port=${source.port} user=operator dbname=postgres passfile=${this.l.pgpass}`, '--progress'],
+        { timeoutMs: 3_600_000 },
+      );
+      return true;
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'pg_rewind failed');
+      return false;
+    }
+  }
+
+  /** Moves PGDATA aside (never deleted: data the charm cannot prove replaced stays). */
+  async setAside(): Promise<string> {
+    const to = `${this.l.storage}/pgdata.old-${new Date().toISOString().replace(/[:.]/g, '')}`;
+    await this.run(['mv', this.l.pgdata, to]);
+    this.log.warn({ kept: to }, 'moved the old data directory aside before re-cloning');
+    return to;
+  }
+
+  /** The private passfile: replication (streaming, basebackup) and operator (pg_rewind). */
+  pushPassfile(pw: { replication: string; operator: string }): Promise<void> {
+    const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    return this.pushSecret(this.l.pgpass, `*:*:*:replication:${esc(pw.replication)}\n*:*:*:operator:${esc(pw.operator)}\n`);
   }
 
   async running(): Promise<boolean> {

@@ -1,0 +1,97 @@
+import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
+import { objects } from '../../runtime/names.js';
+
+/**
+ * Lease `<app>-primary`: held by the unit whose Postgres accepts writes. The holder renews
+ * it; another unit may take it only once the record stayed unchanged for a whole lease
+ * duration on the taker's own clock (client-go rules, no clock comparison across units). Every
+ * write is compare-and-swap on resourceVersion.
+ */
+export class PrimaryLease {
+  private observedRecord = '';
+  private observedAt = 0;
+  /** When our last successful renewal was sent (local clock), for the fence deadline. */
+  lastRenewSentAt = 0;
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly app: string,
+  ) {}
+
+  private get name(): string {
+    return objects.primaryLease(this.app);
+  }
+
+  async read(): Promise<V1Lease | undefined> {
+    try {
+      return await this.kube.coordination.readNamespacedLease({ name: this.name, namespace: this.kube.namespace });
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** The unit recorded as primary (whether or not its lease is still fresh), or undefined. */
+  async holder(): Promise<string | undefined> {
+    return (await this.read())?.spec?.holderIdentity || undefined;
+  }
+
+  /**
+   * Notes the record as seen now and says whether it has been unchanged for a lease duration
+   * on our clock (or nobody holds it): only then may another unit take it.
+   */
+  expired(lease: V1Lease | undefined, ttlMs: number): boolean {
+    if (!lease?.spec?.holderIdentity) return true;
+    const s = lease.spec;
+    const record = JSON.stringify([s.holderIdentity, s.renewTime, s.leaseTransitions]);
+    if (record !== this.observedRecord) {
+      this.observedRecord = record;
+      this.observedAt = Date.now();
+      return false;
+    }
+    return Date.now() - this.observedAt >= ttlMs;
+  }
+
+  /**
+   * Takes or renews the lease for `unit`. `mayTake` says whether taking it from someone else
+   * is allowed (their lease expired on our clock). Returns true when we hold it afterwards.
+   */
+  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean): Promise<boolean> {
+    const sent = Date.now();
+    const now = new V1MicroTime(sent);
+    const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
+    const lease = await this.read();
+    if (!lease) {
+      try {
+        await this.kube.coordination.createNamespacedLease({
+          namespace: this.kube.namespace,
+          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name }, spec: { holderIdentity: unit, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+        });
+      } catch (e) {
+        if (isConflict(e)) return false;
+        throw e;
+      }
+      this.lastRenewSentAt = sent;
+      return true;
+    }
+    const spec = lease.spec ?? {};
+    const mine = spec.holderIdentity === unit;
+    if (!mine && spec.holderIdentity && !mayTake(lease)) return false;
+    lease.spec = {
+      holderIdentity: unit,
+      leaseDurationSeconds: seconds,
+      acquireTime: mine && spec.acquireTime ? new V1MicroTime(spec.acquireTime) : now,
+      renewTime: now,
+      leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
+    };
+    try {
+      await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: lease });
+    } catch (e) {
+      if (isConflict(e)) return false;
+      throw e;
+    }
+    this.lastRenewSentAt = sent;
+    return true;
+  }
+}
