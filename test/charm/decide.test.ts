@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseBootstrapPrimary, synchronousStandbyNames } from '../../agent/charm/postgresql/decide.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from '../../agent/charm/postgresql/decide.js';
 import { layout, pgParams, renderConf, renderHba, slotName } from '../../agent/charm/postgresql/render.js';
 import { scramVerifier } from '../../agent/charm/postgresql/scram.js';
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
@@ -52,5 +52,23 @@ describe('SCRAM verifier', () => {
     const server = createHmac('sha256', salted).update('Server Key').digest('base64');
     expect(v).toBe(`SCRAM-SHA-256$4096:${salt.toString('base64')}$${stored}:${server}`);
     expect(v).not.toContain('pencil');
+  });
+});
+
+describe('failover candidate', () => {
+  const c = (unit: string, lsn?: string) => (lsn ? { unit, lsn } : { unit });
+  it.each([
+    ['quorum: the highest LSN in the synchronous set', 'quorum', ['pg/1', 'pg/2'], [c('pg/1', '0/3000000'), c('pg/2', '0/3000100')], 'pg/2'],
+    ['quorum: a further-ahead unit outside the set is not eligible', 'quorum', ['pg/1'], [c('pg/1', '0/3000000'), c('pg/2', '0/9000000')], 'pg/1'],
+    ['quorum: empty set, nobody', 'quorum', [], [c('pg/1', '0/3000000')], undefined],
+    ['unreachable units are skipped', 'quorum', ['pg/1', 'pg/2'], [c('pg/1'), c('pg/2', '0/1')], 'pg/2'],
+    ['ties go to the lowest name', 'off', [], [c('pg/2', '0/5'), c('pg/1', '0/5')], 'pg/1'],
+    ['high halves compare as numbers', 'off', [], [c('pg/1', '9/0'), c('pg/2', '10/0')], 'pg/2'],
+    ['off: anyone reachable', 'off', [], [c('pg/3', '0/1')], 'pg/3'],
+  ] as const)('%s', (_n, mode, set, cands, want) => {
+    expect(chooseFailoverCandidate(mode, set, cands).unit).toBe(want);
+  });
+  it('says why nobody was chosen', () => {
+    expect(chooseFailoverCandidate('quorum', ['pg/1'], [c('pg/1')]).why).toMatch(/no reachable standby from the synchronous set \[pg\/1\]/);
   });
 });

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { waitFor } from '../helpers/procs.js';
+import { Writer } from '../helpers/writer.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
 describe('PostgreSQL charm: 3-unit deployment', () => {
@@ -65,4 +66,41 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect(logs).not.toContain(pw);
     expect((await m.cli(['status', '--format', 'yaml'])).stdout).not.toContain(pw);
   });
+
+  it('fails over when the primary unit is killed: no acknowledged write lost, the old primary rejoins as a standby', async () => {
+    const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
+    const roles = async () => {
+      const s = JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string; workload: { status: string } }> };
+      return s.units;
+    };
+    const old = Object.entries(await roles()).find(([, u]) => u.role === 'primary')![0];
+    const w = new Writer(m.dir, pw);
+    await w.start();
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const killedAt = Date.now();
+      expect((await m.cli(['kill', old])).code).toBe(0);
+      const next = await waitFor('a new primary', async () => Object.entries(await roles()).find(([u, x]) => u !== old && x.role === 'primary')?.[0], 30_000);
+      await waitFor('writes resumed', () => w.acked.some((a) => a.at > killedAt + 500) && w.acked.at(-1)!.at > Date.now() - 500, 30_000);
+      // A standby promoted only after the lease expired: the gap is the lease TTL plus detection.
+      expect(w.longestGapAfter(killedAt)).toBeLessThan(10_000);
+      await w.stop();
+      expect(await w.lost()).toEqual([]);
+      await waitFor('the old primary back as a standby of the new one', async () => {
+        const u = (await roles())[old];
+        return u?.role === 'replica' && u.workload.status === 'active';
+      }, 90_000);
+      const c = new pg.Client({ connectionString: (await m.cli(['uri', old])).stdout.trim() });
+      await c.connect();
+      try {
+        await waitFor('the rejoined unit has every row', async () => Number((await c.query(`SELECT count(*) AS n FROM ${w.table}`)).rows[0].n) === w.acked.length, 30_000);
+        expect((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true);
+      } finally {
+        await c.end();
+      }
+      expect(next).not.toBe(old);
+    } finally {
+      await w.stop();
+    }
+  }, 180_000);
 });

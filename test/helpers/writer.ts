@@ -1,0 +1,93 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * A client that writes a row every `everyMs` to whichever unit accepts writes (it finds it
+ * by trying every unit's port, as a libpq multi-host URI with target_session_attrs=read-write
+ * would), records every acknowledged id and when it was acknowledged.
+ */
+export class Writer {
+  readonly acked: { id: number; at: number }[] = [];
+  private stopped = false;
+  private done: Promise<void> = Promise.resolve();
+  readonly table = `w_${Date.now()}`;
+
+  constructor(
+    private readonly model: string,
+    private readonly password: string,
+    private readonly everyMs = 10,
+  ) {}
+
+  ports(): number[] {
+    const dir = join(this.model, 'units');
+    return readdirSync(dir).map((u) => Number(readFileSync(join(dir, u, 'port'), 'utf8')));
+  }
+
+  async connectPrimary(): Promise<pg.Client | undefined> {
+    for (const port of this.ports()) {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'operator', password: this.password, database: 'postgres', connectionTimeoutMillis: 300 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        if (!(await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r) return c;
+      } catch {
+        /* down or starting */
+      }
+      await c.end().catch(() => undefined);
+    }
+    return undefined;
+  }
+
+  async start(): Promise<void> {
+    const c = await this.connectPrimary();
+    if (!c) throw new Error('no primary to write to');
+    await c.query(`CREATE TABLE ${this.table} (id int PRIMARY KEY)`);
+    await c.end();
+    this.done = this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    let client: pg.Client | undefined;
+    let id = 0;
+    while (!this.stopped) {
+      try {
+        client ??= await this.connectPrimary();
+        if (client) {
+          const n = ++id;
+          await client.query(`INSERT INTO ${this.table} VALUES ($1)`, [n]);
+          this.acked.push({ id: n, at: Date.now() });
+        }
+      } catch {
+        await client?.end().catch(() => undefined);
+        client = undefined;
+      }
+      await new Promise((r) => setTimeout(r, this.everyMs));
+    }
+    await client?.end().catch(() => undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+  }
+
+  /** The longest time between two acknowledgements after `from` (ms). */
+  longestGapAfter(from: number): number {
+    let gap = 0;
+    for (let i = 1; i < this.acked.length; i++) if (this.acked[i]!.at >= from) gap = Math.max(gap, this.acked[i]!.at - this.acked[i - 1]!.at);
+    return gap;
+  }
+
+  /** Acknowledged ids missing from the current primary. */
+  async lost(): Promise<number[]> {
+    const c = await this.connectPrimary();
+    if (!c) throw new Error('no primary to check');
+    try {
+      const have = new Set((await c.query<{ id: number }>(`SELECT id FROM ${this.table}`)).rows.map((r) => r.id));
+      return this.acked.map((a) => a.id).filter((id) => !have.has(id));
+    } finally {
+      await c.end();
+    }
+  }
+}
