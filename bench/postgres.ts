@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { summary } from './stats.js';
+import { Writer } from './writer.js';
 
 /**
  * PostgreSQL charm benchmarks on real 3-unit local deployments: `pgcharm deploy` until both
@@ -33,7 +34,72 @@ async function streaming(uri: string): Promise<number> {
   }
 }
 
-export async function benchPostgres(opts: { bootstrapRuns: number }) {
+function killedAt(model: string, after: number): number | undefined {
+  const lines = readFileSync(join(model, 'logs', 'controller.log'), 'utf8').trim().split('\n');
+  for (const l of lines.reverse()) {
+    const o = JSON.parse(l) as { time?: number; msg?: string };
+    if (o.msg === 'killing unit' && (o.time ?? 0) >= after) return o.time;
+  }
+  return undefined;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+interface UnitRoles {
+  units: Record<string, { role: string; agent: { status: string }; workload: { status: string } }>;
+}
+
+/** Unplanned failover: kill -9 of the whole primary unit under a writer (a row every 10 ms). */
+async function failovers(runs: number) {
+  const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-fo-'));
+  chmodSync(model, 0o755);
+  const toFirstWrite: number[] = [];
+  const lostCounts: number[] = [];
+  const rejoin: number[] = [];
+  try {
+    await cli(model, ['deploy', '--units', '3', '--timeout', '180']);
+    const pw = (await cli(model, ['run', 'leader', 'get-password', '--wait'])).match(/password: (\S+)/)![1]!;
+    const roles = async () => (JSON.parse(await cli(model, ['status', '--format', 'json'])) as UnitRoles).units;
+    for (let i = 0; i < runs; i++) {
+      const old = Object.entries(await roles()).find(([, u]) => u.role === 'primary')![0];
+      const w = new Writer(model, pw);
+      await w.start();
+      await new Promise((r) => setTimeout(r, 1000));
+      const oldPort = w.lastPort();
+      const before = Date.now();
+      await cli(model, ['kill', old]);
+      const t0 = await until('the kill', () => killedAt(model, before), 10_000);
+      const first = await until('a write on the new primary', () => w.firstAckAfter(t0, oldPort), 60_000, 10);
+      toFirstWrite.push(first - t0);
+      await new Promise((r) => setTimeout(r, 500));
+      await w.stop();
+      lostCounts.push((await w.lost()).length);
+      await until('the killed unit streaming again and all settled', async () => {
+        const u = await roles();
+        return Object.values(u).every((x) => x.agent.status === 'idle' && x.workload.status === 'active') && u[old]?.role === 'replica' ? true : undefined;
+      }, 120_000, 250);
+      rejoin.push(Date.now() - t0);
+    }
+  } finally {
+    await cli(model, ['destroy']).catch(() => undefined);
+    rmSync(model, { recursive: true, force: true });
+  }
+  return {
+    failover_kill9_primary_unit_to_first_acked_write_ms: { ...summary(toFirstWrite), goal_median_max: 3000, what: 'SIGKILL of the primary unit (agent, sidecar, Postgres) -> first write acknowledged by the new primary' },
+    failover_acknowledged_writes_lost: { runs: lostCounts, total: lostCounts.reduce((a, b) => a + b, 0) },
+    failover_kill9_to_old_primary_streaming_again_ms: { ...summary(rejoin), what: 'includes the 10 s reschedule delay of the killed unit' },
+  };
+}
+
+export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns: number }) {
   const bootstrap: number[] = [];
   for (let i = 0; i < opts.bootstrapRuns; i++) {
     const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-pg-'));
@@ -56,6 +122,7 @@ export async function benchPostgres(opts: { bootstrapRuns: number }) {
     }
   }
   return {
+    ...(await failovers(opts.failoverRuns)),
     bootstrap_3_units_to_standbys_streaming_ms: { ...summary(bootstrap), goal_median_max: 4000, what: '`pgcharm deploy --units 3` started -> both standbys streaming (includes starting the controller)' },
   };
 }

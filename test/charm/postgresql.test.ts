@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { waitFor } from '../helpers/procs.js';
-import { Writer } from '../helpers/writer.js';
+import { Writer } from '../../bench/writer.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
 describe('PostgreSQL charm: 3-unit deployment', () => {

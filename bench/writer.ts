@@ -8,7 +8,8 @@ import pg from 'pg';
  * would), records every acknowledged id and when it was acknowledged.
  */
 export class Writer {
-  readonly acked: { id: number; at: number }[] = [];
+  /** Acknowledged rows: id, when, and the port of the server that acknowledged it. */
+  readonly acked: { id: number; at: number; port: number }[] = [];
   private stopped = false;
   private done: Promise<void> = Promise.resolve();
   readonly table = `w_${Date.now()}`;
@@ -56,7 +57,7 @@ export class Writer {
         if (client) {
           const n = ++id;
           await client.query(`INSERT INTO ${this.table} VALUES ($1)`, [n]);
-          this.acked.push({ id: n, at: Date.now() });
+          this.acked.push({ id: n, at: Date.now(), port: client.port ?? 0 });
         }
       } catch {
         await client?.end().catch(() => undefined);
@@ -72,6 +73,16 @@ export class Writer {
     await this.done;
   }
 
+  /** The first acknowledgement after `t` (ms since epoch) by a server other than `oldPort`. */
+  firstAckAfter(t: number, oldPort?: number): number | undefined {
+    return this.acked.find((a) => a.at > t && a.port !== oldPort)?.at;
+  }
+
+  /** The port of the server that acknowledged the last write. */
+  lastPort(): number | undefined {
+    return this.acked.at(-1)?.port;
+  }
+
   /** The longest time between two acknowledgements after `from` (ms). */
   longestGapAfter(from: number): number {
     let gap = 0;
@@ -80,9 +91,10 @@ export class Writer {
   }
 
   /** Acknowledged ids missing from the current primary. */
-  async lost(): Promise<number[]> {
-    const c = await this.connectPrimary();
-    if (!c) throw new Error('no primary to check');
+  async lost(waitMs = 30_000): Promise<number[]> {
+    let c = await this.connectPrimary();
+    for (const deadline = Date.now() + waitMs; !c && Date.now() < deadline; c = await this.connectPrimary()) await new Promise((r) => setTimeout(r, 100));
+    if (!c) throw new Error(`no primary to check within ${waitMs / 1000} s`);
     try {
       const have = new Set((await c.query<{ id: number }>(`SELECT id FROM ${this.table}`)).rows.map((r) => r.id));
       return this.acked.map((a) => a.id).filter((id) => !have.has(id));
