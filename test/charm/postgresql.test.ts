@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
-import { waitFor } from '../helpers/procs.js';
+import { pidsWithEnv, waitFor } from '../helpers/procs.js';
 import { Writer } from '../../bench/writer.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
@@ -93,7 +93,13 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       const c = new pg.Client({ connectionString: (await m.cli(['uri', old])).stdout.trim() });
       await c.connect();
       try {
-        await waitFor('the rejoined unit has every row', async () => Number((await c.query(`SELECT count(*) AS n FROM ${w.table}`)).rows[0].n) === w.acked.length, 30_000);
+        await waitFor('the rejoined unit has every row', async () => {
+          const n = Number((await c.query(`SELECT count(*) AS n FROM ${w.table}`)).rows[0].n);
+          if (n === w.acked.length) return true;
+          // Said in the timeout message when it never catches up.
+          const r = (await c.query('SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver, pg_last_wal_replay_lsn()::text AS replay, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli')).rows[0];
+          throw new Error(`${n}/${w.acked.length} rows; wal receiver ${r.receiver ?? 'none'}, replayed ${r.replay}, timeline ${r.tli}`);
+        }, 30_000);
         expect((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true);
       } finally {
         await c.end();
@@ -103,4 +109,63 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       await w.stop();
     }
   }, 180_000);
+
+  it('fences a primary whose agent is frozen before any other unit is promoted; never two writable primaries', async () => {
+    const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
+    const roles = async () => (JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string; address: string; workload: { status: string } }> }).units;
+    await waitFor('settled', async () => Object.values(await roles()).every((u) => u.workload.status === 'active' && (u.role === 'primary' || u.role === 'replica')), 90_000);
+    const units = await roles();
+    const old = Object.entries(units).find(([, u]) => u.role === 'primary')![0];
+    const ports = Object.fromEntries(Object.entries(units).map(([u, x]) => [u, Number(x.address.split(':')[1])]));
+    const setup = new pg.Client({ host: '127.0.0.1', port: ports[old], user: 'operator', password: pw, database: 'postgres' });
+    await setup.connect();
+    await setup.query('CREATE TABLE IF NOT EXISTS fence_probe (unit text, at bigint)');
+    await setup.end();
+
+    // Every unit is probed with a write that does not wait for standbys (synchronous_commit
+    // local), so a primary that is still writable would acknowledge it.
+    const accepted: Record<string, number[]> = Object.fromEntries(Object.keys(ports).map((u) => [u, []]));
+    let probing = true;
+    const probe = async (unit: string) => {
+      while (probing) {
+        const c = new pg.Client({ host: '127.0.0.1', port: ports[unit], user: 'operator', password: pw, database: 'postgres', connectionTimeoutMillis: 300, statement_timeout: 300 });
+        c.on('error', () => undefined);
+        try {
+          await c.connect();
+          await c.query('SET synchronous_commit = local');
+          const at = Date.now();
+          await c.query('INSERT INTO fence_probe VALUES ($1, $2)', [unit, at]);
+          accepted[unit]!.push(Date.now());
+        } catch {
+          /* read-only, down or fenced */
+        }
+        await c.end().catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const probes = Object.keys(ports).map((u) => probe(u));
+    const pod = old.replace('/', '-');
+    const agent = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${pod}`).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent'))!;
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const stoppedAt = Date.now();
+      process.kill(agent, 'SIGSTOP');
+      const next = await waitFor('another unit accepts writes', () => Object.keys(ports).find((u) => u !== old && accepted[u]!.length > 0), 30_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      const lastOld = Math.max(...accepted[old]!);
+      const firstNew = Math.min(...accepted[next]!);
+      // The frozen primary stopped acknowledging writes strictly before the new one started.
+      expect(lastOld).toBeLessThan(firstNew);
+      expect(lastOld - stoppedAt).toBeLessThan(3000);
+      for (const [u, times] of Object.entries(accepted)) if (u !== old && u !== next) expect(times).toEqual([]);
+    } finally {
+      probing = false;
+      process.kill(agent, 'SIGCONT');
+      await Promise.all(probes);
+    }
+    await waitFor('the fenced unit rejoins as a standby', async () => {
+      const u = (await roles())[old];
+      return u?.role === 'replica' && u.workload.status === 'active';
+    }, 90_000);
+  }, 240_000);
 });
