@@ -1,5 +1,6 @@
 import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
 import type { Kube } from '../../runtime/kube.js';
+import { configHash } from '../../charm-meta/index.js';
 import { PrimaryLease } from './lease.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from './decide.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
@@ -144,6 +145,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await w.start();
   }
   await waitAccepting(me, pw.operator);
+  await applyRestartClass(ctx, w, me, pw, 'primary');
   await withConnection(me, pw.operator, async (c) => {
     // Passwords go in as SCRAM verifiers: neither SQL text nor a server log line holds one.
     // The charm's own statements must not wait for a synchronous standby that may be the one being built.
@@ -156,7 +158,8 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   ctx.peers.local.set('role', 'primary');
   ctx.peers.local.set('synchronous-standbys', sync.join(','));
   ctx.log.info({ decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names }, 'reconcile');
-  await ctx.setUnitStatus({ name: 'active', message: 'primary' });
+  const later = ctx.peers.local.get('restart-pending');
+  await ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' });
 }
 
 /** Creates a physical slot reserving WAL now, unless it exists (the standby and the primary may race to it). */
@@ -217,9 +220,53 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
   else await w.start();
+  await waitAccepting(me, pw.operator);
+  await applyRestartClass(ctx, w, me, pw, 'replica');
   ctx.peers.local.set('role', 'replica');
   ctx.log.info({ decision: 'replica', primary, why: 'the application bag names another unit primary' }, 'reconcile');
   await ctx.setUnitStatus({ name: 'active', message: `replica of ${primary}` });
+}
+
+/**
+ * Parameters in the config file that the running server could not take on a reload: their
+ * pg_settings.context is postmaster. Read from pg_file_settings, which parses the file at query
+ * time, so the answer does not depend on when the reload signal was handled.
+ */
+async function restartPending(me: Target, pw: Passwords): Promise<string[]> {
+  return withConnection(me, pw.operator, async (c) =>
+    (
+      await c.query<{ name: string }>(
+        "SELECT DISTINCT f.name FROM pg_file_settings f JOIN pg_settings s USING (name) WHERE NOT f.applied AND f.error IS NOT NULL AND s.context = 'postmaster' ORDER BY 1",
+      )
+    ).rows.map((r) => r.name),
+  );
+}
+
+/**
+ * Restart-class changes, rolling: a replica restarts Postgres at once; the primary waits until
+ * every replica runs this config (their bags say so) and then restarts last. Only the postgres
+ * service restarts: the sidecar, the agent and the unit stay (invariant 3).
+ */
+async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Target, pw: Passwords, role: 'primary' | 'replica'): Promise<void> {
+  const hash = configHash(ctx.config as Record<string, ConfigValue>);
+  const pending = await restartPending(me, pw);
+  if (pending.length && role === 'primary') {
+    const behind = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('role') === 'replica' && (ctx.peers.unit(u).get('config-hash') !== hash || ctx.peers.unit(u).get('restart-pending')));
+    if (behind.length) {
+      ctx.peers.local.set('restart-pending', pending.join(','));
+      ctx.log.info({ decision: 'restart later', parameters: pending, waitingFor: behind, why: 'replicas restart first' }, 'reconcile');
+      return;
+    }
+  }
+  if (pending.length) {
+    await ctx.setUnitStatus({ name: 'maintenance', message: `restarting PostgreSQL for ${pending.join(', ')}` });
+    ctx.log.info({ decision: 'restart', parameters: pending, why: 'pg_settings.context is postmaster for these' }, 'reconcile');
+    await w.stop();
+    await w.start();
+    await waitAccepting(me, pw.operator);
+  }
+  ctx.peers.local.set('restart-pending', null);
+  ctx.peers.local.set('config-hash', hash);
 }
 
 /** Positions reported in the unit bag on update-status: role, timeline, LSNs, lag. */
