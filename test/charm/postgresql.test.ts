@@ -168,4 +168,49 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       return u?.role === 'replica' && u.workload.status === 'active';
     }, 90_000);
   }, 240_000);
+
+  it('applies a reload-class change without restarting and a restart-class change by a rolling restart, replicas first', async () => {
+    const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
+    const units = async () => (JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string; address: string; workload: { status: string }; agent: { status: string } }> }).units;
+    await waitFor('settled', async () => Object.values(await units()).every((u) => u.workload.status === 'active' && u.agent.status === 'idle' && ['primary', 'replica'].includes(u.role)), 90_000);
+    const u0 = await units();
+    const read = async () => {
+      const out: Record<string, { work_mem: string; max_connections: string; started: number }> = {};
+      for (const [name, u] of Object.entries(u0)) {
+        const c = new pg.Client({ host: '127.0.0.1', port: Number(u.address.split(':')[1]), user: 'operator', password: pw, database: 'postgres' });
+        await c.connect();
+        try {
+          const r = (await c.query("SELECT current_setting('work_mem') AS w, current_setting('max_connections') AS m, extract(epoch FROM pg_postmaster_start_time()) * 1000 AS s")).rows[0];
+          out[name] = { work_mem: r.w, max_connections: r.m, started: Number(r.s) };
+        } catch {
+          /* restarting */
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      }
+      return out;
+    };
+    const pids = () => Object.keys(u0).flatMap((n) => pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${n.replace('/', '-')}`).filter((p) => /(cli\.js)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')))).sort();
+    const before = await read();
+    const sidecarsAndAgents = pids();
+    expect(sidecarsAndAgents).toHaveLength(6);
+
+    expect((await m.cli(['config', 'work-mem=16MB'])).code).toBe(0);
+    await waitFor('work_mem everywhere', async () => Object.values(await read()).every((x) => x.work_mem === '16MB'), 30_000);
+    const reloaded = await read();
+    for (const n of Object.keys(u0)) expect(reloaded[n]!.started).toBe(before[n]!.started);
+
+    expect((await m.cli(['config', 'max-connections=140'])).code).toBe(0);
+    await waitFor('max_connections everywhere', async () => {
+      const r = await read();
+      return Object.keys(u0).every((n) => r[n]?.max_connections === '140');
+    }, 90_000);
+    const after = await read();
+    const primary = Object.entries(u0).find(([, u]) => u.role === 'primary')![0];
+    for (const n of Object.keys(u0)) {
+      expect(after[n]!.started).toBeGreaterThan(before[n]!.started);
+      if (n !== primary) expect(after[n]!.started).toBeLessThan(after[primary]!.started);
+    }
+    expect(pids()).toEqual(sidecarsAndAgents);
+  }, 240_000);
 });
