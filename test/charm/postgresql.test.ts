@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -213,4 +213,25 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     }
     expect(pids()).toEqual(sidecarsAndAgents);
   }, 240_000);
+
+  it('rotates the operator password with set-password: the old one stops working, the new one works, replicas keep streaming', async () => {
+    const oldUri = (await m.cli(['uri', 'primary'])).stdout.trim();
+    const oldPw = decodeURIComponent(/operator:([^@]+)@/.exec(oldUri)![1]!);
+    const fresh = `rotated-${Date.now().toString(36)}-Pw`;
+    const params = join(m.dir, 'set-password.json');
+    writeFileSync(params, JSON.stringify({ username: 'operator', password: fresh }), { mode: 0o600 });
+    const r = await m.cli(['run', 'leader', 'set-password', '--params', params, '--wait']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const newUri = (await m.cli(['uri', 'primary'])).stdout.trim();
+    expect(newUri).toContain(encodeURIComponent(fresh));
+    await expect(q(oldUri, 'SELECT 1')).rejects.toThrow(/password authentication failed/);
+    expect(await q(newUri, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    await waitFor('replicas streaming', async () => (await q(newUri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2);
+    const ps = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(ps).not.toContain(fresh);
+    const logs = readdirSync(join(m.dir, 'logs')).map((f) => readFileSync(join(m.dir, 'logs', f), 'utf8')).join('\n');
+    expect(logs).not.toContain(fresh);
+    expect(logs).not.toContain(oldPw);
+    expect((await m.cli(['status', '--format', 'json'])).stdout).not.toContain(fresh);
+  }, 120_000);
 });

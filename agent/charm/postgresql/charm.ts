@@ -4,8 +4,8 @@ import { configHash } from '../../charm-meta/index.js';
 import { PrimaryLease } from './lease.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from './decide.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
-import { scramVerifier } from './scram.js';
-import { ensurePasswords, readPasswords, type Passwords } from './secrets.js';
+import { generatePassword, scramVerifier } from './scram.js';
+import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
 /**
@@ -411,6 +411,27 @@ export default function postgresqlCharm(): Charm {
         if (!pw) return ctx.action!.fail('no passwords yet: the leader creates them at deploy');
         const user = String(ctx.action!.params['username'] ?? 'operator') as keyof Passwords;
         ctx.action!.setResults({ username: user, password: pw[user] });
+      },
+      'set-password-action': async (ctx) => {
+        const a = ctx.action!;
+        if (!ctx.isLeader()) return a.fail('set-password runs on the leader: pgcharm run leader set-password ...');
+        const user = String(a.params['username'] ?? 'operator');
+        if (user !== 'operator' && user !== 'replication') return a.fail(`user ${user} has no role in this charm yet; only operator and replication passwords can be set`);
+        const pw = await readPasswords(ctx.kube, ctx.app);
+        const holder = await state.lease(ctx).holder();
+        const target = holder ? parseAddress(ctx.peers.unit(holder).get('address')) : undefined;
+        if (!pw || !holder || !target) return a.fail('no primary is serving; try again once `pgcharm status` shows one');
+        const password = typeof a.params['password'] === 'string' ? a.params['password'] : generatePassword();
+        // The role first (old connections stay up), then the Secret; every unit then re-reads it
+        // (passfiles for streaming and rewind) on the leader-settings-changed this bag write causes.
+        await withConnection(target, pw.operator, async (c) => {
+          await c.query('SET synchronous_commit = local');
+          await c.query(`ALTER ROLE ${user} WITH PASSWORD '${scramVerifier(password)}'`);
+        });
+        await setPassword(ctx.kube, ctx.app, user, password);
+        ctx.peers.app.set('passwords-rotated', new Date().toISOString());
+        a.log(`password of ${user} changed on ${holder} and stored in the ${ctx.app}-passwords Secret`);
+        a.setResults({ username: user, generated: typeof a.params['password'] !== 'string' });
       },
     },
   };
