@@ -54,20 +54,22 @@ async function until<T>(what: string, fn: () => Promise<T | undefined> | T | und
 }
 
 interface UnitRoles {
-  units: Record<string, { role: string; agent: { status: string }; workload: { status: string } }>;
+  units: Record<string, { role: string; address: string; agent: { status: string }; workload: { status: string } }>;
 }
 
-/** Unplanned failover: kill -9 of the whole primary unit under a writer (a row every 10 ms). */
+/** Unplanned failover (kill -9 of the whole primary unit under a writer, a row every 10 ms), after the config change figures on the same deployment. */
 async function failovers(runs: number) {
   const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-fo-'));
   chmodSync(model, 0o755);
   const toFirstWrite: number[] = [];
   const lostCounts: number[] = [];
   const rejoin: number[] = [];
+  let config: Awaited<ReturnType<typeof configChanges>> | undefined;
   try {
     await cli(model, ['deploy', '--units', '3', '--timeout', '180']);
     const pw = (await cli(model, ['run', 'leader', 'get-password', '--wait'])).match(/password: (\S+)/)![1]!;
     const roles = async () => (JSON.parse(await cli(model, ['status', '--format', 'json'])) as UnitRoles).units;
+    config = await configChanges(model, pw, roles);
     for (let i = 0; i < runs; i++) {
       const old = Object.entries(await roles()).find(([, u]) => u.role === 'primary')![0];
       const w = new Writer(model, pw);
@@ -96,6 +98,50 @@ async function failovers(runs: number) {
     failover_kill9_primary_unit_to_first_acked_write_ms: { ...summary(toFirstWrite), goal_median_max: 3000, what: 'SIGKILL of the primary unit (agent, sidecar, Postgres) -> first write acknowledged by the new primary' },
     failover_acknowledged_writes_lost: { runs: lostCounts, total: lostCounts.reduce((a, b) => a + b, 0) },
     failover_kill9_to_old_primary_streaming_again_ms: { ...summary(rejoin), what: 'includes the 10 s reschedule delay of the killed unit' },
+    ...config,
+  };
+}
+
+async function settingEverywhere(ports: number[], pw: string, name: string): Promise<string[]> {
+  return Promise.all(
+    ports.map(async (port) => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'operator', password: pw, database: 'postgres', connectionTimeoutMillis: 500 });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        return String((await c.query('SELECT current_setting($1) AS v', [name])).rows[0].v);
+      } catch {
+        return '';
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }),
+  );
+}
+
+/** A reload-class change (work_mem) until every unit runs it; a restart-class one (max_connections) under a writer. */
+async function configChanges(model: string, pw: string, roles: () => Promise<UnitRoles['units']>) {
+  const ports = Object.values(await roles()).map((u) => Number(u.address.split(':')[1]));
+  const reload: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const value = `${5 + i}MB`;
+    await cli(model, ['config', `work-mem=${value}`]);
+    const t0 = Date.now(); // the config is stored when the CLI returns
+    await until('work_mem everywhere', async () => ((await settingEverywhere(ports, pw, 'work_mem')).every((v) => v === value) ? true : undefined), 60_000, 10);
+    reload.push(Date.now() - t0);
+  }
+  const w = new Writer(model, pw);
+  await w.start();
+  await new Promise((r) => setTimeout(r, 1000));
+  const t0 = Date.now();
+  await cli(model, ['config', 'max-connections=120']);
+  await until('max_connections everywhere', async () => ((await settingEverywhere(ports, pw, 'max_connections')).every((v) => v === '120') ? true : undefined), 120_000, 50);
+  await new Promise((r) => setTimeout(r, 1000));
+  await w.stop();
+  const lost = (await w.lost()).length;
+  return {
+    reload_change_applied_all_units_ms: { ...summary(reload), goal_median_max: 1000, what: '`pgcharm config work-mem=...` stored -> every unit shows it (SHOW work_mem)' },
+    rolling_restart_longest_write_gap_ms: { value: w.longestGapAfter(t0), goal_max: 2000, acknowledged_writes_lost: lost, what: 'max-connections change (restart class) under a writer, replicas then the primary restart' },
   };
 }
 
