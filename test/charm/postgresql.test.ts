@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
-import { pidsWithEnv, waitFor } from '../helpers/procs.js';
+import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
 import { Writer } from '../../bench/writer.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
@@ -145,7 +145,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     };
     const probes = Object.keys(ports).map((u) => probe(u));
     const pod = old.replace('/', '-');
-    const agent = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${pod}`).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent'))!;
+    const agent = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${pod}`).find((p) => cmdline(p).includes('agent'))!;
     try {
       await new Promise((r) => setTimeout(r, 500));
       const stoppedAt = Date.now();
@@ -190,7 +190,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       }
       return out;
     };
-    const pids = () => Object.keys(u0).flatMap((n) => pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${n.replace('/', '-')}`).filter((p) => /(cli\.js)/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8')))).sort();
+    const pids = () => Object.keys(u0).flatMap((n) => pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${n.replace('/', '-')}`).filter((p) => cmdline(p).some((a) => a.endsWith('cli.js')))).sort();
     const before = await read();
     const sidecarsAndAgents = pids();
     expect(sidecarsAndAgents).toHaveLength(6);

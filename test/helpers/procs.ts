@@ -33,3 +33,12 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** A process's argv (empty once it exited: short-lived execs come and go while we look). */
+export function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployArgs, testModel, type TestModel } from '../helpers/model.js';
-import { pidsWithEnv, waitFor } from '../helpers/procs.js';
+import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
 
 /**
  * A real 3-unit local deployment of the recorder charm: controller, sidecars and agents as
@@ -228,7 +228,7 @@ describe('3-unit local deployment', () => {
     expect((await m.cli(['kill', 'recorder/2', '--revive'])).code).toBe(0);
     await waitFor('recorder/2 back', async () => (await status()).units['recorder/2']?.agent.status === 'idle', 60_000);
 
-    const agentPid = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-1`).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent'));
+    const agentPid = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-1`).find((p) => cmdline(p).includes('agent'));
     expect(agentPid).toBeDefined();
     const killedAt = Date.now();
     process.kill(agentPid!, 'SIGKILL');
