@@ -234,4 +234,33 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect(logs).not.toContain(oldPw);
     expect((await m.cli(['status', '--format', 'json'])).stdout).not.toContain(fresh);
   }, 120_000);
+
+  it('switches over both ways under a writer with no acknowledged write lost; the old primary rejoins', async () => {
+    const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
+    const units = async () => (JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string; workload: { status: string }; agent: { status: string } }> }).units;
+    const settled = async () => Object.values(await units()).every((u) => u.workload.status === 'active' && u.agent.status === 'idle' && ['primary', 'replica'].includes(u.role));
+    await waitFor('settled', settled, 90_000);
+    const first = Object.entries(await units()).find(([, u]) => u.role === 'primary')![0];
+    const w = new Writer(m.dir, pw);
+    await w.start();
+    try {
+      const there = await m.cli(['run', 'leader', 'switchover', '--wait'], 120_000);
+      expect(there.code, there.stdout + there.stderr).toBe(0);
+      const target = /to: (\S+)/.exec(there.stdout)![1]!;
+      expect(target).not.toBe(first);
+      await waitFor('the old primary back as a replica', async () => (await units())[first]?.role === 'replica' && (await settled()), 90_000);
+      const back = await m.cli(['run', 'leader', 'switchover', `to=${first}`, '--wait'], 120_000);
+      expect(back.code, back.stdout + back.stderr).toBe(0);
+      await waitFor('settled again', async () => (await units())[first]?.role === 'primary' && (await settled()), 90_000);
+      await new Promise((r) => setTimeout(r, 500));
+      await w.stop();
+      expect(await w.lost()).toEqual([]);
+      expect(w.acked.length).toBeGreaterThan(100);
+    } finally {
+      await w.stop();
+    }
+    const bad = await m.cli(['run', 'leader', 'switchover', 'to=postgresql/9', '--wait']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/postgresql\/9 is not a replica/);
+  }, 300_000);
 });

@@ -1,8 +1,8 @@
 import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
 import type { Kube } from '../../runtime/kube.js';
 import { configHash } from '../../charm-meta/index.js';
-import { PrimaryLease } from './lease.js';
-import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from './decide.js';
+import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousStandbyNames } from './decide.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
@@ -332,8 +332,39 @@ const haLoop: CharmLoop = {
     }
     state.steppingDownFor = undefined;
     if (holder === ctx.unit) {
+      const ann = current?.metadata?.annotations ?? {};
+      const handTo = ann[HANDOVER_TO];
+      if (role === 'primary' && handTo && handTo !== ctx.unit) {
+        // Planned switchover: stop (a fast shutdown sends every WAL record to the connected
+        // standbys), note the final LSN, give the lease to the target with it.
+        await state.exclusive(async () => {
+          await w.stop();
+          const lsn = await w.finalLsn();
+          const ok = await lease.handTo(ctx.unit, handTo, lsn);
+          ctx.log.warn({ decision: ok ? 'handed over' : 'handover failed', to: handTo, lsn, why: 'switchover requested' }, 'ha');
+          ctx.emit('pgcharm-reconcile');
+        });
+        return;
+      }
       // Renewed from the moment a reconcile took it, before the bag says primary.
       if (await lease.acquire(ctx.unit, ttl, () => false)) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+      const handLsn = ann[HANDOVER_LSN];
+      if (role === 'replica' && handLsn) {
+        // Switchover target: promote once everything the old primary wrote has arrived.
+        const received = await withConnection(me, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l);
+        if (!received || lsnValue(received) < lsnValue(handLsn)) {
+          ctx.log.info({ decision: 'wait', received, need: handLsn, why: 'switchover target catching up' }, 'ha');
+          return;
+        }
+        await state.exclusive(async () => {
+          await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+          await w.promote(me, pw.operator);
+          await ctx.setLocal({ role: 'primary' });
+          ctx.log.warn({ decision: 'promoted', why: `switchover: received ${received} >= ${handLsn}` }, 'ha');
+          ctx.emit('pgcharm-reconcile');
+        });
+        return;
+      }
       if (role !== 'primary') return;
       // Keep the synchronous set current: a standby that starts streaming joins it at once.
       const streaming = (await streamingStandbys(me, pw)).filter((u) => peers.has(u)).join(',');
@@ -411,6 +442,47 @@ export default function postgresqlCharm(): Charm {
         if (!pw) return ctx.action!.fail('no passwords yet: the leader creates them at deploy');
         const user = String(ctx.action!.params['username'] ?? 'operator') as keyof Passwords;
         ctx.action!.setResults({ username: user, password: pw[user] });
+      },
+      'switchover-action': async (ctx) => {
+        const a = ctx.action!;
+        if (!ctx.isLeader()) return a.fail('switchover runs on the leader: pgcharm run leader switchover [to=UNIT]');
+        const pw = await readPasswords(ctx.kube, ctx.app);
+        const lease = state.lease(ctx);
+        const old = await lease.holder();
+        if (!pw || !old) return a.fail('no primary is serving; nothing to switch over');
+        const bag = (u: string) => (u === ctx.unit ? ctx.peers.local : ctx.peers.unit(u));
+        const replicas = [ctx.unit, ...ctx.peers.units].filter((u) => u !== old && bag(u).get('role') === 'replica');
+        const syncSet = (bag(old).get('synchronous-standbys') ?? '').split(',').filter(Boolean);
+        let to = typeof a.params['to'] === 'string' ? a.params['to'] : undefined;
+        if (to) {
+          if (to === old) return a.fail(`${to} is already the primary`);
+          if (!replicas.includes(to)) return a.fail(`${to} is not a replica (replicas: ${replicas.join(', ') || 'none'})`);
+          if (String(ctx.config['synchronous-mode']) === 'quorum' && !syncSet.includes(to)) return a.fail(`${to} is not in the synchronous set [${syncSet.join(', ')}]; it may miss acknowledged writes`);
+        } else {
+          const cands = await Promise.all(
+            replicas.map(async (unit) => {
+              const addr = parseAddress(bag(unit).get('address'));
+              const lsn = addr ? await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l).catch(() => null) : null;
+              return lsn ? { unit, lsn } : { unit };
+            }),
+          );
+          const choice = chooseFailoverCandidate(String(ctx.config['synchronous-mode']), syncSet, cands);
+          if (!choice.unit) return a.fail(`no switchover target: ${choice.why}`);
+          to = choice.unit;
+        }
+        a.log(`asking ${old} to hand over to ${to}`);
+        const t0 = Date.now();
+        await lease.requestHandover(to);
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const h = await lease.holder();
+          const toBag = await ctx.kube.core.readNamespacedConfigMap({ name: `${ctx.app}-unit-${to.split('/')[1]}`, namespace: ctx.kube.namespace }).catch(() => undefined);
+          if (h === to && toBag?.data?.['role'] === 'primary') break;
+          if (Date.now() > deadline) return a.fail(`${to} did not become primary within 60 s (lease holder ${h ?? 'none'}); see pgcharm debug-log`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        a.log(`${to} is primary; ${old} rejoins as a standby`);
+        a.setResults({ from: old, to, 'took-ms': Date.now() - t0 });
       },
       'set-password-action': async (ctx) => {
         const a = ctx.action!;

@@ -78,6 +78,13 @@ export class PrimaryLease {
     const spec = lease.spec ?? {};
     const mine = spec.holderIdentity === unit;
     if (!mine && spec.holderIdentity && !mayTake(lease)) return false;
+    if (!mine && lease.metadata?.annotations) {
+      // A takeover ends any switchover that was under way.
+      const ann = { ...lease.metadata.annotations };
+      delete ann[HANDOVER_TO];
+      delete ann[HANDOVER_LSN];
+      lease.metadata = { ...lease.metadata, annotations: ann };
+    }
     lease.spec = {
       holderIdentity: unit,
       leaseDurationSeconds: seconds,
@@ -94,4 +101,50 @@ export class PrimaryLease {
     this.lastRenewSentAt = sent;
     return true;
   }
+
+  /** Asks the holder to hand the lease to `to` (planned switchover); the holder does the rest. */
+  async requestHandover(to: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.read();
+      if (!lease) throw new Error('no primary lease to hand over');
+      lease.metadata = { ...lease.metadata, annotations: { ...(lease.metadata?.annotations ?? {}), [HANDOVER_TO]: to } };
+      try {
+        await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: micro(lease) });
+        return;
+      } catch (e) {
+        if (!isConflict(e) || attempt > 20) throw e;
+      }
+    }
+  }
+
+  /**
+   * The holder, once its Postgres stopped at `lsn`, gives the lease to `to` in one
+   * compare-and-swap, recording the LSN the new primary must have received before promoting.
+   */
+  async handTo(from: string, to: string, lsn: string): Promise<boolean> {
+    const lease = await this.read();
+    if (lease?.spec?.holderIdentity !== from) return false;
+    const ann: Record<string, string> = { ...(lease.metadata?.annotations ?? {}), [HANDOVER_LSN]: lsn };
+    delete ann[HANDOVER_TO];
+    lease.metadata = { ...lease.metadata, annotations: ann };
+    const now = new V1MicroTime();
+    lease.spec = { ...lease.spec, holderIdentity: to, acquireTime: now, renewTime: now, leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 };
+    try {
+      await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: micro(lease) });
+      return true;
+    } catch (e) {
+      if (isConflict(e)) return false;
+      throw e;
+    }
+  }
+}
+
+export const HANDOVER_TO = 'pgcharm.io/handover-to';
+export const HANDOVER_LSN = 'pgcharm.io/handover-lsn';
+
+/** Read-back times are plain Dates; the API wants MicroTime (6 fractional digits). */
+function micro(lease: V1Lease): V1Lease {
+  if (lease.spec?.acquireTime) lease.spec.acquireTime = new V1MicroTime(lease.spec.acquireTime);
+  if (lease.spec?.renewTime) lease.spec.renewTime = new V1MicroTime(lease.spec.renewTime);
+  return lease;
 }

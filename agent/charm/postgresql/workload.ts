@@ -156,6 +156,14 @@ export class PostgresWorkload {
     }
   }
 
+  /** The stopped cluster's last checkpoint LSN (pg_controldata): what a switchover target must have. */
+  async finalLsn(): Promise<string> {
+    const out = await this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
+    const m = /^Latest checkpoint location:\s+(\S+)$/m.exec(out);
+    if (!m) throw new ExecFailed('pg_controldata printed no latest checkpoint location');
+    return m[1]!;
+  }
+
   /** Moves PGDATA aside (never deleted: data the charm cannot prove replaced stays). */
   async setAside(): Promise<string> {
     const to = `${this.l.storage}/pgdata.old-${new Date().toISOString().replace(/[:.]/g, '')}`;
