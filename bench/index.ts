@@ -43,6 +43,7 @@ async function main(): Promise<void> {
       `unplanned failover (kill -9 primary unit -> first acked write): median ${p.failover_kill9_primary_unit_to_first_acked_write_ms.median} ms, max ${p.failover_kill9_primary_unit_to_first_acked_write_ms.max} ms (goal <= 3000 ms); acknowledged writes lost: ${p.failover_acknowledged_writes_lost.total}`,
       `bootstrap 3 units -> both standbys streaming: median ${p.bootstrap_3_units_to_standbys_streaming_ms.median} ms (goal <= 4000 ms)`,
       `reload-class change applied on all units: median ${p.reload_change_applied_all_units_ms?.median} ms (goal <= 1000 ms)`,
+      `switchover, longest write gap: median ${p.switchover_longest_write_gap_ms?.median} ms, writes lost: ${p.switchover_longest_write_gap_ms?.acknowledged_writes_lost}`,
       `rolling restart, longest write gap: ${p.rolling_restart_longest_write_gap_ms?.value} ms (goal <= 2000 ms), writes lost: ${p.rolling_restart_longest_write_gap_ms?.acknowledged_writes_lost}`,
     );
   }

@@ -130,6 +130,7 @@ async function configChanges(model: string, pw: string, roles: () => Promise<Uni
     await until('work_mem everywhere', async () => ((await settingEverywhere(ports, pw, 'work_mem')).every((v) => v === value) ? true : undefined), 60_000, 10);
     reload.push(Date.now() - t0);
   }
+  let first = '';
   const w = new Writer(model, pw);
   await w.start();
   await new Promise((r) => setTimeout(r, 1000));
@@ -139,7 +140,25 @@ async function configChanges(model: string, pw: string, roles: () => Promise<Uni
   await new Promise((r) => setTimeout(r, 1000));
   await w.stop();
   const lost = (await w.lost()).length;
+  // Switchover there and back under a writer: the longest write gap of each.
+  const switchover: number[] = [];
+  let switchLost = 0;
+  for (const target of ['', 'back']) {
+    const before = Object.entries(await roles()).find(([, u]) => u.role === 'primary')![0];
+    const sw = new Writer(model, pw);
+    await sw.start();
+    await new Promise((r) => setTimeout(r, 1000));
+    const t1 = Date.now();
+    await cli(model, ['run', 'leader', 'switchover', ...(target === 'back' ? [`to=${first}`] : []), '--wait']);
+    await new Promise((r) => setTimeout(r, 1000));
+    await sw.stop();
+    switchover.push(sw.longestGapAfter(t1));
+    switchLost += (await sw.lost()).length;
+    if (target === '') first = before;
+    await until('settled after switchover', async () => (Object.values(await roles()).every((u) => u.agent.status === 'idle' && u.workload.status === 'active' && ['primary', 'replica'].includes(u.role)) ? true : undefined), 120_000, 250);
+  }
   return {
+    switchover_longest_write_gap_ms: { ...summary(switchover), acknowledged_writes_lost: switchLost, what: 'pgcharm run leader switchover (there and back) under a writer' },
     reload_change_applied_all_units_ms: { ...summary(reload), goal_median_max: 1000, what: '`pgcharm config work-mem=...` stored -> every unit shows it (SHOW work_mem)' },
     rolling_restart_longest_write_gap_ms: { value: w.longestGapAfter(t0), goal_max: 2000, acknowledged_writes_lost: lost, what: 'max-connections change (restart class) under a writer, replicas then the primary restart' },
   };

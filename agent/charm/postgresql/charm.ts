@@ -484,6 +484,20 @@ export default function postgresqlCharm(): Charm {
         a.log(`${to} is primary; ${old} rejoins as a standby`);
         a.setResults({ from: old, to, 'took-ms': Date.now() - t0 });
       },
+      'restart-action': async (ctx) => {
+        // This unit's postgres service only (the sidecar and agent stay); a primary's clients reconnect, no failover.
+        const me = ctx.workload.address();
+        const pw = await readPasswords(ctx.kube, ctx.app);
+        if (!me || !pw) return ctx.action!.fail('this unit has no running PostgreSQL yet');
+        const { w } = workload(ctx);
+        const t0 = Date.now();
+        await state.exclusive(async () => {
+          await w.stop();
+          await w.start();
+          await waitAccepting(me, pw.operator);
+        });
+        ctx.action!.setResults({ restarted: true, 'took-ms': Date.now() - t0 });
+      },
       'set-password-action': async (ctx) => {
         const a = ctx.action!;
         if (!ctx.isLeader()) return a.fail('set-password runs on the leader: pgcharm run leader set-password ...');
