@@ -24,6 +24,7 @@ function cli(model: string, args: string[]): Promise<string> {
 
 async function streaming(uri: string): Promise<number> {
   const c = new pg.Client({ connectionString: uri, connectionTimeoutMillis: 1000 });
+  c.on('error', () => undefined);
   try {
     await c.connect();
     return (await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name LIKE 'postgresql/%'")).rows[0].n as number;
@@ -106,6 +107,7 @@ async function settingEverywhere(ports: number[], pw: string, name: string): Pro
   return Promise.all(
     ports.map(async (port) => {
       const c = new pg.Client({ host: '127.0.0.1', port, user: 'operator', password: pw, database: 'postgres', connectionTimeoutMillis: 500 });
+      c.on('error', () => undefined);
       c.on('error', () => undefined);
       try {
         await c.connect();

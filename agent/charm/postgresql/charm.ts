@@ -154,6 +154,12 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
       await c.query(`CREATE ROLE replication WITH REPLICATION LOGIN PASSWORD '${scramVerifier(pw.replication)}'`);
     }
     for (const u of ctx.peers.units) await ensureSlot(c, slotName(u));
+    // A removed unit's slot would keep WAL forever: drop inactive slots of units no longer peers.
+    const keep = ctx.peers.units.map(slotName);
+    await c.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active AND slot_type = 'physical' AND slot_name ~ $1 AND NOT (slot_name = ANY($2))", [
+      `^${slotName(ctx.app)}_[0-9]+$`,
+      keep,
+    ]);
   });
   ctx.peers.local.set('role', 'primary');
   ctx.peers.local.set('synchronous-standbys', sync.join(','));
@@ -404,6 +410,51 @@ const haLoop: CharmLoop = {
   },
 };
 
+/**
+ * Planned switchover from the current primary to `to` (default: the best candidate), used by
+ * the switchover action and by a primary being removed: mark the Lease for hand-over and wait
+ * until the target serves as primary.
+ */
+async function switchOver(ctx: EventContext, wanted: string | undefined, say: (m: string) => void): Promise<{ from: string; to: string; 'took-ms': number } | { error: string }> {
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  const lease = state.lease(ctx);
+  const old = await lease.holder();
+  if (!pw || !old) return { error: 'no primary is serving; nothing to switch over' };
+  const bag = (u: string) => (u === ctx.unit ? ctx.peers.local : ctx.peers.unit(u));
+  const replicas = [ctx.unit, ...ctx.peers.units].filter((u) => u !== old && bag(u).get('role') === 'replica');
+  const syncSet = (bag(old).get('synchronous-standbys') ?? '').split(',').filter(Boolean);
+  let to = wanted;
+  if (to) {
+    if (to === old) return { error: `${to} is already the primary` };
+    if (!replicas.includes(to)) return { error: `${to} is not a replica (replicas: ${replicas.join(', ') || 'none'})` };
+    if (String(ctx.config['synchronous-mode']) === 'quorum' && !syncSet.includes(to)) return { error: `${to} is not in the synchronous set [${syncSet.join(', ')}]; it may miss acknowledged writes` };
+  } else {
+    const cands = await Promise.all(
+      replicas.map(async (unit) => {
+        const addr = parseAddress(bag(unit).get('address'));
+        const lsn = addr ? await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l).catch(() => null) : null;
+        return lsn ? { unit, lsn } : { unit };
+      }),
+    );
+    const choice = chooseFailoverCandidate(String(ctx.config['synchronous-mode']), syncSet, cands);
+    if (!choice.unit) return { error: `no switchover target: ${choice.why}` };
+    to = choice.unit;
+  }
+  say(`asking ${old} to hand over to ${to}`);
+  const t0 = Date.now();
+  await lease.requestHandover(to);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const h = await lease.holder();
+    const toBag = await ctx.kube.core.readNamespacedConfigMap({ name: `${ctx.app}-unit-${to.split('/')[1]}`, namespace: ctx.kube.namespace }).catch(() => undefined);
+    if (h === to && toBag?.data?.['role'] === 'primary') break;
+    if (Date.now() > deadline) return { error: `${to} did not become primary within 60 s (lease holder ${h ?? 'none'}); see pgcharm debug-log` };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  say(`${to} is primary; ${old} rejoins as a standby`);
+  return { from: old, to, 'took-ms': Date.now() - t0 };
+}
+
 export default function postgresqlCharm(): Charm {
   const onEvent: Handler = async (ctx) => {
     await reconcile(ctx);
@@ -446,43 +497,15 @@ export default function postgresqlCharm(): Charm {
       'switchover-action': async (ctx) => {
         const a = ctx.action!;
         if (!ctx.isLeader()) return a.fail('switchover runs on the leader: pgcharm run leader switchover [to=UNIT]');
-        const pw = await readPasswords(ctx.kube, ctx.app);
-        const lease = state.lease(ctx);
-        const old = await lease.holder();
-        if (!pw || !old) return a.fail('no primary is serving; nothing to switch over');
-        const bag = (u: string) => (u === ctx.unit ? ctx.peers.local : ctx.peers.unit(u));
-        const replicas = [ctx.unit, ...ctx.peers.units].filter((u) => u !== old && bag(u).get('role') === 'replica');
-        const syncSet = (bag(old).get('synchronous-standbys') ?? '').split(',').filter(Boolean);
-        let to = typeof a.params['to'] === 'string' ? a.params['to'] : undefined;
-        if (to) {
-          if (to === old) return a.fail(`${to} is already the primary`);
-          if (!replicas.includes(to)) return a.fail(`${to} is not a replica (replicas: ${replicas.join(', ') || 'none'})`);
-          if (String(ctx.config['synchronous-mode']) === 'quorum' && !syncSet.includes(to)) return a.fail(`${to} is not in the synchronous set [${syncSet.join(', ')}]; it may miss acknowledged writes`);
-        } else {
-          const cands = await Promise.all(
-            replicas.map(async (unit) => {
-              const addr = parseAddress(bag(unit).get('address'));
-              const lsn = addr ? await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l).catch(() => null) : null;
-              return lsn ? { unit, lsn } : { unit };
-            }),
-          );
-          const choice = chooseFailoverCandidate(String(ctx.config['synchronous-mode']), syncSet, cands);
-          if (!choice.unit) return a.fail(`no switchover target: ${choice.why}`);
-          to = choice.unit;
-        }
-        a.log(`asking ${old} to hand over to ${to}`);
-        const t0 = Date.now();
-        await lease.requestHandover(to);
-        const deadline = Date.now() + 60_000;
-        for (;;) {
-          const h = await lease.holder();
-          const toBag = await ctx.kube.core.readNamespacedConfigMap({ name: `${ctx.app}-unit-${to.split('/')[1]}`, namespace: ctx.kube.namespace }).catch(() => undefined);
-          if (h === to && toBag?.data?.['role'] === 'primary') break;
-          if (Date.now() > deadline) return a.fail(`${to} did not become primary within 60 s (lease holder ${h ?? 'none'}); see pgcharm debug-log`);
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        a.log(`${to} is primary; ${old} rejoins as a standby`);
-        a.setResults({ from: old, to, 'took-ms': Date.now() - t0 });
+        const r = await switchOver(ctx, typeof a.params['to'] === 'string' ? a.params['to'] : undefined, (m) => a.log(m));
+        if ('error' in r) return a.fail(r.error);
+        a.setResults(r);
+      },
+      remove: async (ctx) => {
+        // A primary being removed hands over first, so its writes go on elsewhere.
+        if ((await state.lease(ctx).holder()) !== ctx.unit) return;
+        const r = await switchOver(ctx, undefined, (m) => ctx.log.info({ decision: 'switchover before removal' }, m));
+        if ('error' in r) ctx.log.error({ decision: 'remove without switchover', why: r.error }, 'reconcile');
       },
       'restart-action': async (ctx) => {
         // This unit's postgres service only (the sidecar and agent stay); a primary's clients reconnect, no failover.

@@ -212,6 +212,8 @@ function ignoreExists(e: unknown): void {
 /** A short-lived libpq connection to a unit's Postgres as the operator. */
 export async function withConnection<T>(target: { host: string; port: number }, password: string, fn: (c: pg.Client) => Promise<T>, timeoutMs = 3000): Promise<T> {
   const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 10_000 });
+  // A server going away between queries would otherwise be an unhandled 'error' event that ends the agent; queries still reject.
+  c.on('error', () => undefined);
   await c.connect();
   try {
     return await fn(c);
