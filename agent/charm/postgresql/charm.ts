@@ -142,7 +142,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await w.reload();
   } else {
     await w.setStandbySignal(false);
-    await w.start();
+    await w.start(() => waitAccepting(me, pw.operator));
   }
   await waitAccepting(me, pw.operator);
   await applyRestartClass(ctx, w, me, pw, 'primary');
@@ -225,7 +225,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   await w.setStandbySignal(true);
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
-  else await w.start();
+  else await w.start(() => waitAccepting(me, pw.operator));
   await waitAccepting(me, pw.operator);
   await applyRestartClass(ctx, w, me, pw, 'replica');
   ctx.peers.local.set('role', 'replica');
@@ -268,7 +268,7 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
     await ctx.setUnitStatus({ name: 'maintenance', message: `restarting PostgreSQL for ${pending.join(', ')}` });
     ctx.log.info({ decision: 'restart', parameters: pending, why: 'pg_settings.context is postmaster for these' }, 'reconcile');
     await w.stop();
-    await w.start();
+    await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
   }
   ctx.peers.local.set('restart-pending', null);
@@ -516,7 +516,7 @@ export default function postgresqlCharm(): Charm {
         const t0 = Date.now();
         await state.exclusive(async () => {
           await w.stop();
-          await w.start();
+          await w.start(() => waitAccepting(me, pw.operator));
           await waitAccepting(me, pw.operator);
         });
         ctx.action!.setResults({ restarted: true, 'took-ms': Date.now() - t0 });

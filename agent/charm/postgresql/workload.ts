@@ -183,13 +183,18 @@ export class PostgresWorkload {
     return s?.current === 'active';
   }
 
-  async start(): Promise<void> {
-    try {
-      await this.pebble.waitChange(await this.pebble.start([SERVICE]));
-    } catch (e) {
-      if (e instanceof ChangeError) throw new ExecFailed(`postgresql did not start: ${e.err}`);
-      throw e;
-    }
+  /**
+   * Starts the service and returns once `ready` says Postgres serves, without sitting out the
+   * sidecar's 1 s okay delay; a start the sidecar reports failed still fails here.
+   */
+  async start(ready: () => Promise<void>): Promise<void> {
+    const change = this.pebble.waitChange(await this.pebble.start([SERVICE])).then(
+      () => ready(),
+      (e: unknown) => {
+        throw e instanceof ChangeError ? new ExecFailed(`postgresql did not start: ${e.err}`) : e;
+      },
+    );
+    await Promise.race([ready(), change]);
   }
 
   /** Fast shutdown (SIGINT: Postgres' SIGTERM is "smart" and waits for every client), then stop the service. */
