@@ -192,7 +192,7 @@ describe('3-unit local deployment', () => {
 
   it('execs in a unit through its sidecar, with the exit code', async () => {
     const r = await m.cli(['exec', 'recorder/0', '--', 'sh', '-c', 'echo "hi $(id -un)"; exit 3']);
-    expect(r.stdout).toBe('hi root\n');
+    expect(r.stdout, `code ${r.code}, stderr: ${r.stderr}`).toBe('hi root\n');
     expect(r.code).toBe(3);
   });
 
