@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { openModel } from '../agent/commands/context.js';
+import { uris } from '../agent/commands/uri.js';
 import { summary } from './stats.js';
 import { Writer } from './writer.js';
 
@@ -166,9 +168,10 @@ async function configChanges(model: string, pw: string, roles: () => Promise<Uni
   };
 }
 
-export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns: number }) {
+/** `pgcharm deploy --units 3` started -> both standbys streaming, in ms, one entry per run. */
+export async function bootstrapRuns(runs: number): Promise<number[]> {
   const bootstrap: number[] = [];
-  for (let i = 0; i < opts.bootstrapRuns; i++) {
+  for (let i = 0; i < runs; i++) {
     const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-pg-'));
     chmodSync(model, 0o755);
     try {
@@ -176,7 +179,8 @@ export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns:
       const deploy = cli(model, ['deploy', '--units', '3', '--timeout', '180']);
       let uri = '';
       for (;;) {
-        if (!uri) uri = (await cli(model, ['uri', 'primary']).catch(() => '')).trim();
+        // In-process: a `pgcharm uri` child per poll would take a core from the units being measured.
+        if (!uri) uri = (await openModel(model).then((ctx) => uris(ctx, 'primary')).catch(() => []))[0] ?? '';
         if (uri && (await streaming(uri)) === 2) break;
         if (Date.now() - t0 > 180_000) throw new Error('standbys did not stream within 180 s');
         await new Promise((r) => setTimeout(r, 20));
@@ -188,6 +192,11 @@ export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns:
       rmSync(model, { recursive: true, force: true });
     }
   }
+  return bootstrap;
+}
+
+export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns: number }) {
+  const bootstrap = await bootstrapRuns(opts.bootstrapRuns);
   return {
     ...(await failovers(opts.failoverRuns)),
     bootstrap_3_units_to_standbys_streaming_ms: { ...summary(bootstrap), goal_median_max: 4000, what: '`pgcharm deploy --units 3` started -> both standbys streaming (includes starting the controller)' },

@@ -1,5 +1,7 @@
-import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Pod } from '#client-node';
 import { stringify } from 'yaml';
+import { formatBytes, memberPositions, type MemberPosition } from '../charm/postgresql/positions.js';
+import { readPasswords } from '../charm/postgresql/secrets.js';
 import { ANNOTATIONS, LABELS, objects } from '../runtime/names.js';
 import type { ModelContext } from './context.js';
 
@@ -10,8 +12,12 @@ export interface UnitStatus {
   /** host:port of the unit's workload (its Postgres), else the pod IP. */
   address: string;
   role: string;
-  timeline: string;
-  lag: string;
+  /** Live from the unit's Postgres when it answers, else the unit's last report; null when neither. */
+  timeline: number | null;
+  /** Bytes of WAL not yet replayed behind the primary (0 on the primary); null when unknown. */
+  lag: number | null;
+  /** What the unit's Postgres answered just now: primary | replica | unreachable; '' without a password or address. */
+  postgres: string;
   pod: { phase: string; restarts: number };
   'applied-config': string;
 }
@@ -49,12 +55,14 @@ export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
       leader: leader === unit,
       address: bag?.data?.['address'] ?? pod?.status?.podIP ?? '',
       role: pod ? (bag?.data?.['role'] ?? '') : '',
-      timeline: bag?.data?.['timeline'] ?? '',
-      lag: bag?.data?.['lag'] ?? '',
+      timeline: bag?.data?.['timeline'] ? Number(bag.data['timeline']) : null,
+      lag: null,
+      postgres: '',
       pod: { phase: pod?.status?.phase ?? 'Missing', restarts: (pod?.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0) },
       'applied-config': !applied ? 'none' : applied === configHash ? 'current' : `stale (${applied.slice(0, 12)})`,
     };
   }
+  await addLivePositions(ctx, units);
   const appAnn = appBag?.metadata?.annotations ?? {};
   const rejected = config?.metadata?.annotations?.['pgcharm.io/rejected'];
   return {
@@ -72,6 +80,24 @@ export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
   };
 }
 
+/** Timeline and lag as each unit's Postgres reports them now (1 s connect timeout per unit, all at once). */
+async function addLivePositions(ctx: ModelContext, units: Record<string, UnitStatus>): Promise<void> {
+  const pw = await readPasswords(ctx.kube, ctx.app).catch(() => undefined);
+  if (!pw) return;
+  const targets: Record<string, { host: string; port: number }> = {};
+  for (const [u, s] of Object.entries(units)) {
+    const m = /^(.*):(\d+)$/.exec(s.address);
+    if (m && s.role) targets[u] = { host: m[1]!, port: Number(m[2]) };
+  }
+  const live: Record<string, MemberPosition> = await memberPositions(targets, pw.operator);
+  for (const [u, p] of Object.entries(live)) {
+    const s = units[u]!;
+    s.postgres = p.state;
+    if (p.timeline !== null) s.timeline = p.timeline;
+    s.lag = p.lagBytes;
+  }
+}
+
 export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'): string {
   if (format === 'json') return JSON.stringify(s, null, 2) + '\n';
   if (format === 'yaml') return stringify(s);
@@ -82,7 +108,7 @@ export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'
   const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'TL', 'Lag', 'Restarts', 'Config', 'Message']];
   for (const [name, u] of Object.entries(s.units)) {
     const msg = u.agent.status === 'error' ? u.agent.message : u.workload.message;
-    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline, u.lag, String(u.pod.restarts), u['applied-config'], msg]);
+    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline === null ? '' : String(u.timeline), formatBytes(u.lag), String(u.pod.restarts), u['applied-config'], msg]);
   }
   out.push(table(rows));
   if (a['config-rejected']) out.push(`charm.yaml edit refused, still running the previous config:\n  ${a['config-rejected'].replace(/\n/g, '\n  ')}\n`);

@@ -1,4 +1,4 @@
-import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '#client-node';
 import type { Store } from '../runtime/store.js';
 
 /**

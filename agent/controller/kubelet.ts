@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { freePort } from '../ports.js';

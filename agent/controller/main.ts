@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '#client-node';
 import { pino, type Logger } from 'pino';
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { freePort } from '../ports.js';

@@ -1,4 +1,4 @@
-import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '#client-node';
 import type { Logger } from 'pino';
 import type { ActionContext } from './charm.js';
 import { isConflict } from './kube.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
 import { PebbleClient } from '../../sidecar/client/index.js';
 import { ActionRun } from './actions.js';

@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 
 /** The API clients an agent (or the CLI) uses, from one kubeconfig: local controller or cluster alike. */
 export interface Kube {

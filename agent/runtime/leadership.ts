@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { V1MicroTime, type V1Lease } from '#client-node';
 import type { Logger } from 'pino';
 import { apiMessage, isConflict, isNotFound, type Kube } from './kube.js';
 

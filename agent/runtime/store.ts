@@ -1,5 +1,5 @@
-import * as k8s from '@kubernetes/client-node';
-import type { V1ConfigMap } from '@kubernetes/client-node';
+import * as k8s from '#client-node';
+import type { V1ConfigMap } from '#client-node';
 import type { Logger } from 'pino';
 import { apiMessage, isConflict, isNotFound, mergePatch, type Kube } from './kube.js';
 import { LABELS } from './names.js';

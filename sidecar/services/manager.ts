@@ -24,14 +24,16 @@ function listNames(names: string[]): string {
 }
 
 /**
- * Owns the service runners and turns API actions into changes. Service operations are
- * serialised: a change's tasks run in start/stop order, one change after another, which
- * is what makes "stop then start" (restart, replan) well defined.
+ * Owns the service runners and turns API actions into changes. A change's tasks run in
+ * stop/start order, which is what makes "stop then start" (restart, replan) well defined;
+ * changes touching a common service run one after another.
  */
 export class ServiceManager extends EventEmitter {
   private runners = new Map<string, ServiceRunner>();
   private plan: Plan = { layers: [], services: {}, checks: {}, 'log-targets': {} };
-  private queue: Promise<void> = Promise.resolve();
+  /** Per service, the last queued change that touches it. */
+  private lanes = new Map<string, Promise<void>>();
+  private pending = new Set<Promise<void>>();
 
   constructor(
     private readonly changes: ChangeStore,
@@ -132,7 +134,10 @@ export class ServiceManager extends EventEmitter {
     for (const { task, name } of [...stopTasks, ...startTasks]) task.data['service-names'] = [name];
     change.touch();
 
-    this.queue = this.queue.then(async () => {
+    // Changes that share a service run one after another; the others do not wait (a start's
+    // 1 s okay delay would otherwise hold up every other service's start or stop).
+    const touched = [...new Set([...stop, ...start])];
+    const run = Promise.all(touched.map((n) => this.lanes.get(n))).then(async () => {
       let failed = false;
       for (const { name, task } of stopTasks) {
         task.start();
@@ -174,6 +179,13 @@ export class ServiceManager extends EventEmitter {
         if (!this.plan.services[n]) this.runners.delete(n);
       }
     });
+    const settled = run.catch(() => undefined);
+    for (const n of touched) this.lanes.set(n, settled);
+    settled.then(() => {
+      for (const n of touched) if (this.lanes.get(n) === settled) this.lanes.delete(n);
+    });
+    this.pending.add(settled);
+    void settled.then(() => this.pending.delete(settled));
     return change;
   }
 
@@ -213,7 +225,7 @@ export class ServiceManager extends EventEmitter {
 
   /** Stops everything in stop order (sidecar shutdown). */
   async stopAll(): Promise<void> {
-    await this.queue.catch(() => undefined);
+    await Promise.all(this.pending);
     const active = [...this.runners.values()].filter((r) => r.active || r.state === 'backoff').map((r) => r.name);
     const inPlan = active.filter((n) => this.plan.services[n]);
     const orderNames = [...active.filter((n) => !this.plan.services[n]), ...(inPlan.length ? stopOrder(this.plan, inPlan) : [])];

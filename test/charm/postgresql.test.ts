@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
@@ -56,6 +57,15 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect(Object.values(s.units).map((u) => u.role).sort()).toEqual(['primary', 'replica', 'replica']);
     expect(Object.values(s.units).every((u) => /^127\.0\.0\.1:\d+$/.test(u.address) && u.workload.status === 'active')).toBe(true);
     expect(Object.values(s.units).filter((u) => u.leader)).toHaveLength(1);
+    // Timeline and lag are read live from each Postgres: a fresh cluster is on timeline 1.
+    const live = s.units as unknown as Record<string, { role: string; timeline: number | null; lag: number | null; postgres: string }>;
+    for (const u of Object.values(live)) {
+      expect(u.timeline).toBe(1);
+      expect(u.postgres).toBe(u.role);
+      expect(typeof u.lag).toBe('number');
+      if (u.role === 'primary') expect(u.lag).toBe(0);
+    }
+    expect((await m.cli(['status'])).stdout).toMatch(/\bprimary\s+1\s+0\s/);
   });
 
   it('keeps passwords out of process lists, logs and status', async () => {
@@ -94,13 +104,18 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       const c = new pg.Client({ connectionString: (await m.cli(['uri', old])).stdout.trim() });
       c.on('error', () => undefined);
       await c.connect();
+      // A write in flight at the kill may be committed without its acknowledgement reaching the
+      // client: the new primary can hold more rows than were acknowledged. The rejoined unit must
+      // hold exactly the new primary's rows (nothing of its own kept, nothing missing).
+      const onPrimary = (await q((await m.cli(['uri', 'primary'])).stdout.trim(), `SELECT string_agg(id::text, ',' ORDER BY id) AS ids, count(*)::int AS n FROM ${w.table}`))[0]!;
+      expect(Number(onPrimary['n'])).toBeGreaterThanOrEqual(w.acked.length);
       try {
-        await waitFor('the rejoined unit has every row', async () => {
-          const n = Number((await c.query(`SELECT count(*) AS n FROM ${w.table}`)).rows[0].n);
-          if (n === w.acked.length) return true;
+        await waitFor('the rejoined unit has exactly the new primary\'s rows', async () => {
+          const r = (await c.query(`SELECT string_agg(id::text, ',' ORDER BY id) AS ids, count(*)::int AS n FROM ${w.table}`)).rows[0];
+          if (r.ids === onPrimary['ids']) return true;
           // Said in the timeout message when it never catches up.
-          const r = (await c.query('SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver, pg_last_wal_replay_lsn()::text AS replay, (SELECT timeline_id FROM pg_control_checkpoint()) AS tli')).rows[0];
-          throw new Error(`${n}/${w.acked.length} rows; wal receiver ${r.receiver ?? 'none'}, replayed ${r.replay}, timeline ${r.tli}`);
+          const x = (await c.query("SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver, (SELECT received_tli FROM pg_stat_wal_receiver) AS tli, pg_last_wal_replay_lsn()::text AS replay")).rows[0];
+          throw new Error(`${r.n}/${onPrimary['n']} rows (${w.acked.length} acknowledged); wal receiver ${x.receiver ?? 'none'} on timeline ${x.tli}, replayed ${x.replay}`);
         }, 30_000);
         expect((await c.query('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true);
       } finally {
@@ -287,5 +302,35 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       const streaming = (await q(uri, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")).map((r) => r['application_name']);
       return slots.length === 1 && streaming.length === 1 && slots[0] === String(streaming[0]).replace('/', '_');
     }, 60_000);
+  }, 180_000);
+
+  it('add-unit builds a new standby from the current primary; list-members shows every member live', async () => {
+    const before = Object.keys((JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, unknown> }).units);
+    expect((await m.cli(['add-unit'])).code).toBe(0);
+    const uri = (await m.cli(['uri', 'primary'])).stdout.trim();
+    // Unit numbers are never reused: the new unit is postgresql/3.
+    await waitFor('the new unit streams from the primary', async () =>
+      (await q(uri, "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'")).some((r) => r['application_name'] === 'postgresql/3'),
+    120_000);
+    await q(uri, "CREATE TABLE IF NOT EXISTS probe (v text); INSERT INTO probe VALUES ('after add-unit')");
+    const [tl] = await q(uri, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tl");
+    const members = async () => {
+      const out = (await m.cli(['run', 'leader', 'list-members', '--wait'])).stdout;
+      const [rec] = Object.values(parse(out) as Record<string, { results: { members: Record<string, { role: string; state: string; timeline: number; 'lag-bytes': number | null }> } }>);
+      return rec!.results.members;
+    };
+    await waitFor('list-members shows the new standby streaming on the primary\'s timeline', async () => {
+      const ms = await members();
+      return Object.keys(ms).length === before.length + 1 && ms['postgresql/3']?.state === 'streaming' && ms['postgresql/3']?.role === 'replica' ? ms : undefined;
+    }, 60_000);
+    const ms = await members();
+    expect(Object.values(ms).map((x) => x.role).sort()).toEqual(['primary', ...before.slice(1).map(() => 'replica'), 'replica']);
+    for (const x of Object.values(ms)) {
+      expect(x.timeline).toBe(tl!['tl']);
+      expect(x.state).toBe(x.role === 'primary' ? 'running' : 'streaming');
+      expect(typeof x['lag-bytes']).toBe('number');
+    }
+    const own = (await m.cli(['uri', 'postgresql/3'])).stdout.trim();
+    await waitFor('the row written after add-unit is on the new standby', async () => (await q(own, "SELECT count(*)::int AS n FROM probe WHERE v = 'after add-unit'"))[0]!['n'] === 1);
   }, 180_000);
 });

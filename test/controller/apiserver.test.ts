@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeKubeconfig } from '../../agent/controller/kubeconfig.js';
 import { clients, failure, NS, raw, startTestServer, type TestServer } from './helpers/server.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateToken } from '../../agent/controller/apiserver/auth.js';
 import { killMarked } from '../helpers/procs.js';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killMarked, waitFor } from '../helpers/procs.js';
 import { NS, startTestServer, type TestServer } from './helpers/server.js';

@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/procs.js';
 import { NS, raw, startTestServer, type TestServer } from './helpers/server.js';

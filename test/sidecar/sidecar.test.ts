@@ -117,6 +117,23 @@ describe('sidecar process', () => {
     expect(stopped.tasks.map((t) => t.summary)).toEqual(['Stop service "app"', 'Stop service "db"']);
   });
 
+  it('runs changes of unrelated services side by side, and changes of the same service in order', async () => {
+    await sc.client.addLayer('lanes', `services:\n${sleeper(sc, 'lane-a')}${sleeper(sc, 'lane-b')}`);
+    const a = await sc.client.start(['lane-a']);
+    // lane-a sits in its 1 s okay delay; lane-b's start must not queue behind it.
+    const b = await sc.client.start(['lane-b']);
+    await waitFor('lane-b spawned', async () => readPid(sc, 'lane-b'), 5000, 10);
+    expect((await sc.client.getChange(a)).ready).toBe(false);
+    // A stop of lane-a waits for its start to finish: it never overtakes it.
+    const stopA = await sc.client.stop(['lane-a']);
+    const [startedA, stoppedA] = await Promise.all([sc.client.waitChange(a), sc.client.waitChange(stopA)]);
+    expect(startedA.status).toBe('Done');
+    expect(new Date(stoppedA['ready-time']!).getTime()).toBeGreaterThanOrEqual(new Date(startedA['ready-time']!).getTime());
+    expect((await sc.client.waitChange(b)).status).toBe('Done');
+    expect((await sc.client.getServices(['lane-a', 'lane-b'])).map((s) => s.current)).toEqual(['inactive', 'active']);
+    await sc.client.waitChange(await sc.client.stop(['lane-b']));
+  });
+
   it('reports a service that exits within the okay delay as a failed start', async () => {
     await sc.client.addLayer('quick', `services:\n  quick:\n    override: replace\n    command: sh -c 'echo bye >&2; exit 3'\n`);
     const err = await sc.client.waitChange(await sc.client.start(['quick'])).catch((e: unknown) => e);

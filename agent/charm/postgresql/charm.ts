@@ -6,6 +6,7 @@ import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousS
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
+import { formatBytes, memberPositions, readPosition } from './positions.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
 /**
@@ -275,28 +276,18 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
   ctx.peers.local.set('config-hash', hash);
 }
 
-/** Positions reported in the unit bag on update-status: role, timeline, LSNs, lag. */
+/**
+ * The timeline in the unit bag, after every reconcile: it changes only with a promotion, so
+ * other units see no churn. LSNs and lag are read live where shown (status, list-members).
+ */
 async function report(ctx: EventContext): Promise<void> {
   const me = ctx.workload.address();
   const pw = await readPasswords(ctx.kube, ctx.app).catch(() => undefined);
-  if (!me || !pw) return;
+  if (!me || !pw || !ctx.peers.local.get('role')) return;
   try {
-    const r = await withConnection(me, pw.operator, async (c) =>
-      (
-        await c.query<{ recovery: boolean; tli: string; lsn: string | null; replay: string | null; lag: string | null }>(
-          `SELECT pg_is_in_recovery() AS recovery,
-                  (SELECT timeline_id FROM pg_control_checkpoint())::text AS tli,
-                  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
-                  pg_last_wal_replay_lsn()::text AS replay,
-                  CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text END AS lag`,
-        )
-      ).rows[0]!,
-    );
-    ctx.peers.local.set('timeline', r.tli);
-    if (r.lsn) ctx.peers.local.set('lsn', r.lsn);
-    ctx.peers.local.set('lag', r.lag ?? '0');
+    ctx.peers.local.set('timeline', String((await readPosition(me, pw.operator)).timeline));
   } catch (e) {
-    ctx.log.warn({ err: (e as Error).message }, 'could not read positions from postgres');
+    ctx.log.warn({ err: (e as Error).message }, 'could not read the timeline from postgres');
   }
 }
 
@@ -458,7 +449,7 @@ async function switchOver(ctx: EventContext, wanted: string | undefined, say: (m
 export default function postgresqlCharm(): Charm {
   const onEvent: Handler = async (ctx) => {
     await reconcile(ctx);
-    if (ctx.name === 'update-status') await report(ctx);
+    await report(ctx);
   };
   const events = [
     'install',
@@ -480,11 +471,29 @@ export default function postgresqlCharm(): Charm {
       'get-primary-action': (ctx) => {
         ctx.action!.setResults({ primary: ctx.peers.app.get('primary') ?? '' });
       },
-      'list-members-action': (ctx) => {
+      'list-members-action': async (ctx) => {
+        // Roles as the agents recorded them, positions as each Postgres reports them now.
+        const units = [ctx.unit, ...ctx.peers.units].sort();
+        const pw = await readPasswords(ctx.kube, ctx.app);
+        const targets: Record<string, Target> = {};
+        for (const u of units) {
+          const t = parseAddress(ctx.peers.unit(u).get('address'));
+          if (t) targets[u] = t;
+        }
+        const live = pw ? await memberPositions(targets, pw.operator) : {};
         const members: Record<string, unknown> = {};
-        for (const u of [ctx.unit, ...ctx.peers.units].sort()) {
+        for (const u of units) {
           const b = ctx.peers.unit(u);
-          members[u] = { role: b.get('role') ?? 'starting', address: b.get('address') ?? '', timeline: b.get('timeline') ?? '', lsn: b.get('lsn') ?? '', lag: b.get('lag') ?? '' };
+          const p = live[u];
+          members[u] = {
+            role: b.get('role') ?? 'starting',
+            address: b.get('address') ?? '',
+            state: p ? (p.state === 'replica' ? (p.streaming ? 'streaming' : 'not streaming') : p.state === 'primary' ? 'running' : 'unreachable') : 'no address',
+            timeline: p?.timeline ?? (b.get('timeline') ? Number(b.get('timeline')) : null),
+            lsn: p?.lsn ?? null,
+            'lag-bytes': p?.lagBytes ?? null,
+            lag: formatBytes(p?.lagBytes ?? null),
+          };
         }
         ctx.action!.setResults({ members });
       },

@@ -1,4 +1,4 @@
-import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+import { V1MicroTime, type V1Lease } from '#client-node';
 import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
 import { objects } from '../../runtime/names.js';
 

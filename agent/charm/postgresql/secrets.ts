@@ -1,4 +1,4 @@
-import type { V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '#client-node';
 import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
 import { LABELS, objects } from '../../runtime/names.js';
 import { generatePassword } from './scram.js';

@@ -116,7 +116,22 @@ export class PostgresWorkload {
     await this.pebble.addLayer('postgresql', postgresLayer(this.l, port), { combine: true });
     await this.pebble.addLayer('pgcharm-fence', fenceLayer(this.l), { combine: true });
     const [f] = await this.pebble.getServices([FENCE_SERVICE]);
-    if (f?.current !== 'active') await this.pebble.waitChange(await this.pebble.start([FENCE_SERVICE]));
+    if (f?.current === 'active') return;
+    // The watchdog only has to be running: waiting out its okay delay (1 s) would delay every start
+    // of Postgres. A watchdog that dies later is restarted by the sidecar; its change records why.
+    const change = await this.pebble.start([FENCE_SERVICE]);
+    let failed: unknown;
+    this.pebble.waitChange(change).catch((e: unknown) => {
+      failed = e;
+      this.log.error({ err: e instanceof Error ? e.message : String(e) }, 'the fence watchdog did not start');
+    });
+    for (const until = Date.now() + 10_000; ; ) {
+      if (failed) throw failed;
+      const [s] = await this.pebble.getServices([FENCE_SERVICE]);
+      if (s?.current === 'active') return;
+      if (Date.now() > until) throw new ExecFailed(`${FENCE_SERVICE} is ${s?.current ?? 'missing'} 10 s after its start`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /** Arms (or moves) the fence: past `epochMs` without a newer deadline, Postgres is stopped. */

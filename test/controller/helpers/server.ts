@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import * as k8s from '@kubernetes/client-node';
+import * as k8s from '#client-node';
 import { pino } from 'pino';
 import { generateToken } from '../../../agent/controller/apiserver/auth.js';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '../../../agent/controller/apiserver/server.js';
