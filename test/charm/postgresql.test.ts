@@ -187,7 +187,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     }, 90_000);
   }, 240_000);
 
-  it('applies a reload-class change without restarting and a restart-class change by a rolling restart, replicas first', async () => {
+  it('applies a reload-class change without restarting and a restart-class change by a rolling restart: replicas first when raised, the primary first when lowered', async () => {
     const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
     const units = async () => (JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string; address: string; workload: { status: string }; agent: { status: string } }> }).units;
     await waitFor('settled', async () => Object.values(await units()).every((u) => u.workload.status === 'active' && u.agent.status === 'idle' && ['primary', 'replica'].includes(u.role)), 90_000);
@@ -234,6 +234,20 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       expect(after[n]!.started).toBeGreaterThan(before[n]!.started);
       if (n !== primary) expect(after[n]!.started).toBeLessThan(after[primary]!.started);
     }
+
+    // Lowering it flips the order: a hot standby refuses to replay with less than its primary.
+    expect((await m.cli(['config', 'max-connections=120'])).code).toBe(0);
+    await waitFor('max_connections lowered everywhere', async () => {
+      const r = await read();
+      return Object.keys(u0).every((n) => r[n]?.max_connections === '120');
+    }, 90_000);
+    const lowered = await read();
+    for (const n of Object.keys(u0)) {
+      expect(lowered[n]!.started).toBeGreaterThan(after[n]!.started);
+      if (n !== primary) expect(lowered[n]!.started).toBeGreaterThan(lowered[primary]!.started);
+    }
+    const uri = (await m.cli(['uri', 'primary'])).stdout.trim();
+    await waitFor('both standbys streaming after the lowering', async () => (await q(uri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2);
     expect(pids()).toEqual(sidecarsAndAgents);
   }, 240_000);
 

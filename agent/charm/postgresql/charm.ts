@@ -146,7 +146,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await w.start(() => waitAccepting(me, pw.operator));
   }
   await waitAccepting(me, pw.operator);
-  await applyRestartClass(ctx, w, me, pw, 'primary');
+  await applyRestartClass(ctx, w, me, pw, 'primary', ctx.unit);
   await withConnection(me, pw.operator, async (c) => {
     // Passwords go in as SCRAM verifiers: neither SQL text nor a server log line holds one.
     // The charm's own statements must not wait for a synchronous standby that may be the one being built.
@@ -176,6 +176,17 @@ async function ensureSlot(c: import('pg').Client, slot: string): Promise<void> {
   } catch (e) {
     if ((e as { code?: string }).code !== '42710') throw e; // duplicate_object: the other side made it
   }
+}
+
+/**
+ * Right after a promotion, before the standbys hear of it: a standby that follows the new
+ * primary before its first reconcile would otherwise fail on a missing slot and retry.
+ */
+async function slotsForPeers(me: Target, pw: Passwords, units: string[]): Promise<void> {
+  await withConnection(me, pw.operator, async (c) => {
+    await c.query('SET synchronous_commit = local');
+    for (const u of units) await ensureSlot(c, slotName(u));
+  });
 }
 
 /** Standbys streaming from this primary, by application_name (= unit name). */
@@ -228,10 +239,11 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   if (await w.running()) await w.reload();
   else await w.start(() => waitAccepting(me, pw.operator));
   await waitAccepting(me, pw.operator);
-  await applyRestartClass(ctx, w, me, pw, 'replica');
+  await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
   ctx.log.info({ decision: 'replica', primary, why: 'the application bag names another unit primary' }, 'reconcile');
-  await ctx.setUnitStatus({ name: 'active', message: `replica of ${primary}` });
+  const later = ctx.peers.local.get('restart-pending');
+  await ctx.setUnitStatus({ name: 'active', message: later ? `replica of ${primary}; restart for ${later} waits for the primary` : `replica of ${primary}` });
 }
 
 /**
@@ -250,14 +262,36 @@ async function restartPending(me: Target, pw: Passwords): Promise<string[]> {
 }
 
 /**
+ * Settings a hot standby needs at least as high as its primary's: lowering one must restart the
+ * primary first (a standby with less refuses to replay), raising one the standbys first.
+ */
+const STANDBY_MINIMUMS = ['max_connections', 'max_prepared_transactions', 'max_locks_per_transaction', 'max_wal_senders', 'max_worker_processes'];
+
+/** Which of STANDBY_MINIMUMS the config file lowers below what the server runs with. */
+async function loweredMinimums(me: Target, pw: Passwords): Promise<string[]> {
+  return withConnection(me, pw.operator, async (c) =>
+    (
+      await c.query<{ name: string }>(
+        `SELECT f.name FROM (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings WHERE name = ANY($1) ORDER BY name, seqno DESC) f
+           JOIN pg_settings s USING (name) WHERE f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint ORDER BY 1`,
+        [STANDBY_MINIMUMS],
+      )
+    ).rows.map((r) => r.name),
+  );
+}
+
+/**
  * Restart-class changes, rolling: a replica restarts Postgres at once; the primary waits until
- * every replica runs this config (their bags say so) and then restarts last. Only the postgres
+ * every replica runs this config (their bags say so) and then restarts last. When the change
+ * lowers a setting standbys need at least as high as the primary's, the order flips: the
+ * primary first, the replicas once its bag says it runs the new config. Only the postgres
  * service restarts: the sidecar, the agent and the unit stay (invariant 3).
  */
-async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Target, pw: Passwords, role: 'primary' | 'replica'): Promise<void> {
+async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Target, pw: Passwords, role: 'primary' | 'replica', primary: string): Promise<void> {
   const hash = configHash(ctx.config as Record<string, ConfigValue>);
   const pending = await restartPending(me, pw);
-  if (pending.length && role === 'primary') {
+  const lowered = pending.length ? (await loweredMinimums(me, pw)).filter((n) => pending.includes(n)) : [];
+  if (pending.length && role === 'primary' && !lowered.length) {
     const behind = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('role') === 'replica' && (ctx.peers.unit(u).get('config-hash') !== hash || ctx.peers.unit(u).get('restart-pending')));
     if (behind.length) {
       ctx.peers.local.set('restart-pending', pending.join(','));
@@ -265,9 +299,17 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
       return;
     }
   }
+  if (pending.length && role === 'replica' && lowered.length) {
+    const p = ctx.peers.units.includes(primary) ? ctx.peers.unit(primary) : undefined;
+    if (!p || p.get('config-hash') !== hash || p.get('restart-pending')) {
+      ctx.peers.local.set('restart-pending', pending.join(','));
+      ctx.log.info({ decision: 'restart later', parameters: pending, lowered, waitingFor: [primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' }, 'reconcile');
+      return;
+    }
+  }
   if (pending.length) {
     await ctx.setUnitStatus({ name: 'maintenance', message: `restarting PostgreSQL for ${pending.join(', ')}` });
-    ctx.log.info({ decision: 'restart', parameters: pending, why: 'pg_settings.context is postmaster for these' }, 'reconcile');
+    ctx.log.info({ decision: 'restart', parameters: pending, ...(lowered.length ? { lowered } : {}), why: 'pg_settings.context is postmaster for these' }, 'reconcile');
     await w.stop();
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
@@ -356,6 +398,7 @@ const haLoop: CharmLoop = {
         await state.exclusive(async () => {
           await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
           await w.promote(me, pw.operator);
+          await slotsForPeers(me, pw, [...peers.keys()]);
           await ctx.setLocal({ role: 'primary' });
           ctx.log.warn({ decision: 'promoted', why: `switchover: received ${received} >= ${handLsn}` }, 'ha');
           ctx.emit('pgcharm-reconcile');
@@ -393,6 +436,7 @@ const haLoop: CharmLoop = {
       if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) return;
       await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
       await w.promote(me, pw.operator);
+      await slotsForPeers(me, pw, [...peers.keys()]);
       await ctx.setLocal({ role: 'primary' });
       ctx.log.warn({ decision: 'promoted', previous: holder ?? null, why: `the primary lease expired; ${choice.why}` }, 'ha');
       await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
