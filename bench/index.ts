@@ -1,18 +1,39 @@
 #!/usr/bin/env node
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { compare, type SystemFigures } from './compare.js';
 import { benchPostgres } from './postgres.js';
 import { benchRuntime } from './runtime.js';
 import { benchSidecar } from './sidecar.js';
 
 /**
  * `npm run bench`: JSON on stdout (`npm run -s bench` leaves out npm's banners) and in
- * .bench/latest.json, a human summary on stderr. BENCH_ONLY=sidecar|runtime|postgres runs one group.
+ * .bench/latest.json, a human summary on stderr, failover timelines as .bench/failover-run-N.svg.
+ * `npm run bench -- --only compare --runs 3 --systems pgcharm,patroni-tuned` narrows it down
+ * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS).
  */
-const num = (name: string, dflt: number) => Number(process.env[name] ?? dflt);
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (!v || v.startsWith('--')) throw new Error(`--${name} needs a value`);
+  return v;
+}
+const num = (name: string, dflt: number) => {
+  const v = Number(process.env[name] ?? dflt);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(process.env[name])}`);
+  return v;
+};
+const runs = () => {
+  const v = arg('runs') ?? process.env['BENCH_RUNS'];
+  if (v === undefined) return 5;
+  if (!/^[1-9][0-9]*$/.test(v)) throw new Error(`--runs must be a positive integer, got ${JSON.stringify(v)}`);
+  return Number(v);
+};
 
 async function main(): Promise<void> {
-  const only = process.env['BENCH_ONLY'];
+  const only = arg('only') ?? process.env['BENCH_ONLY'];
+  if (only && !['sidecar', 'runtime', 'postgres', 'compare'].includes(only)) throw new Error(`--only must be sidecar, runtime, postgres or compare, got ${JSON.stringify(only)}`);
   const started = new Date();
   const lines: string[] = [];
   const result: Record<string, unknown> = {
@@ -37,7 +58,7 @@ async function main(): Promise<void> {
     );
   }
   if (!only || only === 'postgres') {
-    const p = await benchPostgres({ bootstrapRuns: num('BENCH_BOOTSTRAP_RUNS', 3), failoverRuns: num('BENCH_PG_FAILOVER_RUNS', 5) });
+    const p = await benchPostgres({ bootstrapRuns: num('BENCH_BOOTSTRAP_RUNS', 3), failoverRuns: num('BENCH_PG_FAILOVER_RUNS', runs()) });
     result['postgres'] = p;
     lines.push(
       `unplanned failover (kill -9 primary unit -> first acked write): median ${p.failover_kill9_primary_unit_to_first_acked_write_ms.median} ms, max ${p.failover_kill9_primary_unit_to_first_acked_write_ms.max} ms (goal <= 3000 ms); acknowledged writes lost: ${p.failover_acknowledged_writes_lost.total}`,
@@ -47,11 +68,37 @@ async function main(): Promise<void> {
       `rolling restart, longest write gap: ${p.rolling_restart_longest_write_gap_ms?.value} ms (goal <= 2000 ms), writes lost: ${p.rolling_restart_longest_write_gap_ms?.acknowledged_writes_lost}`,
     );
   }
+  if (!only || only === 'compare') {
+    const systems = (arg('systems') ?? process.env['BENCH_SYSTEMS'] ?? 'pgcharm,patroni-defaults,patroni-tuned').split(',').map((x) => x.trim());
+    const n = runs();
+    const c = await compare({ systems, failoverRuns: n, crashRuns: n, bootstrapRuns: num('BENCH_COMPARE_BOOTSTRAP_RUNS', 3), outDir: '.bench', log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['compare'] = c;
+    lines.push('', 'side by side (median / max of the runs, ms; lost = acknowledged writes lost in all runs):', ...compareTable(c.systems), '');
+    for (const [k, v] of Object.entries(c.ratios)) lines.push(`${k}: ${Object.entries(v).map(([m, r]) => `${m} x${r}`).join(', ')}`);
+    lines.push(`timelines: ${c.pictures.join(', ')}`);
+  }
   const json = JSON.stringify(result, null, 2) + '\n';
   process.stdout.write(json);
   mkdirSync('.bench', { recursive: true });
   writeFileSync('.bench/latest.json', json);
   process.stderr.write(lines.join('\n') + '\n');
+}
+
+
+function compareTable(systems: Record<string, SystemFigures>): string[] {
+  const names = Object.keys(systems);
+  const mm = (x: { median: number; max: number }) => `${Math.round(x.median)} / ${Math.round(x.max)}`;
+  const rows: string[][] = [
+    ['', ...names],
+    ['kill -9 primary node -> first acked write', ...names.map((n) => mm(systems[n]!.failover_kill9_primary_node_to_first_acked_write_ms))],
+    ['  acknowledged writes lost', ...names.map((n) => String(systems[n]!.failover_acknowledged_writes_lost.total))],
+    ['  killed node streaming again', ...names.map((n) => mm(systems[n]!.failover_killed_node_streaming_again_ms))],
+    ['kill -9 postmaster -> first acked write', ...names.map((n) => mm(systems[n]!.postmaster_kill9_to_first_acked_write_ms))],
+    ['  acknowledged writes lost', ...names.map((n) => String(systems[n]!.postmaster_crash_acknowledged_writes_lost.total))],
+    ['bootstrap 3 nodes -> standbys streaming', ...names.map((n) => mm(systems[n]!.bootstrap_3_nodes_to_standbys_streaming_ms))],
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
 }
 
 main().catch((e) => {

@@ -7,27 +7,38 @@ import pg from 'pg';
  * by trying every unit's port, as a libpq multi-host URI with target_session_attrs=read-write
  * would), records every acknowledged id and when it was acknowledged.
  */
+/** Where to write: the candidate servers' ports on loopback and the role to connect as. */
+export interface WriteTarget {
+  ports: () => number[];
+  user: string;
+  password: string;
+}
+
 export class Writer {
   /** Acknowledged rows: id, when, and the port of the server that acknowledged it. */
   readonly acked: { id: number; at: number; port: number }[] = [];
+  /** When an insert (or finding a primary for it) failed. */
+  readonly failures: number[] = [];
   private stopped = false;
   private done: Promise<void> = Promise.resolve();
   readonly table = `w_${Date.now()}`;
+  private readonly target: WriteTarget;
 
-  constructor(
-    private readonly model: string,
-    private readonly password: string,
-    private readonly everyMs = 10,
-  ) {}
+  /** `model`: a pgcharm model directory (its units' ports, as the operator); or any set of servers. */
+  constructor(model: string | WriteTarget, password = '', private readonly everyMs = 10) {
+    this.target =
+      typeof model === 'string'
+        ? { ports: () => readdirSync(join(model, 'units')).map((u) => Number(readFileSync(join(model, 'units', u, 'port'), 'utf8'))), user: 'operator', password }
+        : model;
+  }
 
   ports(): number[] {
-    const dir = join(this.model, 'units');
-    return readdirSync(dir).map((u) => Number(readFileSync(join(dir, u, 'port'), 'utf8')));
+    return this.target.ports();
   }
 
   async connectPrimary(): Promise<pg.Client | undefined> {
     for (const port of this.ports()) {
-      const c = new pg.Client({ host: '127.0.0.1', port, user: 'operator', password: this.password, database: 'postgres', connectionTimeoutMillis: 300 });
+      const c = new pg.Client({ host: '127.0.0.1', port, user: this.target.user, password: this.target.password, database: 'postgres', connectionTimeoutMillis: 300 });
       c.on('error', () => undefined);
       try {
         await c.connect();
@@ -60,6 +71,7 @@ export class Writer {
           this.acked.push({ id: n, at: Date.now(), port: client.port ?? 0 });
         }
       } catch {
+        this.failures.push(Date.now());
         await client?.end().catch(() => undefined);
         client = undefined;
       }
@@ -76,6 +88,16 @@ export class Writer {
   /** The first acknowledgement after `t` (ms since epoch) by a server other than `oldPort`. */
   firstAckAfter(t: number, oldPort?: number): number | undefined {
     return this.acked.find((a) => a.at > t && a.port !== oldPort)?.at;
+  }
+
+  /**
+   * The end of the first write outage after `t`: the first acknowledgement after the first
+   * failure after `t`. (A backend that outlives its killed postmaster can still acknowledge a
+   * write or two; the outage starts when writes fail.)
+   */
+  firstAckAfterOutage(t: number): number | undefined {
+    const failed = this.failures.find((f) => f >= t);
+    return failed === undefined ? undefined : this.acked.find((a) => a.at > failed)?.at;
   }
 
   /** The port of the server that acknowledged the last write. */

@@ -80,14 +80,24 @@ export class PostgresWorkload {
   }
 
   /** Clones PGDATA from the primary over the replication protocol (physical slot `slot`). */
+  /**
+   * Clones into a directory beside PGDATA and renames it into place when complete, so a clone
+   * cut short (the unit killed mid-copy) never looks like a data directory. What such a clone
+   * left behind is deleted: this charm made it, and it never held a usable cluster.
+   */
   async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean): Promise<void> {
+    const partial = `${this.l.pgdata}.cloning`;
+    if (await this.exists(partial)) {
+      this.log.warn({ path: partial }, 'removing what an interrupted clone left behind');
+      await this.run(['rm', '-rf', '--one-file-system', partial]);
+    }
     await this.run(
       [
         `${this.l.binDir}/pg_basebackup`,
         '-h', primary.host,
         '-p', String(primary.port),
         '-U', 'replication',
-        '-D', this.l.pgdata,
+        '-D', partial,
         '-X', 'stream',
         '-c', 'fast',
         '-S', slot,
@@ -96,6 +106,8 @@ export class PostgresWorkload {
       ],
       { env: { PGPASSFILE: this.l.pgpass }, timeoutMs: 3_600_000 },
     );
+    // -T: fails rather than moving the clone inside an existing non-empty PGDATA.
+    await this.run(['mv', '-T', partial, this.l.pgdata]);
     this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloned the primary with pg_basebackup');
   }
 

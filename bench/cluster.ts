@@ -1,0 +1,81 @@
+import pg from 'pg';
+
+/**
+ * What the side-by-side benchmark and the chaos suite need from a 3-node HA PostgreSQL, so the
+ * same client, faults and clock run against pgcharm and against Patroni.
+ */
+export interface Cluster {
+  readonly name: string;
+  /** Starts the processes; bootstrap goes on in the background (see `healthy`). */
+  start(): Promise<void>;
+  /** The role the writer and the probes connect as, and its password (known once started). */
+  credentials(): Promise<{ user: string; password: string }>;
+  nodeNames(): string[];
+  portOf(node: string): number;
+  ports(): number[];
+  /** SIGKILL of everything belonging to the node; it comes back after the cluster's reschedule delay. Returns the kill time. */
+  killNode(node: string): Promise<number>;
+  /** SIGKILL of the node's postmaster only. Returns the kill time. */
+  killPostmaster(node: string): Promise<number>;
+  /** Log files worth reading when something went wrong. */
+  logs(): Record<string, string>;
+  destroy(): Promise<void>;
+}
+
+export interface ServerState {
+  writable: boolean;
+  streaming: number;
+  receiver: string | null;
+}
+
+/** One query to one server: is it writable, how many standbys stream from it, is its WAL receiver streaming. */
+export async function probe(port: number, c: { user: string; password: string }, timeoutMs = 500): Promise<ServerState | undefined> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: c.user, password: c.password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 2000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const r = (
+      await client.query<{ writable: boolean; streaming: number; receiver: string | null }>(
+        `SELECT NOT pg_is_in_recovery() AS writable,
+                (SELECT count(*)::int FROM pg_stat_replication WHERE state = 'streaming') AS streaming,
+                (SELECT status FROM pg_stat_wal_receiver) AS receiver`,
+      )
+    ).rows[0]!;
+    return r;
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** Every node's state at once. */
+export async function states(cluster: Cluster, c: { user: string; password: string }): Promise<Record<string, ServerState | undefined>> {
+  const names = cluster.nodeNames();
+  const got = await Promise.all(names.map((n) => probe(cluster.portOf(n), c)));
+  return Object.fromEntries(names.map((n, i) => [n, got[i]]));
+}
+
+/** The writable nodes right now (more than one is a split brain). */
+export async function writableNodes(cluster: Cluster, c: { user: string; password: string }): Promise<string[]> {
+  return Object.entries(await states(cluster, c)).filter(([, s]) => s?.writable).map(([n]) => n);
+}
+
+/** One writable node with every other node streaming from it: the node's name, else undefined. */
+export async function healthyPrimary(cluster: Cluster, c: { user: string; password: string }): Promise<string | undefined> {
+  const s = await states(cluster, c);
+  const w = Object.entries(s).filter(([, x]) => x?.writable);
+  if (w.length !== 1) return undefined;
+  const others = Object.entries(s).filter(([n]) => n !== w[0]![0]);
+  return w[0]![1]!.streaming === others.length && others.every(([, x]) => x?.receiver === 'streaming') ? w[0]![0] : undefined;
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

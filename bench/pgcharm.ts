@@ -1,0 +1,107 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openModel } from '../agent/commands/context.js';
+import { uris } from '../agent/commands/uri.js';
+import type { Cluster } from './cluster.js';
+
+/** A 3-unit pgcharm deployment in a fresh local model, driven through the `pgcharm` CLI. */
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = join(root, 'dist', 'agent', 'cli.js');
+
+export function pgcharmCli(model: string, args: string[], timeoutMs = 300_000): Promise<string> {
+  return new Promise((res, rej) =>
+    execFile(process.execPath, [CLI, args[0]!, '--model', model, ...args.slice(1)], { env: { ...process.env, PGCHARM_MODEL: '' }, timeout: timeoutMs }, (err, stdout, stderr) =>
+      err ? rej(new Error(`pgcharm ${args.join(' ')} failed: ${stderr}`)) : res(stdout),
+    ),
+  );
+}
+
+/** When the controller logged the kill (its clock is the one the kill happened on). */
+function killedAt(model: string, after: number): number | undefined {
+  const lines = readFileSync(join(model, 'logs', 'controller.log'), 'utf8').trim().split('\n');
+  for (const l of lines.reverse()) {
+    const o = JSON.parse(l) as { time?: number; msg?: string };
+    if (o.msg === 'killing unit' && (o.time ?? 0) >= after) return o.time;
+  }
+  return undefined;
+}
+
+export class PgcharmCluster implements Cluster {
+  readonly name = 'pgcharm';
+  readonly model: string;
+  private deploy?: Promise<string>;
+  private password?: string;
+
+  constructor(private readonly units = 3) {
+    this.model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-'));
+    chmodSync(this.model, 0o755);
+  }
+
+  async start(): Promise<void> {
+    this.deploy = pgcharmCli(this.model, ['deploy', '--units', String(this.units), '--timeout', '180']);
+    this.deploy.catch(() => undefined);
+  }
+
+  async credentials(): Promise<{ user: string; password: string }> {
+    for (const deadline = Date.now() + 180_000; !this.password; ) {
+      // In-process: a `pgcharm uri` child per poll would take a core from the units being measured.
+      const uri = (await openModel(this.model).then((ctx) => uris(ctx, 'primary')).catch(() => []))[0];
+      if (uri) this.password = decodeURIComponent(/operator:([^@]+)@/.exec(uri)![1]!);
+      else if (Date.now() > deadline) throw new Error('pgcharm: no primary with a password within 180 s');
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    return { user: 'operator', password: this.password };
+  }
+
+  private pods(): string[] {
+    const dir = join(this.model, 'units');
+    return existsSync(dir) ? readdirSync(dir).filter((p) => existsSync(join(dir, p, 'port'))).sort() : [];
+  }
+
+  nodeNames(): string[] {
+    return this.pods().map((p) => p.replace(/-(\d+)$/, '/$1'));
+  }
+
+  portOf(node: string): number {
+    return Number(readFileSync(join(this.model, 'units', node.replace('/', '-'), 'port'), 'utf8'));
+  }
+
+  ports(): number[] {
+    return this.nodeNames().map((n) => this.portOf(n));
+  }
+
+  async killNode(node: string): Promise<number> {
+    const before = Date.now();
+    await pgcharmCli(this.model, ['kill', node]);
+    for (const deadline = Date.now() + 10_000; ; ) {
+      const t = killedAt(this.model, before);
+      if (t) return t;
+      if (Date.now() > deadline) throw new Error(`the controller did not log the kill of ${node}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async killPostmaster(node: string): Promise<number> {
+    const pidFile = join(this.model, 'units', node.replace('/', '-'), 'storage', 'pgdata', 'pgdata', 'postmaster.pid');
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    const t = Date.now();
+    process.kill(pid, 'SIGKILL');
+    return t;
+  }
+
+  /** The whole model's logs (controller, agents, sidecars) are in one directory. */
+  logs(): Record<string, string> {
+    const dir = join(this.model, 'logs');
+    return existsSync(dir) ? Object.fromEntries(readdirSync(dir).map((f) => [f, join(dir, f)])) : {};
+  }
+
+  async destroy(): Promise<void> {
+    await this.deploy?.catch(() => undefined);
+    await pgcharmCli(this.model, ['destroy']).catch(() => undefined);
+    rmSync(this.model, { recursive: true, force: true });
+  }
+}
