@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { freePort } from '../ports.js';
-import { killMarked, pidsWithEnv } from '../procs.js';
+import { hasEnv, killMarked, pidsWithEnv } from '../procs.js';
 import { apiMessage, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
@@ -14,6 +14,17 @@ import { decodeDeployment, type Deployment } from './deployment.js';
 
 /** The environment marker every process of a local unit inherits (sidecar, Postgres, agent, execs). */
 export const UNIT_MARKER = 'PGCHARM_LOCAL_UNIT';
+/** Which of the pod's containers a process belongs to: `workload` (the sidecar and what it runs) or `charm` (the agent). */
+export const CONTAINER_MARKER = 'PGCHARM_LOCAL_CONTAINER';
+const CONTAINER = { sidecar: 'workload', agent: 'charm' } as const;
+
+function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
 
 /** Annotations the CLI sets on a pod to have it killed like a node failure. */
 export const KILL = { at: 'pgcharm.io/kill', noRestart: 'pgcharm.io/no-restart' } as const;
@@ -32,9 +43,13 @@ export interface KubeletOptions {
 }
 
 interface Proc {
+  /** The running process: one this kubelet started, or one it adopted from a previous controller. */
+  pid: number | undefined;
   child: ChildProcess | undefined;
   restarts: number;
   timer?: NodeJS.Timeout;
+  /** Liveness polling of an adopted process (not our child, so no exit event). */
+  poll?: NodeJS.Timeout;
 }
 
 interface LocalUnit {
@@ -50,6 +65,11 @@ interface LocalUnit {
  * wants it keeps a Pod object and two processes (sidecar, agent) running and restarts them
  * when they die; a killed unit's processes all get SIGKILL and it comes back after a delay;
  * a removed unit is torn down once its agent ran the remove hook.
+ *
+ * Units outlive the controller, as pods outlive an API server outage: they write their logs
+ * to files themselves, and a controller started again adopts the processes named in the
+ * units' pid files instead of starting second copies. A sidecar that dies takes what it ran
+ * with it (a container's processes end with its PID 1) before it is started again.
  */
 export class Kubelet {
   private readonly store: Store;
@@ -59,7 +79,6 @@ export class Kubelet {
   private readonly pending = new Map<number, NodeJS.Timeout>();
   private stopped = false;
   private reconciling: Promise<void> = Promise.resolve();
-  private readonly logs = new Map<string, WriteStream>();
 
   constructor(
     private readonly opts: KubeletOptions,
@@ -128,12 +147,12 @@ export class Kubelet {
     mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
     await this.ensurePod(index, pod, await this.unitPort(dir));
-    const u: LocalUnit = { index, pod, sidecar: { child: undefined, restarts: 0 }, agent: { child: undefined, restarts: 0 }, stopping: false };
+    const u: LocalUnit = { index, pod, sidecar: { pid: undefined, child: undefined, restarts: 0 }, agent: { pid: undefined, child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
-    this.spawn(u, 'sidecar');
-    this.spawn(u, 'agent');
+    const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
+    for (const which of ['sidecar', 'agent'] as const) if (!adopted.includes(which)) this.spawn(u, which);
     await this.reportStatus(u);
-    this.opts.log.info({ unit: unitName({ app: this.app, index }) }, 'unit started');
+    this.opts.log.info({ unit: unitName({ app: this.app, index }), ...(adopted.length ? { adopted } : {}) }, adopted.length ? 'unit found running; adopted' : 'unit started');
   }
 
   /**
@@ -181,9 +200,42 @@ export class Kubelet {
     }
   }
 
+  private pidFile(u: LocalUnit, which: 'sidecar' | 'agent'): string {
+    return join(this.unitDir(u.pod), `${which}.pid`);
+  }
+
+  private markers(u: LocalUnit, which: 'sidecar' | 'agent'): Record<string, string> {
+    return { [UNIT_MARKER]: this.marker(u.pod), [CONTAINER_MARKER]: CONTAINER[which] };
+  }
+
+  /** Takes over a process a previous controller started, if its pid file names a live one of this unit. */
+  private adopt(u: LocalUnit, which: 'sidecar' | 'agent'): boolean {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.pidFile(u, which), 'utf8').trim());
+    } catch {
+      return false;
+    }
+    // The markers and the command line: a pid from a file may since belong to another process of the unit.
+    const own = which === 'sidecar' ? join(this.unitDir(u.pod), 'pebble') : unitName({ app: this.app, index: u.index });
+    if (!pid || !hasEnv(pid, this.markers(u, which)) || !cmdline(pid).includes(own)) return false;
+    const p = u[which];
+    p.pid = pid;
+    p.poll = setInterval(() => {
+      if (hasEnv(pid, this.markers(u, which))) return;
+      clearInterval(p.poll);
+      p.poll = undefined;
+      if (p.pid === pid) this.exited(u, which, null, null);
+    }, 250);
+    return true;
+  }
+
   private spawn(u: LocalUnit, which: 'sidecar' | 'agent'): void {
     const p = u[which];
     if (this.stopped || u.stopping) return;
+    // What a dead process left behind in its container (a killed sidecar's Postgres, an exec):
+    // a container starts empty.
+    killMarked(UNIT_MARKER, this.marker(u.pod), { [CONTAINER_MARKER]: CONTAINER[which] });
     const dir = this.unitDir(u.pod);
     const [cmd, ...base] = which === 'sidecar' ? this.opts.sidecarCommand : this.opts.agentCommand;
     const args =
@@ -200,38 +252,41 @@ export class Kubelet {
           ];
     const env: Record<string, string | undefined> = {
       ...process.env,
-      [UNIT_MARKER]: this.marker(u.pod),
+      ...this.markers(u, which),
       PGCHARM_UNIT_DIR: dir,
       PGCHARM_STORAGE_DIR: join(dir, 'storage'),
       PEBBLE: join(dir, 'pebble'),
     };
     delete env['PEBBLE_SOCKET'];
-    const out = this.logFile(`${u.pod}.${which}.log`);
-    const child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout!.pipe(out, { end: false });
-    child.stderr!.pipe(out, { end: false });
+    // The process writes its log file itself: no pipe through this controller that its death would break.
+    const out = openSync(join(this.opts.model, 'logs', `${u.pod}.${which}.log`), 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(cmd!, args, { env, stdio: ['ignore', out, out], detached: true });
+    } finally {
+      closeSync(out);
+    }
     p.child = child;
+    p.pid = child.pid;
+    if (child.pid) writeFileSync(this.pidFile(u, which), `${child.pid}\n`);
     child.on('exit', (code, signal) => {
       if (p.child !== child) return;
-      p.child = undefined;
-      if (this.stopped || u.stopping) return;
-      p.restarts++;
-      this.opts.log.warn({ unit: u.pod, process: which, code, signal, restarts: p.restarts }, 'unit process exited; restarting');
-      void this.reportStatus(u);
-      p.timer = setTimeout(() => {
-        this.spawn(u, which);
-        void this.reportStatus(u);
-      }, Math.min(1000 * p.restarts, 5000));
+      this.exited(u, which, code, signal);
     });
   }
 
-  private logFile(name: string): WriteStream {
-    let s = this.logs.get(name);
-    if (!s) {
-      s = createWriteStream(join(this.opts.model, 'logs', name), { flags: 'a' });
-      this.logs.set(name, s);
-    }
-    return s;
+  private exited(u: LocalUnit, which: 'sidecar' | 'agent', code: number | null, signal: NodeJS.Signals | null): void {
+    const p = u[which];
+    p.child = undefined;
+    p.pid = undefined;
+    if (this.stopped || u.stopping) return;
+    p.restarts++;
+    this.opts.log.warn({ unit: u.pod, process: which, code, signal, restarts: p.restarts }, 'unit process exited; restarting');
+    void this.reportStatus(u);
+    p.timer = setTimeout(() => {
+      this.spawn(u, which);
+      void this.reportStatus(u);
+    }, Math.min(1000 * p.restarts, 5000));
   }
 
   /** The pod's status as a kubelet reports it (status is ignored on create, as in Kubernetes). */
@@ -240,12 +295,12 @@ export class Kubelet {
       name,
       image,
       imageID: '',
-      ready: Boolean(p.child),
-      started: Boolean(p.child),
+      ready: Boolean(p.pid),
+      started: Boolean(p.pid),
       restartCount: p.restarts,
-      state: p.child ? { running: {} } : { waiting: { reason: 'CrashLoopBackOff' } },
+      state: p.pid ? { running: {} } : { waiting: { reason: 'CrashLoopBackOff' } },
     });
-    const ready = Boolean(u.agent.child && u.sidecar.child);
+    const ready = Boolean(u.agent.pid && u.sidecar.pid);
     const status = {
       phase: 'Running',
       podIP: '127.0.0.1',
@@ -290,7 +345,10 @@ export class Kubelet {
 
   private async killUnit(u: LocalUnit, reschedule: boolean): Promise<void> {
     u.stopping = true;
-    for (const p of [u.agent, u.sidecar]) clearTimeout(p.timer);
+    for (const p of [u.agent, u.sidecar]) {
+      clearTimeout(p.timer);
+      clearInterval(p.poll);
+    }
     killMarked(UNIT_MARKER, this.marker(u.pod));
     await this.waitGone(u.pod, 5000);
     this.units.delete(u.index);
@@ -314,7 +372,8 @@ export class Kubelet {
     u.stopping = true;
     for (const p of [u.agent, u.sidecar]) {
       clearTimeout(p.timer);
-      if (p.child?.pid) signalGroup(p.child.pid, 'SIGTERM');
+      clearInterval(p.poll);
+      if (p.pid) signalGroup(p.pid, 'SIGTERM');
     }
     if (!(await this.waitGone(u.pod, graceMs))) {
       killMarked(UNIT_MARKER, this.marker(u.pod));
@@ -380,7 +439,6 @@ export class Kubelet {
     await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
     await this.reconciling;
     await Promise.all([...this.units.values()].map((u) => this.terminate(u, graceMs)));
-    for (const s of this.logs.values()) s.end();
   }
 }
 

@@ -238,6 +238,35 @@ describe('3-unit local deployment', () => {
     expect((await status()).units['recorder/1']!.pod.restarts).toBeGreaterThanOrEqual(1);
   }, 150_000);
 
+  it('keeps units running through a controller kill -9; a new controller adopts them, and a dead sidecar takes its services with it', async () => {
+    const procs = () =>
+      pods.flatMap((p) => pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#${p}`).filter((pid) => cmdline(pid).some((a) => a.endsWith('cli.js')))).sort((a, b) => a - b);
+    const before = procs();
+    expect(before).toHaveLength(6);
+    const controller = JSON.parse(readFileSync(join(m.dir, 'controller.json'), 'utf8')) as { pid: number };
+    process.kill(controller.pid, 'SIGKILL');
+    await waitFor('controller gone', () => !existsSync(`/proc/${controller.pid}`) || readFileSync(`/proc/${controller.pid}/stat`, 'utf8').includes(') Z '), 10_000);
+    // The units log (their pipes no longer go through the controller) and keep running.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(procs()).toEqual(before);
+    const again = await m.cli(deployArgs(m, 3));
+    expect(again.code, again.stderr).toBe(0);
+    expect(readFileSync(join(m.dir, 'logs', 'controller.log'), 'utf8')).toMatch(/unit found running; adopted/);
+    await waitFor('settled after the controller came back', async () => Object.values((await status()).units).every((u) => u.agent.status === 'idle'), 60_000);
+    expect(procs()).toEqual(before); // adopted, not started twice
+
+    // The sidecar is the workload container's PID 1: when it dies, what it ran goes too.
+    const sidecar = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`).find((p) => cmdline(p).includes('run') && cmdline(p).some((a) => a.endsWith('sidecar/cli.js')))!;
+    const exec = await m.cli(['exec', 'recorder/0', '--', 'sh', '-c', 'sleep 300 & echo $!']);
+    const orphan = Number(exec.stdout.trim());
+    expect(orphan).toBeGreaterThan(0);
+    process.kill(sidecar, 'SIGKILL');
+    await waitFor('the sidecar restarted and its leftover process killed', () => {
+      const now = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`);
+      return !now.includes(orphan) && now.some((p) => p !== sidecar && cmdline(p).some((a) => a.endsWith('sidecar/cli.js')));
+    }, 30_000);
+  }, 150_000);
+
   it('destroys the model: every unit runs stop, and no process is left', async () => {
     const r = await m.cli(['destroy', '--keep-data']);
     expect(r.code, r.stderr).toBe(0);
