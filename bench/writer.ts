@@ -118,8 +118,11 @@ export class Writer {
     for (const deadline = Date.now() + waitMs; !c && Date.now() < deadline; c = await this.connectPrimary()) await new Promise((r) => setTimeout(r, 100));
     if (!c) throw new Error(`no primary to check within ${waitMs / 1000} s`);
     try {
+      // Only what was acknowledged before the query started: the writer may still be running,
+      // and a row acknowledged after the query's snapshot is not missing.
+      const acked = this.acked.map((a) => a.id);
       const have = new Set((await c.query<{ id: number }>(`SELECT id FROM ${this.table}`)).rows.map((r) => r.id));
-      return this.acked.map((a) => a.id).filter((id) => !have.has(id));
+      return acked.filter((id) => !have.has(id));
     } finally {
       await c.end();
     }

@@ -179,6 +179,14 @@ async function ensureSlot(c: import('pg').Client, slot: string): Promise<void> {
 }
 
 /**
+ * What a unit records the moment it promotes itself. Its synchronous_standby_names is empty
+ * until its next reconcile (it was a standby's config), so it acknowledges commits alone: no
+ * other unit may count as a failover candidate for those, not even one named by a set this
+ * unit recorded in an earlier term as primary.
+ */
+const PROMOTED = { role: 'primary', 'synchronous-standbys': null } as const;
+
+/**
  * Right after a promotion, before the standbys hear of it: a standby that follows the new
  * primary before its first reconcile would otherwise fail on a missing slot and retry.
  */
@@ -226,7 +234,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
       await c.query('SET synchronous_commit = local');
       await ensureSlot(c, slot);
     });
-    if (!(await w.rewind(target))) {
+    if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
     }
@@ -239,11 +247,41 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   if (await w.running()) await w.reload();
   else await w.start(() => waitAccepting(me, pw.operator));
   await waitAccepting(me, pw.operator);
+  if (await diverged(me, target, pw)) {
+    // This standby holds WAL the new primary never had (it was ahead of the promoted standby,
+    // or a primary that crashed): it cannot follow the new timeline until rewound.
+    ctx.log.warn({ decision: 'rewind', primary, why: 'not streaming, and behind the primary\'s timeline' }, 'reconcile');
+    await ctx.setUnitStatus({ name: 'maintenance', message: `rewinding to follow ${primary}` });
+    await w.stop();
+    if (!(await w.rewind(target, pw.operator))) {
+      await w.setAside();
+      await clone();
+      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
+      await w.setStandbySignal(true);
+    }
+    await w.start(() => waitAccepting(me, pw.operator));
+    await waitAccepting(me, pw.operator);
+  }
   await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
+  ctx.peers.local.set('synchronous-standbys', null); // a set from a past term as primary names no candidates now
   ctx.log.info({ decision: 'replica', primary, why: 'the application bag names another unit primary' }, 'reconcile');
   const later = ctx.peers.local.get('restart-pending');
   await ctx.setUnitStatus({ name: 'active', message: later ? `replica of ${primary}; restart for ${later} waits for the primary` : `replica of ${primary}` });
+}
+
+/**
+ * A standby that cannot follow its primary: its WAL receiver is not streaming (given 3 s to
+ * start) and its timeline is behind the primary's. A standby merely waiting for a primary
+ * that is down is not diverged: the primary has to answer as writable.
+ */
+async function diverged(me: Target, primary: Target, pw: Passwords): Promise<boolean> {
+  for (const deadline = Date.now() + 3000; ; ) {
+    const [mine, theirs] = await Promise.all([readPosition(me, pw.operator).catch(() => undefined), readPosition(primary, pw.operator).catch(() => undefined)]);
+    if (!mine || !theirs?.writable || mine.streaming || mine.timeline >= theirs.timeline) return false;
+    if (Date.now() > deadline) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /**
@@ -399,7 +437,7 @@ const haLoop: CharmLoop = {
           await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
           await w.promote(me, pw.operator);
           await slotsForPeers(me, pw, [...peers.keys()]);
-          await ctx.setLocal({ role: 'primary' });
+          await ctx.setLocal(PROMOTED);
           ctx.log.warn({ decision: 'promoted', why: `switchover: received ${received} >= ${handLsn}` }, 'ha');
           ctx.emit('pgcharm-reconcile');
         });
@@ -437,7 +475,7 @@ const haLoop: CharmLoop = {
       await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
       await w.promote(me, pw.operator);
       await slotsForPeers(me, pw, [...peers.keys()]);
-      await ctx.setLocal({ role: 'primary' });
+      await ctx.setLocal(PROMOTED);
       ctx.log.warn({ decision: 'promoted', previous: holder ?? null, why: `the primary lease expired; ${choice.why}` }, 'ha');
       await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
       ctx.emit('pgcharm-reconcile');

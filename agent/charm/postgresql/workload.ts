@@ -170,8 +170,12 @@ export class PostgresWorkload {
    * operator's credentials from the private passfile (it runs crash recovery first if needed).
    * Returns false when rewind is impossible (the caller re-clones, keeping the old data aside).
    */
-  async rewind(source: { host: string; port: number }): Promise<boolean> {
+  async rewind(source: { host: string; port: number }, operatorPassword: string): Promise<boolean> {
     try {
+      // pg_rewind (15) reads the source's timeline from its control file, which a promotion
+      // updates only at the next checkpoint (spread over minutes): without one now it may find
+      // "the same timeline", rewind nothing, and leave this standby stuck on the old timeline.
+      await withConnection(source, operatorPassword, (c) => c.query('CHECKPOINT'), 5000);
       await this.run(
         [`${this.l.binDir}/pg_rewind`, '-D', this.l.pgdata, `--source-server=host=${source.host} port=${source.port} user=operator dbname=postgres passfile=${this.l.pgpass}`, '--progress'],
         { timeoutMs: 3_600_000 },
