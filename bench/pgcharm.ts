@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openModel } from '../agent/commands/context.js';
 import { uris } from '../agent/commands/uri.js';
+import { pidsWithEnv } from '../agent/procs.js';
 import type { Cluster } from './cluster.js';
 
 /** A 3-unit pgcharm deployment in a fresh local model, driven through the `pgcharm` CLI. */
@@ -79,9 +80,11 @@ export class PgcharmCluster implements Cluster {
     await pgcharmCli(this.model, ['kill', node]);
     for (const deadline = Date.now() + 10_000; ; ) {
       const t = killedAt(this.model, before);
-      if (t) return t;
-      if (Date.now() > deadline) throw new Error(`the controller did not log the kill of ${node}`);
-      await new Promise((r) => setTimeout(r, 20));
+      // The controller logs before it kills: return once the unit's processes are gone, so
+      // whoever looks next does not see the unit still serving.
+      if (t && !pidsWithEnv('PGCHARM_LOCAL_UNIT', `${this.model}#${node.replace('/', '-')}`).length) return t;
+      if (Date.now() > deadline) throw new Error(`the controller did not kill ${node} within 10 s`);
+      await new Promise((r) => setTimeout(r, 10));
     }
   }
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { freePort } from '../ports.js';
 import { hasEnv, killMarked, pidsWithEnv } from '../procs.js';
-import { apiMessage, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
+import { apiMessage, isNotFound, mergePatch, SERVICE_ACCOUNT_DIR, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
 import { signalGroup } from '../../sidecar/osutil/signal.js';
@@ -37,6 +37,11 @@ export interface KubeletOptions {
   sidecarCommand: string[];
   agentCommand: string[];
   kubeconfig: string;
+  /**
+   * What a pod gets to reach the API server (service account token, CA, namespace,
+   * KUBERNETES_SERVICE_HOST/PORT): agents use the in-cluster path, as in a cluster.
+   */
+  serviceAccount?: { host: string; port: number; token: string; ca: string; namespace: string };
   log: Logger;
   /** Delay before a killed unit comes back, like a pod being rescheduled (default 10 s: longer than the leader lease, so a killed leader is replaced rather than resumed). */
   rescheduleDelayMs?: number;
@@ -200,6 +205,20 @@ export class Kubelet {
     }
   }
 
+  /**
+   * The unit's service account files where a pod has them, under `<unit>/pod-root` (the agent
+   * gets that prefix as PGCHARM_IN_CLUSTER_ROOT), and the environment a pod gets.
+   */
+  private mountServiceAccount(dir: string, sa: NonNullable<KubeletOptions['serviceAccount']>): Record<string, string> {
+    const root = join(dir, 'pod-root');
+    const mount = join(root, SERVICE_ACCOUNT_DIR);
+    mkdirSync(mount, { recursive: true, mode: 0o755 });
+    writeFileSync(join(mount, 'token'), sa.token, { mode: 0o600 });
+    writeFileSync(join(mount, 'ca.crt'), sa.ca);
+    writeFileSync(join(mount, 'namespace'), sa.namespace);
+    return { KUBERNETES_SERVICE_HOST: sa.host, KUBERNETES_SERVICE_PORT: String(sa.port), PGCHARM_IN_CLUSTER_ROOT: root };
+  }
+
   private pidFile(u: LocalUnit, which: 'sidecar' | 'agent'): string {
     return join(this.unitDir(u.pod), `${which}.pid`);
   }
@@ -245,7 +264,7 @@ export class Kubelet {
             ...base,
             'agent',
             '--unit', unitName({ app: this.app, index: u.index }),
-            '--kubeconfig', this.opts.kubeconfig,
+            ...(this.opts.serviceAccount ? [] : ['--kubeconfig', this.opts.kubeconfig]),
             '--socket', join(dir, 'pebble', '.pebble.socket'),
             '--charm', this.deployment?.charm ?? '',
             '--charm-module', this.deployment?.charmModule ?? '',
@@ -258,6 +277,7 @@ export class Kubelet {
       PEBBLE: join(dir, 'pebble'),
     };
     delete env['PEBBLE_SOCKET'];
+    if (which === 'agent' && this.opts.serviceAccount) Object.assign(env, this.mountServiceAccount(dir, this.opts.serviceAccount));
     // The process writes its log file itself: no pipe through this controller that its death would break.
     const out = openSync(join(this.opts.model, 'logs', `${u.pod}.${which}.log`), 'a');
     let child: ChildProcess;

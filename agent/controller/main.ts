@@ -109,6 +109,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
         sidecarCommand: cmds.sidecar,
         agentCommand: cmds.agent,
         kubeconfig: paths.kubeconfig,
+        serviceAccount: { host: '127.0.0.1', port: server.port, token, ca: server.ca, namespace },
         log: log.child({ app, component: 'kubelet' }),
         ...(o.rescheduleDelayMs !== undefined ? { rescheduleDelayMs: o.rescheduleDelayMs } : {}),
       },

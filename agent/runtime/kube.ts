@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import * as k8s from '#client-node';
 
 /** The API clients an agent (or the CLI) uses, from one kubeconfig: local controller or cluster alike. */
@@ -6,18 +7,38 @@ export interface Kube {
   core: k8s.CoreV1Api;
   coordination: k8s.CoordinationV1Api;
   namespace: string;
+  /** Where the credentials came from: a kubeconfig file, or the pod's service account. */
+  mode: 'kubeconfig' | 'in-cluster';
 }
 
-export function connect(opts: { kubeconfig?: string; namespace?: string }): Kube {
+/** Where Kubernetes mounts a pod's service account (token, ca.crt, namespace). */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * An explicit kubeconfig wins; in a pod (KUBERNETES_SERVICE_HOST set and a service account
+ * mounted) the service account's token, CA and namespace; else $KUBECONFIG or ~/.kube/config.
+ * `inClusterRoot` (env PGCHARM_IN_CLUSTER_ROOT) prefixes the service account path, to run the
+ * in-cluster path outside a pod.
+ */
+export function connect(opts: { kubeconfig?: string; namespace?: string; inClusterRoot?: string }): Kube {
   const kc = new k8s.KubeConfig();
+  const root = opts.inClusterRoot ?? process.env['PGCHARM_IN_CLUSTER_ROOT'] ?? '';
+  const sa = `${root}${SERVICE_ACCOUNT_DIR}`;
+  let mode: Kube['mode'] = 'kubeconfig';
+  let podNamespace: string | undefined;
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
-  const namespace = opts.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+  else if (process.env['KUBERNETES_SERVICE_HOST'] && existsSync(`${sa}/token`)) {
+    kc.loadFromCluster(root);
+    mode = 'in-cluster';
+    podNamespace = existsSync(`${sa}/namespace`) ? readFileSync(`${sa}/namespace`, 'utf8').trim() : undefined;
+  } else kc.loadFromDefault();
+  const namespace = opts.namespace ?? podNamespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
   return {
     kc,
     core: kc.makeApiClient(k8s.CoreV1Api),
     coordination: kc.makeApiClient(k8s.CoordinationV1Api),
     namespace,
+    mode,
   };
 }
 

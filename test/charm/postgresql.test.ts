@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parse } from 'yaml';
+import { CoreV1Api, KubeConfig } from '#client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
@@ -66,6 +67,20 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       if (u.role === 'primary') expect(u.lag).toBe(0);
     }
     expect((await m.cli(['status'])).stdout).toMatch(/\bprimary\s+1\s+0\s/);
+    // Each agent labels its own pod with its role (what Services <app>-primary/-replicas select),
+    // having reached the API server the way a pod does: service account token, CA, namespace.
+    const kc = new KubeConfig();
+    kc.loadFromFile(join(m.dir, 'kubeconfig'));
+    const core = kc.makeApiClient(CoreV1Api);
+    const ns = kc.getContextObject(kc.getCurrentContext())!.namespace!;
+    await waitFor('pods labelled with their roles', async () => {
+      const pods = (await core.listNamespacedPod({ namespace: ns })).items;
+      return pods.length === 3 && pods.every((p) => p.metadata!.labels!['pgcharm.io/role'] === s.units[p.metadata!.name!.replace(/-(\d+)$/, '/$1')]!.role);
+    }, 20_000);
+    const primaryPods = (await core.listNamespacedPod({ namespace: ns, labelSelector: 'pgcharm.io/role=primary' })).items;
+    expect(primaryPods).toHaveLength(1);
+    const agentLog = readFileSync(join(m.dir, 'logs', `${primaryPods[0]!.metadata!.name}.agent.log`), 'utf8');
+    expect(agentLog).toMatch(/"credentials":"in-cluster"/);
   });
 
   it('keeps passwords out of process lists, logs and status', async () => {

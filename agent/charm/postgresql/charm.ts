@@ -1,5 +1,5 @@
 import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
-import type { Kube } from '../../runtime/kube.js';
+import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
 import { configHash } from '../../charm-meta/index.js';
 import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousStandbyNames } from './decide.js';
@@ -36,6 +36,8 @@ class CharmState {
   private chain: Promise<unknown> = Promise.resolve();
   /** The holder a step-down was already requested for. */
   steppingDownFor: string | undefined;
+  /** The role label this agent last put on its pod. */
+  labelled: string | undefined;
 
   lease(ctx: { kube: Kube; app: string }): PrimaryLease {
     return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app));
@@ -49,6 +51,23 @@ class CharmState {
 }
 
 const state = new CharmState();
+
+/** On the unit's own pod: what Services `<app>-primary` and `<app>-replicas` select on. */
+export const ROLE_LABEL = 'pgcharm.io/role';
+
+/**
+ * Labels this unit's pod with its role (only when it changed). A failure is logged, not
+ * thrown: the label steers clients, the Lease decides who writes.
+ */
+async function labelPod(ctx: { kube: Kube; unit: string; log: import('pino').Logger }, role: 'primary' | 'replica'): Promise<void> {
+  if (state.labelled === role) return;
+  try {
+    await ctx.kube.core.patchNamespacedPod({ name: ctx.unit.replace('/', '-'), namespace: ctx.kube.namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } }, mergePatch);
+    state.labelled = role;
+  } catch (e) {
+    ctx.log.warn({ err: apiMessage(e), role }, 'could not label the pod with its role');
+  }
+}
 
 const ttlMs = (config: Readonly<Record<string, ConfigValue>>): number => Number(config['primary-lease-ttl']) * 1000;
 
@@ -164,6 +183,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   });
   ctx.peers.local.set('role', 'primary');
   ctx.peers.local.set('synchronous-standbys', sync.join(','));
+  await labelPod(ctx, 'primary');
   ctx.log.info({ decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names }, 'reconcile');
   const later = ctx.peers.local.get('restart-pending');
   await ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' });
@@ -264,6 +284,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   }
   await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
+  await labelPod(ctx, 'replica');
   ctx.peers.local.set('synchronous-standbys', null); // a set from a past term as primary names no candidates now
   ctx.log.info({ decision: 'replica', primary, why: 'the application bag names another unit primary' }, 'reconcile');
   const later = ctx.peers.local.get('restart-pending');
@@ -403,6 +424,7 @@ const haLoop: CharmLoop = {
       if (state.steppingDownFor !== holder) {
         state.steppingDownFor = holder;
         ctx.log.warn({ decision: 'step down', holder: holder ?? null, why: 'another unit holds the primary lease' }, 'ha');
+        await labelPod(ctx, 'replica');
         ctx.emit('pgcharm-reconcile');
       }
       return;
@@ -418,6 +440,7 @@ const haLoop: CharmLoop = {
           await w.stop();
           const lsn = await w.finalLsn();
           const ok = await lease.handTo(ctx.unit, handTo, lsn);
+          if (ok) await labelPod(ctx, 'replica');
           ctx.log.warn({ decision: ok ? 'handed over' : 'handover failed', to: handTo, lsn, why: 'switchover requested' }, 'ha');
           ctx.emit('pgcharm-reconcile');
         });
@@ -438,6 +461,8 @@ const haLoop: CharmLoop = {
           await w.promote(me, pw.operator);
           await slotsForPeers(me, pw, [...peers.keys()]);
           await ctx.setLocal(PROMOTED);
+      await labelPod(ctx, 'primary');
+          await labelPod(ctx, 'primary');
           ctx.log.warn({ decision: 'promoted', why: `switchover: received ${received} >= ${handLsn}` }, 'ha');
           ctx.emit('pgcharm-reconcile');
         });
@@ -476,6 +501,7 @@ const haLoop: CharmLoop = {
       await w.promote(me, pw.operator);
       await slotsForPeers(me, pw, [...peers.keys()]);
       await ctx.setLocal(PROMOTED);
+      await labelPod(ctx, 'primary');
       ctx.log.warn({ decision: 'promoted', previous: holder ?? null, why: `the primary lease expired; ${choice.why}` }, 'ha');
       await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
       ctx.emit('pgcharm-reconcile');
