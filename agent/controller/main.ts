@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { V1ConfigMap } from '#client-node';
@@ -85,9 +85,23 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const release = takeLock(paths.lock);
   const token = readOrCreateToken(paths.token);
   const namespace = namespaceFor(o.model);
+  // The agents' own identity, as a service account in a cluster: what they do is audited, so
+  // a test can hold the manifests' RBAC rules to the requests agents really make.
+  const agentToken = readOrCreateToken(paths.agentToken);
+  const agentUser = `system:serviceaccount:${namespace}:pgcharm-agent`;
+  mkdirSync(paths.logs, { recursive: true });
+  const audit = createWriteStream(paths.audit, { flags: 'a' });
   const previous = readControllerInfo(o.model);
   const port = o.port ?? (previous?.port && (await portFree(previous.port)) ? previous.port : await freePort());
-  const server = await startApiServer({ dir: paths.store, host: '127.0.0.1', port, token, log: log.child({ component: 'apiserver' }) });
+  const server = await startApiServer({
+    dir: paths.store,
+    host: '127.0.0.1',
+    port,
+    token,
+    serviceAccounts: new Map([[agentToken, agentUser]]),
+    audit: (e) => audit.write(JSON.stringify(e) + '\n'),
+    log: log.child({ component: 'apiserver' }),
+  });
   writeKubeconfig(paths.kubeconfig, { server: server.url, token, namespace, name: `pgcharm-${namespace}`, ca: server.ca });
   const info: ControllerInfo = { pid: process.pid, url: server.url, port: server.port, namespace, started: new Date().toISOString() };
   writeFileSync(`${paths.controllerJson}.tmp`, JSON.stringify(info, null, 2) + '\n');
@@ -109,7 +123,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
         sidecarCommand: cmds.sidecar,
         agentCommand: cmds.agent,
         kubeconfig: paths.kubeconfig,
-        serviceAccount: { host: '127.0.0.1', port: server.port, token, ca: server.ca, namespace },
+        serviceAccount: { host: '127.0.0.1', port: server.port, token: agentToken, ca: server.ca, namespace },
         log: log.child({ app, component: 'kubelet' }),
         ...(o.rescheduleDelayMs !== undefined ? { rescheduleDelayMs: o.rescheduleDelayMs } : {}),
       },

@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
  *   controller.json  pid, url        kubeconfig  (0600)     units/<pod>/{pebble,data}
  *   controller.lock  pid of owner    token       (0600)     logs/<pod>.{agent,sidecar}.log
  *   store/           the API objects (journal + snapshot)   logs/controller.log
+ *   agent-token      (0600) the agents' service account    logs/audit.jsonl (their requests)
  */
 
 export function defaultModelDir(): string {
@@ -25,6 +26,8 @@ export const modelPaths = (model: string) => ({
   controllerJson: join(model, 'controller.json'),
   lock: join(model, 'controller.lock'),
   token: join(model, 'token'),
+  agentToken: join(model, 'agent-token'),
+  audit: join(model, 'logs', 'audit.jsonl'),
   kubeconfig: join(model, 'kubeconfig'),
   store: join(model, 'store'),
   units: join(model, 'units'),

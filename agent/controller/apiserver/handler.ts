@@ -4,7 +4,7 @@ import { badRequest, internalError, methodNotAllowed, pathNotFound, StatusError,
 import { namespaceTable } from '../registry/namespaces.js';
 import type { Registry, WriteOptions } from '../registry/registry.js';
 import type { KubeObject } from '../registry/types.js';
-import { hasToken } from './auth.js';
+import { identify, rbacVerb, type AuditEntry } from './auth.js';
 import { decodeBody, decodePatch, patchType, readBody } from './body.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, SERVER_VERSION } from './discovery.js';
 import { negotiate } from './negotiate.js';
@@ -23,6 +23,10 @@ import { serveWatch } from './watch.js';
 export interface HandlerContext {
   registry: Registry;
   token: string;
+  /** Further bearer tokens, each a service account's (token -> user name). */
+  serviceAccounts: ReadonlyMap<string, string>;
+  /** Called with every resource request a service account makes (what RBAC would check). */
+  audit?: (e: AuditEntry) => void;
   log: Logger;
   bookmarkIntervalMs: number;
   /** Open watch streams, ended when the server closes. */
@@ -56,8 +60,21 @@ async function handle(ctx: HandlerContext, req: IncomingMessage, res: ServerResp
     if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed();
     return writeText(res, 200, 'ok');
   }
-  if (path.kind !== 'version' && !hasToken(req.headers, ctx.token)) throw unauthorized();
+  const user = path.kind === 'version' ? 'anonymous' : identify(req.headers, ctx.token, ctx.serviceAccounts);
+  if (!user) throw unauthorized();
   if (path.kind === 'unknown') throw pathNotFound();
+  if (ctx.audit && user !== 'admin' && (path.kind === 'collection' || path.kind === 'object')) {
+    ctx.audit({
+      time: new Date().toISOString(),
+      user,
+      verb: rbacVerb(method, path.kind === 'object', path.watch || (method === 'GET' && boolParam(url.searchParams, 'watch') === true)),
+      group: path.def.group,
+      resource: path.def.name,
+      ...(path.kind === 'object' && path.subresource ? { subresource: path.subresource } : {}),
+      ...(path.namespace ? { namespace: path.namespace } : {}),
+      ...(path.kind === 'object' ? { name: path.name } : {}),
+    });
+  }
   if (path.kind !== 'collection' && path.kind !== 'object' && method !== 'GET') throw methodNotAllowed();
   const body = BODY_METHODS.has(method) ? await readBody(req) : undefined;
   switch (path.kind) {

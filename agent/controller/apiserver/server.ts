@@ -1,5 +1,6 @@
 import https from 'node:https';
 import type { Logger } from 'pino';
+import type { AuditEntry } from './auth.js';
 import { DEFAULT_EVENT_TTL_MS, startEventExpiry } from '../registry/event-expiry.js';
 import { Registry } from '../registry/registry.js';
 import { ObjectStore } from '../store/object-store.js';
@@ -23,6 +24,10 @@ export interface ApiServerOptions {
   port?: number;
   /** The bearer token every request but health probes and /version must carry. */
   token: string;
+  /** Service accounts' tokens (token -> user, e.g. system:serviceaccount:ns:name), accepted too. */
+  serviceAccounts?: ReadonlyMap<string, string>;
+  /** Every resource request a service account makes, for checking RBAC rules against real use. */
+  audit?: (e: AuditEntry) => void;
   log: Logger;
   /** Watch history kept for resuming (events), default 10000. */
   historyLimit?: number;
@@ -73,7 +78,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const hostPort = () => `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const server = https.createServer(
     { cert: tls.cert, key: tls.key, noDelay: true, keepAlive: true },
-    createHandler({ registry, token: opts.token, log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 10_000, active, address: hostPort }),
+    createHandler({ registry, token: opts.token, serviceAccounts: opts.serviceAccounts ?? new Map(), ...(opts.audit ? { audit: opts.audit } : {}), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 10_000, active, address: hostPort }),
   );
   server.requestTimeout = 0; // watches stream for up to an hour
   try {
