@@ -5,10 +5,11 @@ import { loadCharmYaml, prepareAction, ProblemsError } from './charm-meta/index.
 import { readConfig } from './controller/config-store.js';
 import { defaultModelDir } from './controller/model.js';
 import { configCommand } from './commands/config.js';
-import { openModel, UserError } from './commands/context.js';
+import { clusterApp, openModel, UserError } from './commands/context.js';
 import { debugLog } from './commands/debug-log.js';
 import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE, deploy } from './commands/deploy.js';
 import { destroy } from './commands/destroy.js';
+import { manifestsCommand } from './commands/manifests.js';
 import { execCommand } from './commands/exec.js';
 import { actionYaml, runAction } from './commands/run.js';
 import { gatherStatus, renderStatus } from './commands/status.js';
@@ -68,8 +69,12 @@ program
   .argument('[settings...]', 'key=value pairs')
   .option('--reset <key...>', 'go back to the charm.yaml default', [])
   .option('--diff', 'show what would change and change nothing', false)
-  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean }) => {
-    const ctx = await openModel(o.model);
+  .option('--kubeconfig <path>', 'a Kubernetes cluster instead of a local model (with --namespace and --app)')
+  .option('--namespace <ns>', 'with --kubeconfig: the namespace (default: the kubeconfig context)')
+  .option('--app <name>', 'with --kubeconfig: the application', 'postgresql')
+  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; kubeconfig?: string; namespace?: string; app: string }) => {
+    // On a cluster the same validated write of <app>-config: the agents reload or restart Postgres in place.
+    const ctx = o.kubeconfig ? clusterApp(o.kubeconfig, o.namespace, o.app) : await openModel(o.model);
     process.stdout.write(await configCommand(ctx, { args, reset: o.reset, diff: o.diff, color: Boolean(process.stdout.isTTY) }));
   });
 
@@ -169,6 +174,19 @@ program
   .argument('[psql-args...]', 'more psql arguments (after --)')
   .action(async (target: string, args: string[], o: { model: string }) => {
     exitCode = await psql(await openModel(o.model), target, args);
+  });
+
+program
+  .command('manifests')
+  .description('print the Kubernetes objects for the charm as YAML, for `kubectl apply -f -` (see README: Kubernetes)')
+  .option('-n, --units <n>', 'number of units', int('--units', 1, 9), 3)
+  .option('--namespace <ns>', 'namespace of every object', 'default')
+  .option('--app <name>', 'application name (default: the charm name)')
+  .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
+  .option('--storage-size <quantity>', "each unit's data volume, e.g. 20Gi (default: charm.yaml's minimum-size)")
+  .option('--config <key=value...>', 'config settings, checked like `pgcharm config` (postgresql-major=16 picks the image)', [])
+  .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[] }) => {
+    process.stdout.write(await manifestsCommand({ charm: o.charm, units: o.units, namespace: o.namespace, config: o.config, ...(o.app ? { app: o.app } : {}), ...(o.storageSize ? { storageSize: o.storageSize } : {}) }));
   });
 
 program

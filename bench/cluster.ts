@@ -13,8 +13,13 @@ export interface Cluster {
   nodeNames(): string[];
   portOf(node: string): number;
   ports(): number[];
-  /** SIGKILL of everything belonging to the node; it comes back after the cluster's reschedule delay. Returns the kill time. */
-  killNode(node: string): Promise<number>;
+  /**
+   * SIGKILL of everything belonging to the node; it comes back after the cluster's reschedule
+   * delay, or with `holdDown` only when `revive` is called. Returns the kill time.
+   */
+  killNode(node: string, o?: { holdDown?: boolean }): Promise<number>;
+  /** Starts a node killed with `holdDown` again. */
+  revive(node: string): Promise<void>;
   /** SIGKILL of the node's postmaster only. Returns the kill time. */
   killPostmaster(node: string): Promise<number>;
   /** Log files worth reading when something went wrong. */

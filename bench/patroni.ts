@@ -244,8 +244,12 @@ export class PatroniCluster implements Cluster {
     return n;
   }
 
-  /** SIGKILL of the node's Patroni and every Postgres process it started; started again after the reschedule delay. */
-  async killNode(name: string): Promise<number> {
+  /** SIGKILL of the node's Patroni and every Postgres process it started; started again after the reschedule delay (unless held down). */
+  async revive(name: string): Promise<void> {
+    this.spawnNode(this.node(name));
+  }
+
+  async killNode(name: string, o: { holdDown?: boolean } = {}): Promise<number> {
     const n = this.node(name);
     const pids = [...new Set([...pidsWithEnv('BENCH_NODE', `${this.marker}-${n.name}`), ...postmasterTree(join(n.dir, 'data'))])];
     const t = Date.now();
@@ -256,11 +260,13 @@ export class PatroniCluster implements Cluster {
         /* already gone */
       }
     }
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      this.spawnNode(n);
-    }, this.reviveAfterMs);
-    this.timers.add(timer);
+    if (!o.holdDown) {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.spawnNode(n);
+      }, this.reviveAfterMs);
+      this.timers.add(timer);
+    }
     return t;
   }
 

@@ -75,9 +75,13 @@ export class PgcharmCluster implements Cluster {
     return this.nodeNames().map((n) => this.portOf(n));
   }
 
-  async killNode(node: string): Promise<number> {
+  async revive(node: string): Promise<void> {
+    await pgcharmCli(this.model, ['kill', node, '--revive']);
+  }
+
+  async killNode(node: string, o: { holdDown?: boolean } = {}): Promise<number> {
     const before = Date.now();
-    await pgcharmCli(this.model, ['kill', node]);
+    await pgcharmCli(this.model, ['kill', node, ...(o.holdDown ? ['--no-restart'] : [])]);
     for (const deadline = Date.now() + 10_000; ; ) {
       const t = killedAt(this.model, before);
       // The controller logs before it kills: return once the unit's processes are gone, so

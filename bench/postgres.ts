@@ -1,115 +1,26 @@
-import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import pg from 'pg';
-import { openModel } from '../agent/commands/context.js';
-import { uris } from '../agent/commands/uri.js';
+import { until } from './cluster.js';
+import { pgcharmCli as cli } from './pgcharm.js';
 import { summary } from './stats.js';
 import { Writer } from './writer.js';
 
 /**
- * PostgreSQL charm benchmarks on real 3-unit local deployments: `pgcharm deploy` until both
- * standbys stream from the primary (pg_stat_replication), each run in a fresh model.
+ * pgcharm-only figures on one real 3-unit local deployment: a reload-class change applied on
+ * every unit, the longest write gap in a rolling restart and in a switchover there and back.
+ * (Failover, postmaster crash and bootstrap are measured side by side with Patroni: compare.ts.)
  */
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = join(root, 'dist', 'agent', 'cli.js');
-
-function cli(model: string, args: string[]): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(process.execPath, [CLI, args[0]!, '--model', model, ...args.slice(1)], { env: { ...process.env, PGCHARM_MODEL: '' } }, (err, stdout, stderr) =>
-      err ? rej(new Error(`pgcharm ${args.join(' ')} failed: ${stderr}`)) : res(stdout),
-    ),
-  );
-}
-
-async function streaming(uri: string): Promise<number> {
-  const c = new pg.Client({ connectionString: uri, connectionTimeoutMillis: 1000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return (await c.query("SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name LIKE 'postgresql/%'")).rows[0].n as number;
-  } catch {
-    return 0;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-function killedAt(model: string, after: number): number | undefined {
-  const lines = readFileSync(join(model, 'logs', 'controller.log'), 'utf8').trim().split('\n');
-  for (const l of lines.reverse()) {
-    const o = JSON.parse(l) as { time?: number; msg?: string };
-    if (o.msg === 'killing unit' && (o.time ?? 0) >= after) return o.time;
-  }
-  return undefined;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 interface UnitRoles {
   units: Record<string, { role: string; address: string; agent: { status: string }; workload: { status: string } }>;
-}
-
-/** Unplanned failover (kill -9 of the whole primary unit under a writer, a row every 10 ms), after the config change figures on the same deployment. */
-async function failovers(runs: number) {
-  const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-fo-'));
-  chmodSync(model, 0o755);
-  const toFirstWrite: number[] = [];
-  const lostCounts: number[] = [];
-  const rejoin: number[] = [];
-  let config: Awaited<ReturnType<typeof configChanges>> | undefined;
-  try {
-    await cli(model, ['deploy', '--units', '3', '--timeout', '180']);
-    const pw = (await cli(model, ['run', 'leader', 'get-password', '--wait'])).match(/password: (\S+)/)![1]!;
-    const roles = async () => (JSON.parse(await cli(model, ['status', '--format', 'json'])) as UnitRoles).units;
-    config = await configChanges(model, pw, roles);
-    for (let i = 0; i < runs; i++) {
-      const old = Object.entries(await roles()).find(([, u]) => u.role === 'primary')![0];
-      const w = new Writer(model, pw);
-      await w.start();
-      await new Promise((r) => setTimeout(r, 1000));
-      const oldPort = w.lastPort();
-      const before = Date.now();
-      await cli(model, ['kill', old]);
-      const t0 = await until('the kill', () => killedAt(model, before), 10_000);
-      const first = await until('a write on the new primary', () => w.firstAckAfter(t0, oldPort), 60_000, 10);
-      toFirstWrite.push(first - t0);
-      await new Promise((r) => setTimeout(r, 500));
-      await w.stop();
-      lostCounts.push((await w.lost()).length);
-      await until('the killed unit streaming again and all settled', async () => {
-        const u = await roles();
-        return Object.values(u).every((x) => x.agent.status === 'idle' && x.workload.status === 'active') && u[old]?.role === 'replica' ? true : undefined;
-      }, 120_000, 250);
-      rejoin.push(Date.now() - t0);
-    }
-  } finally {
-    await cli(model, ['destroy']).catch(() => undefined);
-    rmSync(model, { recursive: true, force: true });
-  }
-  return {
-    failover_kill9_primary_unit_to_first_acked_write_ms: { ...summary(toFirstWrite), goal_median_max: 3000, what: 'SIGKILL of the primary unit (agent, sidecar, Postgres) -> first write acknowledged by the new primary' },
-    failover_acknowledged_writes_lost: { runs: lostCounts, total: lostCounts.reduce((a, b) => a + b, 0) },
-    failover_kill9_to_old_primary_streaming_again_ms: { ...summary(rejoin), what: 'includes the 10 s reschedule delay of the killed unit' },
-    ...config,
-  };
 }
 
 async function settingEverywhere(ports: number[], pw: string, name: string): Promise<string[]> {
   return Promise.all(
     ports.map(async (port) => {
       const c = new pg.Client({ host: '127.0.0.1', port, user: 'operator', password: pw, database: 'postgres', connectionTimeoutMillis: 500 });
-      c.on('error', () => undefined);
       c.on('error', () => undefined);
       try {
         await c.connect();
@@ -168,37 +79,16 @@ async function configChanges(model: string, pw: string, roles: () => Promise<Uni
   };
 }
 
-/** `pgcharm deploy --units 3` started -> both standbys streaming, in ms, one entry per run. */
-export async function bootstrapRuns(runs: number): Promise<number[]> {
-  const bootstrap: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-pg-'));
-    chmodSync(model, 0o755);
-    try {
-      const t0 = Date.now();
-      const deploy = cli(model, ['deploy', '--units', '3', '--timeout', '180']);
-      let uri = '';
-      for (;;) {
-        // In-process: a `pgcharm uri` child per poll would take a core from the units being measured.
-        if (!uri) uri = (await openModel(model).then((ctx) => uris(ctx, 'primary')).catch(() => []))[0] ?? '';
-        if (uri && (await streaming(uri)) === 2) break;
-        if (Date.now() - t0 > 180_000) throw new Error('standbys did not stream within 180 s');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      bootstrap.push(Date.now() - t0);
-      await deploy;
-    } finally {
-      await cli(model, ['destroy']).catch(() => undefined);
-      rmSync(model, { recursive: true, force: true });
-    }
+export async function benchPostgres() {
+  const model = mkdtempSync(join(tmpdir(), 'pgcharm-bench-pg-'));
+  chmodSync(model, 0o755);
+  try {
+    await cli(model, ['deploy', '--units', '3', '--timeout', '180']);
+    const pw = (await cli(model, ['run', 'leader', 'get-password', '--wait'])).match(/password: (\S+)/)![1]!;
+    const roles = async () => (JSON.parse(await cli(model, ['status', '--format', 'json'])) as UnitRoles).units;
+    return await configChanges(model, pw, roles);
+  } finally {
+    await cli(model, ['destroy']).catch(() => undefined);
+    rmSync(model, { recursive: true, force: true });
   }
-  return bootstrap;
-}
-
-export async function benchPostgres(opts: { bootstrapRuns: number; failoverRuns: number }) {
-  const bootstrap = await bootstrapRuns(opts.bootstrapRuns);
-  return {
-    ...(await failovers(opts.failoverRuns)),
-    bootstrap_3_units_to_standbys_streaming_ms: { ...summary(bootstrap), goal_median_max: 4000, what: '`pgcharm deploy --units 3` started -> both standbys streaming (includes starting the controller)' },
-  };
 }

@@ -138,12 +138,15 @@ export function buildProgram(io: CliIO, state: State = { exitCode: 0 }): Command
     .option('--dir <dir>', 'Sidecar directory with layers/ (default $PEBBLE)')
     .option('--hold', 'Do not start the default services automatically')
     .option('--http <address>', 'Also serve the API over HTTP on host:port')
-    .action(async (o: { dir?: string; hold?: boolean; http?: string }) => {
+    .option('--socket-group <gid>', 'Also let this group (numeric gid) use the socket: mode 0660 (default: owner only, 0600)')
+    .action(async (o: { dir?: string; hold?: boolean; http?: string; socketGroup?: string }) => {
       const dir = o.dir ?? io.env['PEBBLE'];
       if (!dir) throw new CliError('--dir: no sidecar directory given and $PEBBLE is not set');
+      const group = o.socketGroup ?? io.env['PEBBLE_SOCKET_GROUP'];
+      if (group !== undefined && !/^[0-9]+$/.test(group)) throw new CliError(`--socket-group: must be a numeric gid, got ${JSON.stringify(group)}`);
       // Loaded lazily: client commands should not pay for (or depend on) the daemon's modules.
       const { runDaemon } = await import('./daemon.js');
-      await runDaemon({ dir, hold: o.hold ?? false, ...(o.http ? { http: o.http } : {}) });
+      await runDaemon({ dir, hold: o.hold ?? false, ...(o.http ? { http: o.http } : {}), ...(group !== undefined ? { socketGroup: Number(group) } : {}) });
     });
 
   program

@@ -34,6 +34,8 @@ export interface DaemonOptions {
   http?: string;
   /** Unix socket path; defaults to $PEBBLE_SOCKET or <dir>/.pebble.socket. */
   socket?: string;
+  /** Group (gid) also allowed on the socket (mode 0660): a charm container running as that group, not root. */
+  socketGroup?: number;
   log?: Logger;
 }
 
@@ -116,7 +118,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   ]);
   const upgrades = [execUpgrade(execDeps)];
   const server = createApiServer(router, upgrades, log);
-  await listenUnix(server, socketPath);
+  await listenUnix(server, socketPath, opts.socketGroup);
   let httpServer: ReturnType<typeof createApiServer> | undefined;
   if (opts.http) {
     httpServer = createApiServer(router, upgrades, log);

@@ -14,7 +14,7 @@ export interface ConfigCommandOptions {
  * `key=value` / `--reset key` the change is validated against charm.yaml in full and stored
  * only if every part of it is valid; `--diff` shows what would change and stores nothing.
  */
-export async function configCommand(ctx: ModelContext, o: ConfigCommandOptions): Promise<string> {
+export async function configCommand(ctx: Pick<ModelContext, 'store' | 'app'>, o: ConfigCommandOptions): Promise<string> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const stored = await readConfig(ctx.store);
     if (!stored) throw new UserError(`application ${ctx.app} has no config yet (is the deployment finished?)`);

@@ -41,6 +41,13 @@ export async function openModel(model: string): Promise<ModelContext> {
   return { model, controller, kube, app, store: new Store(kube, app), deployment: decodeDeployment(cm) };
 }
 
+/** An application on a Kubernetes cluster (no local model): what `pgcharm config --kubeconfig` needs. */
+export function clusterApp(kubeconfig: string, namespace: string | undefined, app: string): Pick<ModelContext, 'kube' | 'store' | 'app'> {
+  if (!existsSync(kubeconfig)) throw new UserError(`--kubeconfig: ${kubeconfig} does not exist`);
+  const kube = connect({ kubeconfig, ...(namespace ? { namespace } : {}) });
+  return { kube, app, store: new Store(kube, app) };
+}
+
 /** Resolves `postgresql/1`, `1` or `leader` to a unit of the deployment. */
 export async function resolveUnit(ctx: ModelContext, spec: string): Promise<{ unit: string; index: number; pod: string }> {
   let index: number;

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { ApiError, envelope, errorEnvelope, writeJson } from './response.js';
 import { RequestContext, type Router, type UpgradeHandler } from './router.js';
@@ -49,8 +49,11 @@ export function createApiServer(router: Router, upgrades: UpgradeHandler[], log:
   return server;
 }
 
-/** Listens on a unix socket with mode 0600: only root (or the owner) may drive the sidecar. */
-export async function listenUnix(server: http.Server, path: string): Promise<void> {
+/**
+ * Listens on a unix socket with mode 0600: only root (or the owner) may drive the sidecar;
+ * with `group`, 0660 and that group too (a non-root charm container sharing the socket).
+ */
+export async function listenUnix(server: http.Server, path: string, group?: number): Promise<void> {
   if (existsSync(path)) unlinkSync(path);
   const oldMask = process.umask(0o177);
   try {
@@ -64,7 +67,12 @@ export async function listenUnix(server: http.Server, path: string): Promise<voi
   } finally {
     process.umask(oldMask);
   }
-  chmodSync(path, 0o600);
+  if (group === undefined) {
+    chmodSync(path, 0o600);
+    return;
+  }
+  chownSync(path, process.getuid?.() ?? 0, group);
+  chmodSync(path, 0o660);
 }
 
 export async function listenTcp(server: http.Server, addr: string): Promise<{ host: string; port: number }> {

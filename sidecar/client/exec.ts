@@ -86,6 +86,11 @@ function connect(url: string): Promise<WebSocket> {
       ws.off('error', onError);
       // Later socket errors surface as a close; an unhandled 'error' event would crash the process.
       ws.on('error', () => {});
+      // Nothing is read until every socket is open and has its listeners: the server starts the
+      // command once all are connected, and a fast one's output and "end" frame, arriving on a
+      // socket with no 'message' listener yet, would be dropped (the client then waited for the
+      // server to give up lingering, 10 s, and returned no output).
+      ws.pause();
       resolve(ws);
     };
     ws.once('error', onError);
@@ -310,5 +315,7 @@ export async function startExec(
     );
   }
   const [control, stdio, stderr] = settled.map((s) => (s as PromiseFulfilledResult<WebSocket>).value);
-  return new ExecProcess(command, changeId, taskId, control!, stdio!, stderr, opts, waitChange);
+  const p = new ExecProcess(command, changeId, taskId, control!, stdio!, stderr, opts, waitChange);
+  for (const ws of [control, stdio, stderr]) ws?.resume();
+  return p;
 }

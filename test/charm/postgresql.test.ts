@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
 import { Writer } from '../../bench/writer.js';
+import { AGENT_RBAC_RULES } from '../../agent/manifests/render.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
 describe('PostgreSQL charm: 3-unit deployment', () => {
@@ -233,10 +234,20 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     const sidecarsAndAgents = pids();
     expect(sidecarsAndAgents).toHaveLength(6);
 
-    expect((await m.cli(['config', 'work-mem=16MB'])).code).toBe(0);
+    // Through the Kubernetes API (as on a cluster: `pgcharm config --kubeconfig`), not the model directory.
+    const kc = new KubeConfig();
+    kc.loadFromFile(join(m.dir, 'kubeconfig'));
+    const core = kc.makeApiClient(CoreV1Api);
+    const podUids = async () => Object.fromEntries((await core.listNamespacedPod({ namespace: kc.getContextObject(kc.getCurrentContext())!.namespace! })).items.map((p) => [p.metadata!.name!, p.metadata!.uid!]));
+    const uidsBefore = await podUids();
+    const viaApi = await m.cli(['config', '--kubeconfig', join(m.dir, 'kubeconfig'), 'work-mem=16MB']);
+    expect(viaApi.code, viaApi.stderr).toBe(0);
     await waitFor('work_mem everywhere', async () => Object.values(await read()).every((x) => x.work_mem === '16MB'), 30_000);
     const reloaded = await read();
     for (const n of Object.keys(u0)) expect(reloaded[n]!.started).toBe(before[n]!.started);
+    const bad = await m.cli(['config', '--kubeconfig', join(m.dir, 'kubeconfig'), 'work-mem=lots']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/work-mem/);
 
     expect((await m.cli(['config', 'max-connections=140'])).code).toBe(0);
     await waitFor('max_connections everywhere', async () => {
@@ -264,6 +275,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     const uri = (await m.cli(['uri', 'primary'])).stdout.trim();
     await waitFor('both standbys streaming after the lowering', async () => (await q(uri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2);
     expect(pids()).toEqual(sidecarsAndAgents);
+    expect(await podUids()).toEqual(uidsBefore); // the pods were never replaced
   }, 240_000);
 
   it('rotates the operator password with set-password: the old one stops working, the new one works, replicas keep streaming', async () => {
@@ -362,4 +374,15 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     const own = (await m.cli(['uri', 'postgresql/3'])).stdout.trim();
     await waitFor('the row written after add-unit is on the new standby', async () => (await q(own, "SELECT count(*)::int AS n FROM probe WHERE v = 'after add-unit'"))[0]!['n'] === 1);
   }, 180_000);
+
+  it("the agents make exactly the API calls the manifests' Role grants (audited over every scenario above)", async () => {
+    // The local API server records each request of the agents' service account as RBAC sees it.
+    const used = new Set<string>();
+    for (const line of readFileSync(join(m.dir, 'logs', 'audit.jsonl'), 'utf8').trim().split('\n')) {
+      const e = JSON.parse(line) as { group: string; resource: string; subresource?: string; verb: string };
+      used.add(`${e.group}/${e.resource}${e.subresource ? `/${e.subresource}` : ''}:${e.verb}`);
+    }
+    const granted = new Set(AGENT_RBAC_RULES.flatMap((r) => r.apiGroups!.flatMap((g) => r.resources!.flatMap((res) => r.verbs.map((v) => `${g}/${res}:${v}`)))));
+    expect([...used].sort()).toEqual([...granted].sort());
+  });
 });

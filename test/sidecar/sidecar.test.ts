@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -218,6 +219,18 @@ describe('sidecar process', () => {
     expect(i.stdout.toString()).toMatch(/^\/dev\/pts\/\d+\r\n$/);
   });
 
+  it("returns a fast command's output every time (200 execs that exit at once)", async () => {
+    // The command starts once all websockets are connected and can finish before the client has
+    // its listeners on them: its output and end frame must still arrive (they once were dropped,
+    // and the exec returned nothing after the server's 10 s linger).
+    for (let i = 0; i < 200; i++) {
+      // A hang guard, not a speed check: the lost end frame showed as a wait for the 10 s linger.
+      const hung = new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref());
+      const r = await Promise.race([sc.client.exec(['echo', `run ${i}`]).then((p) => p.waitOutput()), hung]);
+      expect(r === 'hung' ? `exec ${i} still waiting after 5 s` : r.stdout.toString()).toBe(`run ${i}\n`);
+    }
+  });
+
   it('pushes and pulls a 10 MB file byte for byte', async () => {
     const data = randomBytes(10 * 1024 * 1024);
     const path = join(sc.tmp, 'files', 'big.bin');
@@ -312,6 +325,21 @@ describe('sidecar start-up and shut-down', () => {
     sc = await startTestSidecar({ hold: true, layers: { '001-base.yaml': 'services:\n  a:\n    override: replace\n    command: sleep 1000\n    startup: enabled\n' } });
     await new Promise((r) => setTimeout(r, 1200));
     expect((await sc.client.getServices(['a']))[0]!.current).toBe('inactive');
+  });
+
+  it('shares the socket with a group when asked (a non-root charm container): 0660, that gid', async () => {
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    sc = await startTestSidecar({ hold: true, env: { PEBBLE_SOCKET_GROUP: String(gid) } });
+    const st = statSync(sc.socket);
+    expect(st.mode & 0o777).toBe(0o660);
+    expect(st.gid).toBe(gid);
+    // The postgres user (in that group, not the owner) can now drive the sidecar.
+    const get = `require('http').get({ socketPath: ${JSON.stringify(sc.socket)}, path: '/v1/system-info' }, (r) => { let d = ''; r.on('data', (c) => (d += c)); r.on('end', () => process.stdout.write(d)); })`;
+    const out = execFileSync('su', ['postgres', '-s', '/bin/sh', '-c', `${process.execPath} -e "${get.replace(/"/g, '\\"')}"`], { encoding: 'utf8' });
+    expect(JSON.parse(out).result.version).toMatch(/^v\d/);
+    await sc.cleanup();
+    sc = undefined;
+    await expect(startTestSidecar({ env: { PEBBLE_SOCKET_GROUP: 'staff' } })).rejects.toThrow(/--socket-group: must be a numeric gid/);
   });
 
   it('refuses to start with a bad layer file, naming it', async () => {
