@@ -1,3 +1,4 @@
+import { ROLE_LABEL } from '../charm/postgresql/render.js';
 import type {
   V1ConfigMap,
   V1Container,
@@ -24,7 +25,7 @@ import { LABELS, objects, validAppName } from '../runtime/names.js';
  */
 
 /** The label the agent keeps on its own pod (`primary` or `replica`); the role Services select on it. */
-export const ROLE_LABEL = 'pgcharm.io/role';
+export { ROLE_LABEL };
 
 /** The agent image's user and group (Dockerfile): not root, and the group the sidecar's socket is shared with. */
 export const AGENT_UID = 10001;
@@ -49,14 +50,14 @@ const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * - secrets: `<app>-passwords` (read, create, replace on rotation)
  * - leases: `<app>-leader` and `<app>-primary` (read, create, replace: compare-and-swap)
  * - pods: its own pod, watched by the label statefulset.kubernetes.io/pod-name (list+watch),
- *   patched for the removal annotation and the role label (ROLE_LABEL); get, to read it by
- *   name (today's code lists instead).
+ *   patched for the removal annotation and the role label (ROLE_LABEL).
+ * test/charm/postgresql.test.ts holds this list to the requests the agents make (audited).
  */
 export const AGENT_RBAC_RULES: readonly Readonly<V1PolicyRule>[] = [
   { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
-  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
+  { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
 ];
 
 export interface RenderOptions {

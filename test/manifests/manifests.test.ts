@@ -213,7 +213,7 @@ describe('rendered objects', () => {
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
-      { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
     ]);
     // Copies: editing a rendered Role cannot change the constant.
     expect(m.role.rules![0]).not.toBe(AGENT_RBAC_RULES[0]);

@@ -3,7 +3,7 @@ import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
 import { configHash } from '../../charm-meta/index.js';
 import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousStandbyNames } from './decide.js';
-import { layout, pgParams, slotName, type Layout } from './render.js';
+import { layout, pgParams, ROLE_LABEL, slotName, type Layout } from './render.js';
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
 import { formatBytes, memberPositions, readPosition } from './positions.js';
@@ -52,8 +52,6 @@ class CharmState {
 
 const state = new CharmState();
 
-/** On the unit's own pod: what Services `<app>-primary` and `<app>-replicas` select on. */
-export const ROLE_LABEL = 'pgcharm.io/role';
 
 /**
  * Labels this unit's pod with its role (only when it changed). A failure is logged, not

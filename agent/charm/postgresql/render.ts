@@ -187,3 +187,6 @@ export function fenceLayer(l: Layout): string {
     },
   });
 }
+
+/** On the unit's own pod: what Services `<app>-primary` and `<app>-replicas` select on. */
+export const ROLE_LABEL = 'pgcharm.io/role';
