@@ -87,7 +87,7 @@ export class PgcharmCluster implements Cluster {
       // The controller logs before it kills: return once the unit's processes are gone, so
       // whoever looks next does not see the unit still serving.
       if (t && !pidsWithEnv('PGCHARM_LOCAL_UNIT', `${this.model}#${node.replace('/', '-')}`).length) return t;
-      if (Date.now() > deadline) throw new Error(`the controller did not kill ${node} within 10 s`);
+      if (Date.now() > deadline) throw new Error(t ? `${node}'s processes still run 10 s after the controller logged its kill` : `the controller logged no kill of ${node} within 10 s`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }

@@ -133,7 +133,7 @@ export class Kubelet {
     }
     for (const u of [...this.units.values()]) {
       if (!wanted.has(u.index)) await this.removeUnit(u);
-      else if (held.has(u.index)) await this.killUnit(u, false);
+      else if (held.has(u.index)) await this.kill(u, true); // logged as a kill: held down by `pgcharm kill --no-restart`
     }
   }
 
