@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     for (const [k, v] of Object.entries(c.ratios)) lines.push(`${k}: ${Object.entries(v).map(([m, r]) => `${m} x${r}`).join(', ')}`);
     lines.push(`timelines: ${c.pictures.join(', ')}`);
     for (const [system, e] of Object.entries(c.failed ?? {})) lines.push(`${system} FAILED: ${e}`);
+    if (c.failed) failures['compare'] = `failed: ${Object.keys(c.failed).join(', ')}`;
   });
   if (Object.keys(failures).length) result['failed'] = failures;
   const json = JSON.stringify(result, null, 2) + '\n';
