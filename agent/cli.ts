@@ -92,7 +92,8 @@ program
     const ctx = await openModel(o.model);
     const meta = (await readConfig(ctx.store))?.meta ?? (await loadCharmYaml(ctx.deployment.charm));
     const prepared = prepareAction(meta, action, [...params, ...(o.params ? paramsFromFile(o.params) : [])]);
-    const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, onProgress: (l) => say(l) });
+    const writeOnly = Object.entries(prepared.action.params).filter(([, p]) => p['writeOnly'] === true).map(([k]) => k);
+    const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, writeOnly, onProgress: (l) => say(l) });
     process.stdout.write(actionYaml(rec));
     if (rec.status === 'failed') exitCode = 1;
   });

@@ -23,6 +23,8 @@ export function actionYaml(a: ActionRecord): string {
 export interface RunOptions {
   wait: boolean;
   timeoutMs: number;
+  /** Params charm.yaml marks `writeOnly: true`: blanked in the store once the unit took the action. */
+  writeOnly?: readonly string[];
   /** Called with each new log line and progress update while waiting. */
   onProgress?: (line: string) => void;
 }
@@ -30,7 +32,7 @@ export interface RunOptions {
 /** Queues the (already validated) action on a unit; with wait, follows it to the end. */
 export async function runAction(ctx: ModelContext, unitSpec: string, action: string, params: Record<string, unknown>, o: RunOptions): Promise<ActionRecord> {
   const target = await resolveUnit(ctx, unitSpec);
-  const id = await enqueueAction(ctx.store, target.unit, target.pod, action, params);
+  const id = await enqueueAction(ctx.store, target.unit, target.pod, action, params, o.writeOnly ?? []);
   const name = objects.action(ctx.app, id);
   let rec = decodeAction((await ctx.store.get(name))!);
   if (!o.wait) return rec;

@@ -55,8 +55,15 @@ export function decodeAction(cm: V1ConfigMap): ActionRecord {
   };
 }
 
-/** Queues an action for a unit (pod name `podName`, unit name `unit`); returns its id. */
-export async function enqueueAction(store: Store, unit: string, podName: string, action: string, params: Record<string, unknown>): Promise<number> {
+/** What a write-only param (a password) shows once the unit has read it. */
+export const REDACTED = '(redacted)';
+
+/**
+ * Queues an action for a unit (pod name `podName`, unit name `unit`); returns its id.
+ * `writeOnly` names params (`writeOnly: true` in charm.yaml) that the unit blanks out in the
+ * store as soon as it has taken the action: a password does not outlive its use there.
+ */
+export async function enqueueAction(store: Store, unit: string, podName: string, action: string, params: Record<string, unknown>, writeOnly: readonly string[] = []): Promise<number> {
   const counter = objects.operations(store.app);
   await store.ensure(counter, store.labels('operations'), { next: '1' });
   let id = 0;
@@ -70,7 +77,17 @@ export async function enqueueAction(store: Store, unit: string, podName: string,
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: objects.action(store.app, id), labels: store.labels('action', { [LABELS.unit]: podName, [STATUS_LABEL]: 'pending' }) },
-      data: { id: String(id), action, unit, params: JSON.stringify(params), status: 'pending', enqueued: new Date().toISOString(), log: '[]', results: '{}' },
+      data: {
+        id: String(id),
+        action,
+        unit,
+        params: JSON.stringify(params),
+        ...(writeOnly.length ? { 'write-only': JSON.stringify(writeOnly) } : {}),
+        status: 'pending',
+        enqueued: new Date().toISOString(),
+        log: '[]',
+        results: '{}',
+      },
     },
   });
   return id;
@@ -115,14 +132,17 @@ export class ActionRun {
   static async claim(store: Store, app: string, id: number, log: Logger): Promise<ActionRun | undefined> {
     const name = objects.action(app, id);
     try {
+      let params = '{}';
       const cm = await store.update(name, (c) => {
         if (c.data?.['status'] !== 'pending') return false;
-        c.data = { ...c.data, status: 'running', started: new Date().toISOString() };
+        params = c.data['params'] ?? '{}';
+        c.data = { ...c.data, status: 'running', started: new Date().toISOString(), params: redact(params, c.data['write-only']) };
         c.metadata!.labels = { ...(c.metadata?.labels ?? {}), [STATUS_LABEL]: 'running' };
       });
       if (cm.data?.['status'] !== 'running') return undefined;
       log.info({ action: cm.data['action'], id }, 'action started');
-      return new ActionRun(store, name, cm, log);
+      // The handler gets the params as given; the store keeps them with write-only ones blanked.
+      return new ActionRun(store, name, { ...cm, data: { ...cm.data, params } }, log);
     } catch (e) {
       if (isConflict(e)) return undefined;
       throw e;
@@ -149,5 +169,17 @@ export class ActionRun {
       labels: { [STATUS_LABEL]: status },
     });
     this.log.info({ action: this.record.action, id: this.record.id, status }, 'action finished');
+  }
+}
+
+/** The params JSON with each write-only param replaced by REDACTED. */
+function redact(params: string, writeOnly: string | undefined): string {
+  if (!writeOnly) return params;
+  try {
+    const p = JSON.parse(params) as Record<string, unknown>;
+    for (const k of JSON.parse(writeOnly) as string[]) if (k in p) p[k] = REDACTED;
+    return JSON.stringify(p);
+  } catch {
+    return '{}'; // unreadable: keep nothing rather than something secret
   }
 }

@@ -286,6 +286,13 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     writeFileSync(params, JSON.stringify({ username: 'operator', password: fresh }), { mode: 0o600 });
     const r = await m.cli(['run', 'leader', 'set-password', '--params', params, '--wait']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    // The password param is write-only: the unit blanked it in the stored action when it took it.
+    expect(r.stdout).not.toContain(fresh);
+    expect(r.stdout).toMatch(/password: \(redacted\)/);
+    const kc = new KubeConfig();
+    kc.loadFromFile(join(m.dir, 'kubeconfig'));
+    const cms = await kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: kc.getContextObject(kc.getCurrentContext())!.namespace! });
+    expect(JSON.stringify(cms.items)).not.toContain(fresh);
     const newUri = (await m.cli(['uri', 'primary'])).stdout.trim();
     expect(newUri).toContain(encodeURIComponent(fresh));
     await expect(q(oldUri, 'SELECT 1')).rejects.toThrow(/password authentication failed/);
