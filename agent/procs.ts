@@ -46,3 +46,12 @@ export function killMarked(key: string, value: string, also: Record<string, stri
   return n;
 }
 
+
+/** A process's argv (empty once it exited: short-lived execs come and go while we look). */
+export function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from '../agent/ports.js';
+import { pidsWithEnv } from '../agent/procs.js';
 import type { Cluster } from './cluster.js';
 
 /**
@@ -66,21 +67,6 @@ const postgresIds = (): { uid: number; gid: number } => ({
   uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
   gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
 });
-
-/** Every process whose environment carries `key=value` (Patroni passes its environment on to Postgres). */
-function pidsWithEnv(key: string, value: string): number[] {
-  const want = `${key}=${value}`;
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(want)) out.push(Number(d));
-    } catch {
-      /* gone, or not ours to read */
-    }
-  }
-  return out;
-}
 
 /** The postmaster of a data directory and its children (Patroni starts Postgres in its own session). */
 function postmasterTree(pgdata: string): number[] {

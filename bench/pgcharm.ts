@@ -15,14 +15,14 @@ const CLI = join(root, 'dist', 'agent', 'cli.js');
 
 export function pgcharmCli(model: string, args: string[], timeoutMs = 300_000): Promise<string> {
   return new Promise((res, rej) =>
-    execFile(process.execPath, [CLI, args[0]!, '--model', model, ...args.slice(1)], { env: { ...process.env, PGCHARM_MODEL: '' }, timeout: timeoutMs }, (err, stdout, stderr) =>
+    execFile(process.execPath, [CLI, args[0]!, '--model', model, ...args.slice(1)], { env: { ...process.env, PGCHARM_MODEL: '' }, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
       err ? rej(new Error(`pgcharm ${args.join(' ')} failed: ${stderr}`)) : res(stdout),
     ),
   );
 }
 
 /** When the controller logged the kill (its clock is the one the kill happened on). */
-function killedAt(model: string, after: number): number | undefined {
+export function killedAt(model: string, after: number): number | undefined {
   const lines = readFileSync(join(model, 'logs', 'controller.log'), 'utf8').trim().split('\n');
   for (const l of lines.reverse()) {
     const o = JSON.parse(l) as { time?: number; msg?: string };

@@ -1,10 +1,11 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../agent/runtime/kube.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../agent/controller/model.js';
+import { until } from './cluster.js';
+import { killedAt, pgcharmCli as cli } from './pgcharm.js';
 import { summary } from './stats.js';
 
 /**
@@ -13,18 +14,9 @@ import { summary } from './stats.js';
  * config-changed was handled on every unit.
  */
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..'); // dist/bench -> repo
-const CLI = join(root, 'dist', 'agent', 'cli.js');
 const CHARM = join(root, 'test', 'fixtures', 'recorder', 'charm.yaml');
 const MODULE = join(root, 'dist', 'test', 'fixtures', 'recorder', 'charm.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function cli(model: string, args: string[]): Promise<string> {
-  return new Promise((res, rej) =>
-    execFile(process.execPath, [CLI, ...args, '--model', model], { env: { ...process.env, PGCHARM_MODEL: '' }, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
-      err ? rej(new Error(`pgcharm ${args.join(' ')} failed: ${stderr}`)) : res(stdout),
-    ),
-  );
-}
 
 interface Ev {
   t: number;
@@ -36,25 +28,6 @@ function events(model: string, pod: string): Ev[] {
   const f = join(modelPaths(model).unit(pod), 'events.jsonl');
   if (!existsSync(f)) return [];
   return readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Ev);
-}
-
-async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs: number, everyMs = 10): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-function killedAt(model: string, after: number): number | undefined {
-  const lines = readFileSync(modelPaths(model).controllerLog, 'utf8').trim().split('\n');
-  for (const l of lines.reverse()) {
-    const o = JSON.parse(l) as { time?: number; msg?: string };
-    if (o.msg === 'killing unit' && (o.time ?? 0) >= after) return o.time;
-  }
-  return undefined;
 }
 
 export async function benchRuntime(opts: { failoverRuns: number; configRuns: number }) {
@@ -81,14 +54,14 @@ export async function benchRuntime(opts: { failoverRuns: number; configRuns: num
       const before = Date.now();
       await cli(model, ['kill', old]);
       // Measured from the SIGKILL itself (the kubelet logs it), not from the CLI's start-up.
-      const t0 = await until('the kill', () => killedAt(model, before), 10_000);
+      const t0 = await until('the kill', () => killedAt(model, before), 10_000, 10);
       const next = await until('a new leader', async () => {
         const h = await holder();
         return h && h !== old ? h : undefined;
-      }, 60_000);
+      }, 60_000, 10);
       takeover.push(Date.now() - t0);
       const pod = next.replace('/', '-');
-      const ev = await until('leader-elected', () => events(model, pod).find((e) => e.event === 'leader-elected' && e.t >= t0), 30_000);
+      const ev = await until('leader-elected', () => events(model, pod).find((e) => e.event === 'leader-elected' && e.t >= t0), 30_000, 10);
       elected.push(ev.t - t0);
       await until('the killed unit back and every unit settled', settled, 120_000, 500);
     }
@@ -102,7 +75,7 @@ export async function benchRuntime(opts: { failoverRuns: number; configRuns: num
       const times = await until('config-changed on every unit', () => {
         const ts = ['recorder-0', 'recorder-1', 'recorder-2'].map((p) => events(model, p).find((e) => e.event === 'config-changed' && e.config['greeting'] === greeting)?.t);
         return ts.every((t) => t !== undefined) ? (ts as number[]) : undefined;
-      }, 60_000);
+      }, 60_000, 10);
       config.push(Math.max(...times) - t0);
       await sleep(500);
     }

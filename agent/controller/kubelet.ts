@@ -5,7 +5,7 @@ import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { freePort } from '../ports.js';
-import { hasEnv, killMarked, pidsWithEnv } from '../procs.js';
+import { cmdline, hasEnv, killMarked, pidsWithEnv } from '../procs.js';
 import { apiMessage, isNotFound, mergePatch, SERVICE_ACCOUNT_DIR, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
@@ -17,14 +17,6 @@ export const UNIT_MARKER = 'PGCHARM_LOCAL_UNIT';
 /** Which of the pod's containers a process belongs to: `workload` (the sidecar and what it runs) or `charm` (the agent). */
 export const CONTAINER_MARKER = 'PGCHARM_LOCAL_CONTAINER';
 const CONTAINER = { sidecar: 'workload', agent: 'charm' } as const;
-
-function cmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-}
 
 /** Annotations the CLI sets on a pod to have it killed like a node failure. */
 export const KILL = { at: 'pgcharm.io/kill', noRestart: 'pgcharm.io/no-restart' } as const;

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killMarked, pidsWithEnv } from '../../agent/procs.js';
+import { cmdline, killMarked, pidsWithEnv } from '../../agent/procs.js';
 import { until } from '../cluster.js';
 import type { PgcharmCluster } from '../pgcharm.js';
 import { pgcharmCli } from '../pgcharm.js';
@@ -38,13 +38,7 @@ const pod = (unit: string) => unit.replace('/', '-');
 const marker = (c: PgcharmCluster, unit: string) => `${c.model}#${pod(unit)}`;
 
 function agentPid(c: PgcharmCluster, unit: string): number {
-  const pid = pidsWithEnv('PGCHARM_LOCAL_UNIT', marker(c, unit)).find((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes('agent');
-    } catch {
-      return false;
-    }
-  });
+  const pid = pidsWithEnv('PGCHARM_LOCAL_UNIT', marker(c, unit)).find((p) => cmdline(p).includes('agent'));
   if (!pid) throw new Error(`no agent process for ${unit}`);
   return pid;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 export { freePort } from '../../agent/ports.js';
-export { killMarked, pidsWithEnv } from '../../agent/procs.js';
+export { cmdline, killMarked, pidsWithEnv } from '../../agent/procs.js';
 
 export function procState(pid: number): { state: string; ppid: number } | undefined {
   try {
@@ -34,11 +34,3 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
   }
 }
 
-/** A process's argv (empty once it exited: short-lived execs come and go while we look). */
-export function cmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
-  }
-}
