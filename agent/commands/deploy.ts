@@ -112,8 +112,10 @@ export function settled(s: ModelStatus): boolean {
 export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise<ModelStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const s = await gatherStatus(ctx);
-    if (settled(s)) return s;
+    // Polled without the live positions (connections to every Postgres, while they bootstrap);
+    // the status returned, which deploy prints, has them.
+    const s = await gatherStatus(ctx, { live: false });
+    if (settled(s)) return gatherStatus(ctx);
     const failed = Object.entries(s.units).find(([, u]) => u.agent.status === 'error');
     if (failed) throw new UserError(`unit ${failed[0]} is in error: ${failed[1].agent.message} (\`pgcharm debug-log\` shows why)`);
     if (Date.now() > deadline) throw new UserError(`units did not settle within ${Math.round(timeoutMs / 1000)} s; \`pgcharm status\` and \`pgcharm debug-log\` show where they are`);

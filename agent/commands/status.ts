@@ -1,6 +1,6 @@
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import { stringify } from 'yaml';
-import { formatBytes, memberPositions, type MemberPosition } from '../charm/postgresql/positions.js';
+import { formatBytes, memberPositions, parseAddress, type MemberPosition } from '../charm/postgresql/positions.js';
 import { readPasswords } from '../charm/postgresql/secrets.js';
 import { ANNOTATIONS, LABELS, objects } from '../runtime/names.js';
 import type { ModelContext } from './context.js';
@@ -28,8 +28,12 @@ export interface ModelStatus {
   units: Record<string, UnitStatus>;
 }
 
-/** Reads everything `pgcharm status` shows from the store, in one pass. */
-export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
+/**
+ * Reads everything `pgcharm status` shows from the store, in one pass; with `live` (the
+ * default) also each unit's timeline and lag from its Postgres, which a poll that only waits
+ * for statuses does not need.
+ */
+export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}): Promise<ModelStatus> {
   const ns = ctx.kube.namespace;
   const [cms, pods, lease] = await Promise.all([
     ctx.store.list(`${LABELS.app}=${ctx.app}`),
@@ -62,7 +66,7 @@ export async function gatherStatus(ctx: ModelContext): Promise<ModelStatus> {
       'applied-config': !applied ? 'none' : applied === configHash ? 'current' : `stale (${applied.slice(0, 12)})`,
     };
   }
-  await addLivePositions(ctx, units);
+  if (o.live ?? true) await addLivePositions(ctx, units);
   const appAnn = appBag?.metadata?.annotations ?? {};
   const rejected = config?.metadata?.annotations?.['pgcharm.io/rejected'];
   return {
@@ -86,8 +90,8 @@ async function addLivePositions(ctx: ModelContext, units: Record<string, UnitSta
   if (!pw) return;
   const targets: Record<string, { host: string; port: number }> = {};
   for (const [u, s] of Object.entries(units)) {
-    const m = /^(.*):(\d+)$/.exec(s.address);
-    if (m && s.role) targets[u] = { host: m[1]!, port: Number(m[2]) };
+    const t = parseAddress(s.address);
+    if (t && s.role) targets[u] = t;
   }
   const live: Record<string, MemberPosition> = await memberPositions(targets, pw.operator);
   for (const [u, p] of Object.entries(live)) {

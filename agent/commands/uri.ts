@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { parseAddress } from '../charm/postgresql/positions.js';
 import { readPasswords } from '../charm/postgresql/secrets.js';
 import { objects } from '../runtime/names.js';
 import { resolveUnit, UserError, type ModelContext } from './context.js';
@@ -15,8 +16,8 @@ export async function endpoints(ctx: ModelContext, which: string): Promise<Endpo
   const all: (Endpoint & { role: string })[] = [];
   for (const index of ctx.deployment.units) {
     const bag = (await ctx.store.get(objects.unitBag({ app: ctx.app, index })))?.data ?? {};
-    const m = /^(.*):(\d+)$/.exec(bag['address'] ?? '');
-    if (m) all.push({ unit: `${ctx.app}/${index}`, host: m[1]!, port: Number(m[2]), role: bag['role'] ?? '' });
+    const t = parseAddress(bag['address']);
+    if (t) all.push({ unit: `${ctx.app}/${index}`, ...t, role: bag['role'] ?? '' });
   }
   if (which === 'primary') {
     const p = all.find((e) => e.unit === app['primary'] && e.role === 'primary');

@@ -1,12 +1,13 @@
 import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
 import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
+import { parseUnit, podName } from '../../runtime/names.js';
 import { configHash } from '../../charm-meta/index.js';
 import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousStandbyNames } from './decide.js';
 import { layout, pgParams, ROLE_LABEL, slotName, type Layout } from './render.js';
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
-import { formatBytes, memberPositions, readPosition } from './positions.js';
+import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
 /**
@@ -18,11 +19,6 @@ interface Target {
   host: string;
   port: number;
 }
-
-const parseAddress = (s: string | undefined): Target | undefined => {
-  const m = s ? /^(.*):(\d+)$/.exec(s) : null;
-  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
-};
 
 class Waiting extends Error {}
 
@@ -60,7 +56,7 @@ const state = new CharmState();
 async function labelPod(ctx: { kube: Kube; unit: string; log: import('pino').Logger }, role: 'primary' | 'replica'): Promise<void> {
   if (state.labelled === role) return;
   try {
-    await ctx.kube.core.patchNamespacedPod({ name: ctx.unit.replace('/', '-'), namespace: ctx.kube.namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } }, mergePatch);
+    await ctx.kube.core.patchNamespacedPod({ name: podName(parseUnit(ctx.unit)), namespace: ctx.kube.namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } }, mergePatch);
     state.labelled = role;
   } catch (e) {
     ctx.log.warn({ err: apiMessage(e), role }, 'could not label the pod with its role');
@@ -120,6 +116,7 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   await w.prepareStorage();
   if (primary === ctx.unit) await asPrimary(ctx, w, l, me, pw);
   else await asReplica(ctx, w, l, me, pw, primary);
+  await recordTimeline(ctx, me, pw);
   if (ctx.isLeader()) await appStatus(ctx, primary);
 }
 
@@ -376,18 +373,21 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
 }
 
 /**
- * The timeline in the unit bag, after every reconcile: it changes only with a promotion, so
- * other units see no churn. LSNs and lag are read live where shown (status, list-members).
+ * The timeline in the unit bag, at the end of every reconcile that set the role: it changes
+ * only with a promotion, so other units see no churn. LSNs and lag are read live where shown
+ * (status, list-members).
  */
-async function report(ctx: EventContext): Promise<void> {
-  const me = ctx.workload.address();
-  const pw = await readPasswords(ctx.kube, ctx.app).catch(() => undefined);
-  if (!me || !pw || !ctx.peers.local.get('role')) return;
+async function recordTimeline(ctx: EventContext, me: Target, pw: Passwords): Promise<void> {
   try {
     ctx.peers.local.set('timeline', String((await readPosition(me, pw.operator)).timeline));
   } catch (e) {
     ctx.log.warn({ err: (e as Error).message }, 'could not read the timeline from postgres');
   }
+}
+
+/** pg_last_wal_receive_lsn() of a standby: how far it has WAL (null before it received any). */
+async function receivedLsn(target: Target, pw: Passwords, timeoutMs?: number): Promise<string | null> {
+  return withConnection(target, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l, timeoutMs);
 }
 
 /**
@@ -449,7 +449,7 @@ const haLoop: CharmLoop = {
       const handLsn = ann[HANDOVER_LSN];
       if (role === 'replica' && handLsn) {
         // Switchover target: promote once everything the old primary wrote has arrived.
-        const received = await withConnection(me, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l);
+        const received = await receivedLsn(me, pw);
         if (!received || lsnValue(received) < lsnValue(handLsn)) {
           ctx.log.info({ decision: 'wait', received, need: handLsn, why: 'switchover target catching up' }, 'ha');
           return;
@@ -481,7 +481,7 @@ const haLoop: CharmLoop = {
         const addr = parseAddress(unit === ctx.unit ? `${me.host}:${me.port}` : peers.get(unit)?.['address']);
         if (!addr) return { unit };
         try {
-          const lsn = await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l, 500);
+          const lsn = await receivedLsn(addr, pw, 500);
           return lsn ? { unit, lsn } : { unit };
         } catch {
           return { unit };
@@ -529,7 +529,7 @@ async function switchOver(ctx: EventContext, wanted: string | undefined, say: (m
     const cands = await Promise.all(
       replicas.map(async (unit) => {
         const addr = parseAddress(bag(unit).get('address'));
-        const lsn = addr ? await withConnection(addr, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l).catch(() => null) : null;
+        const lsn = addr ? await receivedLsn(addr, pw).catch(() => null) : null;
         return lsn ? { unit, lsn } : { unit };
       }),
     );
@@ -555,7 +555,6 @@ async function switchOver(ctx: EventContext, wanted: string | undefined, say: (m
 export default function postgresqlCharm(): Charm {
   const onEvent: Handler = async (ctx) => {
     await reconcile(ctx);
-    await report(ctx);
   };
   const events = [
     'install',

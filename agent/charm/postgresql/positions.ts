@@ -6,6 +6,12 @@ import { withConnection } from './workload.js';
  * the bags' figures are only as fresh as the last update-status.
  */
 
+/** A unit bag's `address` (host:port of its Postgres), parsed; undefined when absent or malformed. */
+export function parseAddress(s: string | undefined): { host: string; port: number } | undefined {
+  const m = s ? /^(.*):(\d+)$/.exec(s) : null;
+  return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
+}
+
 export interface Position {
   /** pg_is_in_recovery() is false: this server accepts writes. */
   writable: boolean;
