@@ -418,6 +418,7 @@ export class Agent {
       defer: () => {
         deferred = true;
       },
+      emit: (event) => this.queue.push({ name: event }),
       log,
     };
 

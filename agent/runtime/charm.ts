@@ -75,6 +75,8 @@ export interface EventContext {
   setAppStatus(status: Status): Promise<void>;
   /** Runs the event again before the next one (or at the next update-status), like ops' defer(). */
   defer(): void;
+  /** Queues a charm event to run after this one (e.g. a reconcile after an action changed the role). */
+  emit(name: string): void;
   log: Logger;
 }
 

@@ -55,20 +55,38 @@ describe('SCRAM verifier', () => {
   });
 });
 
-describe('failover candidate', () => {
-  const c = (unit: string, lsn?: string) => (lsn ? { unit, lsn } : { unit });
+describe('failover candidate (the quorum rule)', () => {
+  const m = (unit: string, lsn?: string, settled = true, role = 'replica') => ({ unit, role, ...(lsn ? { pos: { lsn, settled } } : {}) });
+  const set = (k: number, ...members: string[]) => ({ members, k });
   it.each([
-    ['quorum: the highest LSN in the synchronous set', 'quorum', ['pg/1', 'pg/2'], [c('pg/1', '0/3000000'), c('pg/2', '0/3000100')], 'pg/2'],
-    ['quorum: a further-ahead unit outside the set is not eligible', 'quorum', ['pg/1'], [c('pg/1', '0/3000000'), c('pg/2', '0/9000000')], 'pg/1'],
-    ['quorum: empty set, nobody', 'quorum', [], [c('pg/1', '0/3000000')], undefined],
-    ['unreachable units are skipped', 'quorum', ['pg/1', 'pg/2'], [c('pg/1'), c('pg/2', '0/1')], 'pg/2'],
-    ['ties go to the lowest name', 'off', [], [c('pg/2', '0/5'), c('pg/1', '0/5')], 'pg/1'],
-    ['high halves compare as numbers', 'off', [], [c('pg/1', '9/0'), c('pg/2', '10/0')], 'pg/2'],
-    ['off: anyone reachable', 'off', [], [c('pg/3', '0/1')], 'pg/3'],
-  ] as const)('%s', (_n, mode, set, cands, want) => {
-    expect(chooseFailoverCandidate(mode, set, cands).unit).toBe(want);
+    ['ANY 1 of 2: both compared, the most advanced', 'quorum', set(1, 'pg/1', 'pg/2'), [m('pg/1', '0/3000000'), m('pg/2', '0/3000100')], 'pg/2'],
+    ['ANY 1 of 2: only one answers -> nobody (the double fault)', 'quorum', set(1, 'pg/1', 'pg/2'), [m('pg/1', '0/3000000'), m('pg/2')], undefined],
+    ['ANY 2 of 2: one answer suffices (every commit is on both)', 'quorum', set(2, 'pg/1', 'pg/2'), [m('pg/1', '0/3000000'), m('pg/2')], 'pg/1'],
+    ['ANY 1 of 3: 3 needed, 2 answer -> nobody', 'quorum', set(1, 'pg/1', 'pg/2', 'pg/3'), [m('pg/1', '0/5'), m('pg/2', '0/6'), m('pg/3')], undefined],
+    ['ANY 2 of 3: 2 needed, 2 answer -> the better one', 'quorum', set(2, 'pg/1', 'pg/2', 'pg/3'), [m('pg/1', '0/5'), m('pg/2', '0/6'), m('pg/3')], 'pg/2'],
+    ['a unit outside the set is not compared nor chosen', 'quorum', set(1, 'pg/1'), [m('pg/1', '0/3000000'), m('pg/2', '0/9000000')], 'pg/1'],
+    ['empty set: the primary acknowledged alone -> nobody', 'quorum', set(0), [m('pg/1', '0/3000000')], undefined],
+    ['k = 0 with members (a transition to no standby) -> nobody', 'quorum', set(0, 'pg/1'), [m('pg/1', '0/3000000')], undefined],
+    ['a member still replaying its WAL is not compared', 'quorum', set(1, 'pg/1', 'pg/2'), [m('pg/1', '0/3000000'), m('pg/2', '0/1000000', false)], undefined],
+    ['the most advanced compared member must be a replica', 'quorum', set(1, 'pg/1', 'pg/2'), [m('pg/1', '0/3000000'), m('pg/2', '0/4000000', true, 'fenced')], undefined],
+    ['ties go to the lowest name', 'off', set(0), [m('pg/2', '0/5'), m('pg/1', '0/5')], 'pg/1'],
+    ['high halves compare as numbers', 'off', set(0), [m('pg/1', '9/0'), m('pg/2', '10/0')], 'pg/2'],
+    ['off: anyone reachable', 'off', set(0), [m('pg/3', '0/1')], 'pg/3'],
+    ['off: nobody reachable', 'off', set(0), [m('pg/3')], undefined],
+  ] as const)('%s', (_n, mode, sync, members, want) => {
+    expect(chooseFailoverCandidate({ mode, sync, members }).unit).toBe(want);
   });
-  it('says why nobody was chosen', () => {
-    expect(chooseFailoverCandidate('quorum', ['pg/1'], [c('pg/1')]).why).toMatch(/no reachable standby from the synchronous set \[pg\/1\]/);
+  it('says how many more members it waits for, and which', () => {
+    const c = chooseFailoverCandidate({ mode: 'quorum', sync: set(1, 'pg/1', 'pg/2'), members: [m('pg/1', '0/1'), m('pg/2')] });
+    expect(c.why).toMatch(/^waiting for 1 more member of the synchronous set \[pg\/1, pg\/2\] to compare positions/);
+    expect(c.why).toMatch(/no position from pg\/2/);
+  });
+  it('async: a standby lagging more than maximum-lag-on-failover behind the published position is not promoted', () => {
+    const o = { mode: 'off', sync: set(0), members: [m('pg/1', '0/1000000')], primaryLsn: '0/1300000' };
+    expect(chooseFailoverCandidate({ ...o, maxLagBytes: 4194304 }).unit).toBe('pg/1');
+    const lagging = chooseFailoverCandidate({ ...o, maxLagBytes: 1024 });
+    expect(lagging.unit).toBeUndefined();
+    expect(lagging.why).toMatch(/pg\/1 is 3145728 bytes behind .*maximum-lag-on-failover is 1024/);
+    expect(chooseFailoverCandidate({ mode: 'off', sync: set(0), members: [m('pg/1', '0/1000000')], maxLagBytes: 0 }).unit).toBe('pg/1');
   });
 });

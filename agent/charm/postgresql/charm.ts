@@ -1,10 +1,9 @@
-import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
-import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
-import { parseUnit, podName } from '../../runtime/names.js';
+import type { Charm, ConfigValue, EventContext, Handler } from '../../runtime/charm.js';
 import { configHash } from '../../charm-meta/index.js';
-import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
-import { chooseBootstrapPrimary, chooseFailoverCandidate, lsnValue, synchronousStandbyNames } from './decide.js';
-import { layout, pgParams, ROLE_LABEL, slotName, type Layout } from './render.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, syncSetBag, syncSetNames } from './decide.js';
+import { ensureSlot, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
+import { layout, pgParams, slotName, type Layout } from './render.js';
+import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
@@ -23,47 +22,15 @@ interface Target {
 class Waiting extends Error {}
 
 /**
- * What the event handlers and the HA loop of this agent process share: the primary Lease's
- * observations (expiry is measured on this process's clock) and a lock so a promotion never
- * interleaves with a reconcile.
+ * A reconcile's outcome, logged at info only when it differs from the last one (every event
+ * ends in a reconcile, update-status every 10 s: the same "replica of X" each time is debug).
  */
-class CharmState {
-  private primaryLease: PrimaryLease | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
-  /** The holder a step-down was already requested for. */
-  steppingDownFor: string | undefined;
-  /** The role label this agent last put on its pod. */
-  labelled: string | undefined;
-
-  lease(ctx: { kube: Kube; app: string }): PrimaryLease {
-    return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app));
-  }
-
-  exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(fn, fn);
-    this.chain = run.catch(() => undefined);
-    return run;
-  }
+function said(ctx: EventContext, fields: Record<string, unknown>): void {
+  const key = JSON.stringify(fields);
+  if (key === state.lastReconcile) ctx.log.debug(fields, 'reconcile');
+  else ctx.log.info(fields, 'reconcile');
+  state.lastReconcile = key;
 }
-
-const state = new CharmState();
-
-
-/**
- * Labels this unit's pod with its role (only when it changed). A failure is logged, not
- * thrown: the label steers clients, the Lease decides who writes.
- */
-async function labelPod(ctx: { kube: Kube; unit: string; log: import('pino').Logger }, role: 'primary' | 'replica'): Promise<void> {
-  if (state.labelled === role) return;
-  try {
-    await ctx.kube.core.patchNamespacedPod({ name: podName(parseUnit(ctx.unit)), namespace: ctx.kube.namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } }, mergePatch);
-    state.labelled = role;
-  } catch (e) {
-    ctx.log.warn({ err: apiMessage(e), role }, 'could not label the pod with its role');
-  }
-}
-
-const ttlMs = (config: Readonly<Record<string, ConfigValue>>): number => Number(config['primary-lease-ttl']) * 1000;
 
 async function inRecovery(target: Target, pw: Passwords): Promise<boolean> {
   return withConnection(target, pw.operator, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0]!.r);
@@ -86,7 +53,7 @@ async function reconcile(ctx: EventContext): Promise<void> {
     await state.exclusive(() => reconcileOrWait(ctx));
   } catch (e) {
     if (!(e instanceof Waiting)) throw e;
-    ctx.log.info({ decision: 'wait', why: e.message }, 'reconcile');
+    said(ctx, { decision: 'wait', why: e.message });
     await ctx.setUnitStatus({ name: 'waiting', message: e.message });
   }
 }
@@ -142,9 +109,9 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await w.initdb(pw.operator, Boolean(ctx.config['data-checksums']));
   }
   const running = await w.running();
-  // Only peers count: pg_basebackup's WAL stream shows up in pg_stat_replication too.
-  const sync = running ? (await streamingStandbys(me, pw)).filter((u) => ctx.peers.units.includes(u)) : [];
-  const names = synchronousStandbyNames(String(ctx.config['synchronous-mode']), Number(ctx.config['synchronous-node-count']), sync);
+  // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
+  // it, recording before applying, so a failover never works from a set older than the one in force.
+  const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
   await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), String(ctx.config['password-encryption']));
   await w.pushPassfile(pw);
   await w.addLayer(me.port);
@@ -177,50 +144,10 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ]);
   });
   ctx.peers.local.set('role', 'primary');
-  ctx.peers.local.set('synchronous-standbys', sync.join(','));
   await labelPod(ctx, 'primary');
-  ctx.log.info({ decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names }, 'reconcile');
+  said(ctx, { decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names });
   const later = ctx.peers.local.get('restart-pending');
   await ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' });
-}
-
-/** Creates a physical slot reserving WAL now, unless it exists (the standby and the primary may race to it). */
-async function ensureSlot(c: import('pg').Client, slot: string): Promise<void> {
-  try {
-    await c.query('SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)', [slot]);
-  } catch (e) {
-    if ((e as { code?: string }).code !== '42710') throw e; // duplicate_object: the other side made it
-  }
-}
-
-/**
- * What a unit records the moment it promotes itself. Its synchronous_standby_names is empty
- * until its next reconcile (it was a standby's config), so it acknowledges commits alone: no
- * other unit may count as a failover candidate for those, not even one named by a set this
- * unit recorded in an earlier term as primary.
- */
-const PROMOTED = { role: 'primary', 'synchronous-standbys': null } as const;
-
-/**
- * Right after a promotion, before the standbys hear of it: a standby that follows the new
- * primary before its first reconcile would otherwise fail on a missing slot and retry.
- */
-async function slotsForPeers(me: Target, pw: Passwords, units: string[]): Promise<void> {
-  await withConnection(me, pw.operator, async (c) => {
-    await c.query('SET synchronous_commit = local');
-    for (const u of units) await ensureSlot(c, slotName(u));
-  });
-}
-
-/** Standbys streaming from this primary, by application_name (= unit name). */
-async function streamingStandbys(me: Target, pw: Passwords): Promise<string[]> {
-  try {
-    return await withConnection(me, pw.operator, async (c) =>
-      (await c.query<{ application_name: string }>("SELECT application_name FROM pg_stat_replication WHERE state = 'streaming' ORDER BY application_name")).rows.map((r) => r.application_name),
-    );
-  } catch {
-    return [];
-  }
 }
 
 async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, primary: string): Promise<void> {
@@ -238,9 +165,10 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     });
     await w.basebackup(target, slot, false);
   };
-  if (!(await w.hasCluster())) {
+  const step = followStep({ hasCluster: await w.hasCluster(), wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
+  if (step === 'clone') {
     await clone();
-  } else if (ctx.peers.local.get('role') === 'primary' || ctx.peers.local.get('role') === 'fenced') {
+  } else if (step === 'rewind') {
     // A former primary: its timeline may have diverged from the new primary's. Rewind (a
     // no-op when nothing diverged); when that cannot work, re-clone with the old data kept aside.
     await ctx.setUnitStatus({ name: 'maintenance', message: `rejoining ${primary} with pg_rewind` });
@@ -280,10 +208,13 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
   await labelPod(ctx, 'replica');
-  ctx.peers.local.set('synchronous-standbys', null); // a set from a past term as primary names no candidates now
-  ctx.log.info({ decision: 'replica', primary, why: 'the application bag names another unit primary' }, 'reconcile');
+  // A set from a past term as primary names no candidates now.
+  for (const [k, v] of Object.entries(syncSetBag(NO_SYNC))) ctx.peers.local.set(k, v);
+  state.sync = state.applied = state.syncChange = undefined;
+  said(ctx, { decision: 'replica', primary, why: 'the application bag names another unit primary' });
   const later = ctx.peers.local.get('restart-pending');
-  await ctx.setUnitStatus({ name: 'active', message: later ? `replica of ${primary}; restart for ${later} waits for the primary` : `replica of ${primary}` });
+  if (state.failoverWait) await ctx.setUnitStatus({ name: 'waiting', message: state.failoverWait });
+  else await ctx.setUnitStatus({ name: 'active', message: later ? `replica of ${primary}; restart for ${later} waits for the primary` : `replica of ${primary}` });
 }
 
 /**
@@ -294,7 +225,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
 async function diverged(me: Target, primary: Target, pw: Passwords): Promise<boolean> {
   for (const deadline = Date.now() + 3000; ; ) {
     const [mine, theirs] = await Promise.all([readPosition(me, pw.operator).catch(() => undefined), readPosition(primary, pw.operator).catch(() => undefined)]);
-    if (!mine || !theirs?.writable || mine.streaming || mine.timeline >= theirs.timeline) return false;
+    if (!isDiverged(mine, theirs)) return false;
     if (Date.now() > deadline) return true;
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -349,7 +280,7 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
     const behind = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('role') === 'replica' && (ctx.peers.unit(u).get('config-hash') !== hash || ctx.peers.unit(u).get('restart-pending')));
     if (behind.length) {
       ctx.peers.local.set('restart-pending', pending.join(','));
-      ctx.log.info({ decision: 'restart later', parameters: pending, waitingFor: behind, why: 'replicas restart first' }, 'reconcile');
+      said(ctx, { decision: 'restart later', parameters: pending, waitingFor: behind, why: 'replicas restart first' });
       return;
     }
   }
@@ -357,7 +288,7 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
     const p = ctx.peers.units.includes(primary) ? ctx.peers.unit(primary) : undefined;
     if (!p || p.get('config-hash') !== hash || p.get('restart-pending')) {
       ctx.peers.local.set('restart-pending', pending.join(','));
-      ctx.log.info({ decision: 'restart later', parameters: pending, lowered, waitingFor: [primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' }, 'reconcile');
+      said(ctx, { decision: 'restart later', parameters: pending, lowered, waitingFor: [primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' });
       return;
     }
   }
@@ -385,128 +316,6 @@ async function recordTimeline(ctx: EventContext, me: Target, pw: Passwords): Pro
   }
 }
 
-/** pg_last_wal_receive_lsn() of a standby: how far it has WAL (null before it received any). */
-async function receivedLsn(target: Target, pw: Passwords, timeoutMs?: number): Promise<string | null> {
-  return withConnection(target, pw.operator, async (c) => (await c.query<{ l: string | null }>('SELECT pg_last_wal_receive_lsn()::text AS l')).rows[0]!.l, timeoutMs);
-}
-
-/**
- * The HA loop, beside the event queue (a long hook must not delay it), every fifth of the
- * lease TTL: the primary renews its Lease and moves the fence deadline; a standby that sees
- * the Lease expired on its own clock promotes itself if it is the best candidate; the leader
- * records the current primary in the application bag.
- */
-const haLoop: CharmLoop = {
-  name: 'ha',
-  everyMs: (config) => Math.max(100, ttlMs(config) / 5),
-  async run(ctx: LoopContext): Promise<void> {
-    const config = ctx.config();
-    const me = ctx.workload.address();
-    if (!me || !config['primary-lease-ttl']) return;
-    const pw = await readPasswords(ctx.kube, ctx.app);
-    if (!pw) return;
-    const ttl = ttlMs(config);
-    const lease = state.lease(ctx);
-    const current = await lease.read();
-    const holder = current?.spec?.holderIdentity || undefined;
-    const { local, app, peers } = ctx.bags();
-    const role = local['role'];
-    const l = layout(ctx.workload.storage('pgdata'), Number(config['postgresql-major']));
-    const w = new PostgresWorkload(ctx.pebble, l, ctx.log);
-
-    if (ctx.isLeader() && holder && app['primary'] !== holder) await ctx.setApp({ primary: holder });
-
-    if (role === 'primary' && holder !== ctx.unit) {
-      // Someone else serves writes now: demote (the fence already stopped us if we were late).
-      // Said once per new holder: the reconcile that demotes may take a while (pg_rewind).
-      if (state.steppingDownFor !== holder) {
-        state.steppingDownFor = holder;
-        ctx.log.warn({ decision: 'step down', holder: holder ?? null, why: 'another unit holds the primary lease' }, 'ha');
-        await labelPod(ctx, 'replica');
-        ctx.emit('pgcharm-reconcile');
-      }
-      return;
-    }
-    state.steppingDownFor = undefined;
-    if (holder === ctx.unit) {
-      const ann = current?.metadata?.annotations ?? {};
-      const handTo = ann[HANDOVER_TO];
-      if (role === 'primary' && handTo && handTo !== ctx.unit) {
-        // Planned switchover: stop (a fast shutdown sends every WAL record to the connected
-        // standbys), note the final LSN, give the lease to the target with it.
-        await state.exclusive(async () => {
-          await w.stop();
-          const lsn = await w.finalLsn();
-          const ok = await lease.handTo(ctx.unit, handTo, lsn);
-          if (ok) await labelPod(ctx, 'replica');
-          ctx.log.warn({ decision: ok ? 'handed over' : 'handover failed', to: handTo, lsn, why: 'switchover requested' }, 'ha');
-          ctx.emit('pgcharm-reconcile');
-        });
-        return;
-      }
-      // Renewed from the moment a reconcile took it, before the bag says primary.
-      if (await lease.acquire(ctx.unit, ttl, () => false)) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
-      const handLsn = ann[HANDOVER_LSN];
-      if (role === 'replica' && handLsn) {
-        // Switchover target: promote once everything the old primary wrote has arrived.
-        const received = await receivedLsn(me, pw);
-        if (!received || lsnValue(received) < lsnValue(handLsn)) {
-          ctx.log.info({ decision: 'wait', received, need: handLsn, why: 'switchover target catching up' }, 'ha');
-          return;
-        }
-        await state.exclusive(async () => {
-          await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
-          await w.promote(me, pw.operator);
-          await slotsForPeers(me, pw, [...peers.keys()]);
-          await ctx.setLocal(PROMOTED);
-      await labelPod(ctx, 'primary');
-          await labelPod(ctx, 'primary');
-          ctx.log.warn({ decision: 'promoted', why: `switchover: received ${received} >= ${handLsn}` }, 'ha');
-          ctx.emit('pgcharm-reconcile');
-        });
-        return;
-      }
-      if (role !== 'primary') return;
-      // Keep the synchronous set current: a standby that starts streaming joins it at once.
-      const streaming = (await streamingStandbys(me, pw)).filter((u) => peers.has(u)).join(',');
-      if (streaming !== (local['synchronous-standbys'] ?? '')) ctx.emit('pgcharm-reconcile');
-      return;
-    }
-
-    if (role !== 'replica' || !lease.expired(current, ttl)) return;
-    const syncSet = (holder ? (peers.get(holder)?.['synchronous-standbys'] ?? '') : '').split(',').filter(Boolean);
-    const units = [ctx.unit, ...[...peers.entries()].filter(([, b]) => b['role'] === 'replica').map(([u]) => u)];
-    const candidates = await Promise.all(
-      units.map(async (unit) => {
-        const addr = parseAddress(unit === ctx.unit ? `${me.host}:${me.port}` : peers.get(unit)?.['address']);
-        if (!addr) return { unit };
-        try {
-          const lsn = await receivedLsn(addr, pw, 500);
-          return lsn ? { unit, lsn } : { unit };
-        } catch {
-          return { unit };
-        }
-      }),
-    );
-    const choice = chooseFailoverCandidate(String(config['synchronous-mode']), syncSet, candidates);
-    if (choice.unit !== ctx.unit) {
-      ctx.log.info({ decision: 'no action', expiredHolder: holder ?? null, candidate: choice.unit ?? null, why: choice.why }, 'ha');
-      return;
-    }
-    await state.exclusive(async () => {
-      if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) return;
-      await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
-      await w.promote(me, pw.operator);
-      await slotsForPeers(me, pw, [...peers.keys()]);
-      await ctx.setLocal(PROMOTED);
-      await labelPod(ctx, 'primary');
-      ctx.log.warn({ decision: 'promoted', previous: holder ?? null, why: `the primary lease expired; ${choice.why}` }, 'ha');
-      await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
-      ctx.emit('pgcharm-reconcile');
-    });
-  },
-};
-
 /**
  * Planned switchover from the current primary to `to` (default: the best candidate), used by
  * the switchover action and by a primary being removed: mark the Lease for hand-over and wait
@@ -519,22 +328,27 @@ async function switchOver(ctx: EventContext, wanted: string | undefined, say: (m
   if (!pw || !old) return { error: 'no primary is serving; nothing to switch over' };
   const bag = (u: string) => (u === ctx.unit ? ctx.peers.local : ctx.peers.unit(u));
   const replicas = [ctx.unit, ...ctx.peers.units].filter((u) => u !== old && bag(u).get('role') === 'replica');
-  const syncSet = (bag(old).get('synchronous-standbys') ?? '').split(',').filter(Boolean);
+  const syncSet = parseSyncSet(bag(old).entries()).members;
+  const quorum = String(ctx.config['synchronous-mode']) === 'quorum';
   let to = wanted;
   if (to) {
     if (to === old) return { error: `${to} is already the primary` };
     if (!replicas.includes(to)) return { error: `${to} is not a replica (replicas: ${replicas.join(', ') || 'none'})` };
-    if (String(ctx.config['synchronous-mode']) === 'quorum' && !syncSet.includes(to)) return { error: `${to} is not in the synchronous set [${syncSet.join(', ')}]; it may miss acknowledged writes` };
+    if (quorum && !syncSet.includes(to)) return { error: `${to} is not in the synchronous set [${syncSet.join(', ')}]; it may miss acknowledged writes` };
   } else {
-    const cands = await Promise.all(
-      replicas.map(async (unit) => {
-        const addr = parseAddress(bag(unit).get('address'));
-        const lsn = addr ? await receivedLsn(addr, pw).catch(() => null) : null;
-        return lsn ? { unit, lsn } : { unit };
-      }),
+    // The old primary is alive and hands over its final LSN: any streaming standby can take
+    // it; the most advanced one has the least to catch up. In quorum mode, one from the set.
+    const members = await Promise.all(
+      replicas
+        .filter((u) => !quorum || syncSet.includes(u))
+        .map(async (unit) => {
+          const addr = parseAddress(bag(unit).get('address'));
+          const p = addr ? await readPosition(addr, pw.operator).catch(() => undefined) : undefined;
+          return { unit, role: 'replica', ...(p ? { pos: { lsn: p.have, settled: p.settled } } : {}) };
+        }),
     );
-    const choice = chooseFailoverCandidate(String(ctx.config['synchronous-mode']), syncSet, cands);
-    if (!choice.unit) return { error: `no switchover target: ${choice.why}` };
+    const choice = chooseFailoverCandidate({ mode: 'off', sync: NO_SYNC, members });
+    if (!choice.unit) return { error: `no switchover target: ${choice.why}${quorum ? ` in the synchronous set [${syncSet.join(', ')}]` : ''}` };
     to = choice.unit;
   }
   say(`asking ${old} to hand over to ${to}`);
@@ -571,6 +385,7 @@ export default function postgresqlCharm(): Charm {
   ];
   return {
     loops: [haLoop],
+    shutdown: async () => local.drop(),
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'get-primary-action': (ctx) => {
@@ -607,6 +422,27 @@ export default function postgresqlCharm(): Charm {
         if (!pw) return ctx.action!.fail('no passwords yet: the leader creates them at deploy');
         const user = String(ctx.action!.params['username'] ?? 'operator') as keyof Passwords;
         ctx.action!.setResults({ username: user, password: pw[user] });
+      },
+      'promote-to-primary-action': async (ctx) => {
+        // Charmed PostgreSQL's promote-to-primary: the operator's way out when the failover
+        // rule keeps every unit waiting (e.g. the synchronous set's other members are gone).
+        const a = ctx.action!;
+        const force = a.params['force'] === true;
+        const o = await observe(fromEvent(ctx), true);
+        if (!o) return a.fail('this unit has no Postgres address or passwords yet');
+        const r = decideManualPromote(o.snap, force);
+        if (!r.ok) return a.fail(r.why);
+        const facts = { 'lsn-gap-bytes': r.gapBytes, 'may-lose': formatBytes(r.gapBytes) || '0', 'known-positions': r.known };
+        if (r.forced) ctx.log.warn({ decision: 'forced promotion', ...facts, why: r.why }, 'promote-to-primary');
+        else ctx.log.info({ decision: 'promotion', ...facts, why: r.why }, 'promote-to-primary');
+        const local = (d: Record<string, string | null>) => {
+          for (const [k, v] of Object.entries(d)) ctx.peers.local.set(k, v);
+          return Promise.resolve();
+        };
+        if (!(await promoteSelf({ ...ctx, setLocal: local }, o, ctx.peers.units, false))) return a.fail('another unit took the primary lease first');
+        a.log(r.forced ? `promoted ${ctx.unit} by force; up to ${facts['may-lose']} of WAL that only other units had may be lost` : `promoted ${ctx.unit}`);
+        a.setResults({ promoted: ctx.unit, forced: r.forced, ...facts, reason: r.why });
+        ctx.emit('pgcharm-reconcile');
       },
       'switchover-action': async (ctx) => {
         const a = ctx.action!;

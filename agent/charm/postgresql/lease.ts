@@ -57,7 +57,7 @@ export class PrimaryLease {
    * Takes or renews the lease for `unit`. `mayTake` says whether taking it from someone else
    * is allowed (their lease expired on our clock). Returns true when we hold it afterwards.
    */
-  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean): Promise<boolean> {
+  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean, publish?: { lsn?: string }): Promise<boolean> {
     const sent = Date.now();
     const now = new V1MicroTime(sent);
     const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
@@ -66,7 +66,7 @@ export class PrimaryLease {
       try {
         await this.kube.coordination.createNamespacedLease({
           namespace: this.kube.namespace,
-          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name }, spec: { holderIdentity: unit, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name, ...(publish?.lsn ? { annotations: { [PRIMARY_LSN]: publish.lsn } } : {}) }, spec: { holderIdentity: unit, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
         });
       } catch (e) {
         if (isConflict(e)) return false;
@@ -78,13 +78,16 @@ export class PrimaryLease {
     const spec = lease.spec ?? {};
     const mine = spec.holderIdentity === unit;
     if (!mine && spec.holderIdentity && !mayTake(lease)) return false;
-    if (!mine && lease.metadata?.annotations) {
-      // A takeover ends any switchover that was under way.
-      const ann = { ...lease.metadata.annotations };
+    const ann = { ...(lease.metadata?.annotations ?? {}) };
+    if (!mine) {
+      // A takeover ends any switchover that was under way, and the old primary's position.
       delete ann[HANDOVER_TO];
       delete ann[HANDOVER_LSN];
-      lease.metadata = { ...lease.metadata, annotations: ann };
+      delete ann[PRIMARY_LSN];
     }
+    // Riding on the renewal (no extra write): what a lagging async standby is measured against.
+    if (publish?.lsn) ann[PRIMARY_LSN] = publish.lsn;
+    lease.metadata = { ...lease.metadata, annotations: ann };
     lease.spec = {
       holderIdentity: unit,
       leaseDurationSeconds: seconds,
@@ -124,7 +127,7 @@ export class PrimaryLease {
   async handTo(from: string, to: string, lsn: string): Promise<boolean> {
     const lease = await this.read();
     if (lease?.spec?.holderIdentity !== from) return false;
-    const ann: Record<string, string> = { ...(lease.metadata?.annotations ?? {}), [HANDOVER_LSN]: lsn };
+    const ann: Record<string, string> = { ...(lease.metadata?.annotations ?? {}), [HANDOVER_LSN]: lsn, [PRIMARY_LSN]: lsn };
     delete ann[HANDOVER_TO];
     lease.metadata = { ...lease.metadata, annotations: ann };
     const now = new V1MicroTime();
@@ -141,6 +144,8 @@ export class PrimaryLease {
 
 export const HANDOVER_TO = 'pgcharm.io/handover-to';
 export const HANDOVER_LSN = 'pgcharm.io/handover-lsn';
+/** The holder's WAL position at its last renewal (maximum-lag-on-failover, promote-to-primary's report). */
+export const PRIMARY_LSN = 'pgcharm.io/primary-lsn';
 
 /** Read-back times are plain Dates; the API wants MicroTime (6 fractional digits). */
 function micro(lease: V1Lease): V1Lease {

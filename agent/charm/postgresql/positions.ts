@@ -21,27 +21,48 @@ export interface Position {
   lsn: string;
   /** Standby: the WAL receiver is streaming. */
   streaming: boolean;
+  /**
+   * How far this server has WAL: primary, the insert position; standby, the larger of the
+   * last WAL received and flushed and the last replayed (after a restart only the latter).
+   */
+  have: string;
+  /**
+   * `have` is final: a primary, a standby whose receiver streams, or one whose startup
+   * process replayed all the WAL it holds and waits for more. A standby still replaying its
+   * pg_wal after a restart is not settled (its replay position is below WAL it holds).
+   */
+  settled: boolean;
 }
 
-export async function readPosition(target: { host: string; port: number }, password: string, timeoutMs = 1000): Promise<Position> {
-  return withConnection(
-    target,
-    password,
-    async (c) => {
-      const r = (
-        await c.query<{ writable: boolean; tli: string; lsn: string | null; streaming: boolean }>(
-          `SELECT NOT pg_is_in_recovery() AS writable,
-                  CASE WHEN pg_is_in_recovery()
-                       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-                       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END::text AS tli,
-                  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
-                  coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) AS streaming`,
-        )
-      ).rows[0]!;
-      return { writable: r.writable, timeline: Number(r.tli), lsn: r.lsn ?? '0/0', streaming: r.streaming };
-    },
-    timeoutMs,
-  );
+/** One row describing a server's position (see Position); `standbys` lists peers streaming from it. */
+export const POSITION_SQL = `SELECT NOT pg_is_in_recovery() AS writable,
+  CASE WHEN pg_is_in_recovery() THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+       ELSE pg_current_wal_lsn() END::text AS have,
+  EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup'
+            AND wait_event IN ('RecoveryWalStream', 'RecoveryRetrieveRetryInterval')) AS waiting,
+  CASE WHEN pg_is_in_recovery()
+       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END::text AS tli,
+  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
+  coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) AS streaming,
+  ARRAY(SELECT application_name::text FROM pg_stat_replication WHERE state = 'streaming' ORDER BY 1) AS standbys`;
+
+export interface PositionRow {
+  writable: boolean;
+  tli: string;
+  lsn: string | null;
+  streaming: boolean;
+  have: string | null;
+  waiting: boolean;
+  standbys: string[];
+}
+
+export function toPosition(r: PositionRow): Position & { standbys: string[] } {
+  return { writable: r.writable, timeline: Number(r.tli), lsn: r.lsn ?? '0/0', streaming: r.streaming, have: r.have ?? '0/0', settled: r.writable || r.streaming || r.waiting, standbys: r.standbys };
+}
+
+export async function readPosition(target: { host: string; port: number }, password: string, timeoutMs = 1000): Promise<Position & { standbys: string[] }> {
+  return withConnection(target, password, async (c) => toPosition((await c.query<PositionRow>(POSITION_SQL)).rows[0]!), timeoutMs);
 }
 
 export interface MemberPosition {

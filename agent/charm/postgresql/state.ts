@@ -1,0 +1,118 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { ConfigValue } from '../../runtime/charm.js';
+import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
+import { parseUnit, podName } from '../../runtime/names.js';
+import type { SyncSet } from './decide.js';
+import { PrimaryLease } from './lease.js';
+import { ROLE_LABEL } from './render.js';
+import { readPasswords, type Passwords } from './secrets.js';
+
+/**
+ * What the event handlers and the HA cycle of this agent process share: the primary Lease's
+ * observations (expiry is measured on this process's clock), a lock so a promotion never
+ * interleaves with a reconcile, and what this process last did (to log decisions on change).
+ */
+export class CharmState {
+  private primaryLease: PrimaryLease | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** The holder a step-down was already requested for. */
+  steppingDownFor: string | undefined;
+  /** The role label this agent last put on its pod. */
+  labelled: string | undefined;
+  /**
+   * The synchronous set this primary runs, as last recorded by this process (the bag a
+   * reconcile sees may be older than a change the HA cycle just made).
+   */
+  sync: SyncSet | undefined;
+  /** The set Postgres runs (synchronous_standby_names), when this process set it. */
+  applied: SyncSet | undefined;
+  /** A change of set applied in Postgres at WAL position `since`, not yet recorded alone. */
+  syncChange: { to: SyncSet; since: string } | undefined;
+  /** The HA cycle's last decision as `kind|why`, logged again only when it changes. */
+  lastDecision = '';
+  /** The last reconcile's outcome, likewise. */
+  lastReconcile = '';
+  /**
+   * Why the HA cycle keeps this replica from taking over a primary whose lease expired; a
+   * reconcile shows it instead of "replica of X" (what an operator must read first).
+   */
+  failoverWait: string | undefined;
+  private pw: { key: string; value: Passwords } | undefined;
+
+  lease(ctx: { kube: Kube; app: string }): PrimaryLease {
+    return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app));
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The passwords Secret, read again only when the leader says they changed (the app bag's
+   * `passwords-rotated`): the HA cycle runs every 400 ms and must not read it every time.
+   */
+  async passwords(kube: Kube, app: string, rotated: string | undefined): Promise<Passwords | undefined> {
+    const key = rotated ?? '';
+    if (this.pw?.key === key) return this.pw.value;
+    const value = await readPasswords(kube, app);
+    if (value) this.pw = { key, value };
+    return value;
+  }
+}
+
+/**
+ * One connection to this unit's own Postgres, kept open across HA cycles: a cycle runs every
+ * 400 ms, and a SCRAM handshake each time would cost more than the query. Dropped on any
+ * error (a restart, a fence) and opened again by the next query.
+ */
+export class LocalConnection {
+  private client: pg.Client | undefined;
+  private key = '';
+
+  async query<T extends pg.QueryResultRow>(target: { host: string; port: number }, password: string, sql: string, params: unknown[] = []): Promise<T[]> {
+    const key = `${target.host}:${target.port}:${password}`;
+    if (this.client && this.key !== key) this.drop();
+    if (!this.client) {
+      const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: 1000, statement_timeout: 2000, application_name: 'pgcharm-ha' });
+      c.on('error', () => {
+        if (this.client === c) this.drop();
+      });
+      await c.connect();
+      this.client = c;
+      this.key = key;
+    }
+    try {
+      return (await this.client.query<T>(sql, params)).rows;
+    } catch (e) {
+      this.drop();
+      throw e;
+    }
+  }
+
+  drop(): void {
+    void this.client?.end().catch(() => undefined);
+    this.client = undefined;
+  }
+}
+
+export const state = new CharmState();
+export const local = new LocalConnection();
+
+export const ttlMs = (config: Readonly<Record<string, ConfigValue>>): number => Number(config['primary-lease-ttl']) * 1000;
+
+/**
+ * Labels this unit's pod with its role (only when it changed). A failure is logged, not
+ * thrown: the label steers clients, the Lease decides who writes.
+ */
+export async function labelPod(ctx: { kube: Kube; unit: string; log: Logger }, role: 'primary' | 'replica'): Promise<void> {
+  if (state.labelled === role) return;
+  try {
+    await ctx.kube.core.patchNamespacedPod({ name: podName(parseUnit(ctx.unit)), namespace: ctx.kube.namespace, body: { metadata: { labels: { [ROLE_LABEL]: role } } } }, mergePatch);
+    state.labelled = role;
+  } catch (e) {
+    ctx.log.warn({ err: apiMessage(e), role }, 'could not label the pod with its role');
+  }
+}
