@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadCharmYaml, prepareAction, ProblemsError } from './charm-meta/index.js';
 import { readConfig } from './controller/config-store.js';
 import { defaultModelDir } from './controller/model.js';
-import { configCommand } from './commands/config.js';
+import { configCommand, settingsFromFile } from './commands/config.js';
 import { clusterApp, openModel, UserError } from './commands/context.js';
 import { debugLog } from './commands/debug-log.js';
 import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE, deploy } from './commands/deploy.js';
@@ -41,8 +41,11 @@ program
   .option('--charm <path>', 'charm.yaml to deploy', DEFAULT_CHARM)
   .addOption(new Option('--charm-module <path>', 'the charm code (for charm development)').default(DEFAULT_CHARM_MODULE).hideHelp())
   .option('--timeout <seconds>', 'how long to wait for the units', int('--timeout', 1, 3600), 300)
-  .action(async (o: { model: string; units: number; charm: string; charmModule: string; timeout: number }) => {
-    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, charmModule: o.charmModule, timeoutMs: o.timeout * 1000, say });
+  .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
+  .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
+  .action(async (o: { model: string; units: number; charm: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
+    const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
+    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
     process.stdout.write(renderStatus(s, 'tabular'));
     const ctx = await openModel(o.model);
     const uri = await uris(ctx, 'primary').catch(() => []);
@@ -69,13 +72,15 @@ program
   .argument('[settings...]', 'key=value pairs')
   .option('--reset <key...>', 'go back to the charm.yaml default', [])
   .option('--diff', 'show what would change and change nothing', false)
+  .option('--file <path>', 'settings from a YAML map too (keeps secret values off the command line)')
   .option('--kubeconfig <path>', 'a Kubernetes cluster instead of a local model (with --namespace and --app)')
   .option('--namespace <ns>', 'with --kubeconfig: the namespace (default: the kubeconfig context)')
   .option('--app <name>', 'with --kubeconfig: the application', 'postgresql')
-  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; kubeconfig?: string; namespace?: string; app: string }) => {
+  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; file?: string; kubeconfig?: string; namespace?: string; app: string }) => {
     // On a cluster the same validated write of <app>-config: the agents reload or restart Postgres in place.
     const ctx = o.kubeconfig ? clusterApp(o.kubeconfig, o.namespace, o.app) : await openModel(o.model);
-    process.stdout.write(await configCommand(ctx, { args, reset: o.reset, diff: o.diff, color: Boolean(process.stdout.isTTY) }));
+    const all = [...args, ...(o.file ? settingsFromFile(o.file, '--file') : [])];
+    process.stdout.write(await configCommand(ctx, { args: all, reset: o.reset, diff: o.diff, color: Boolean(process.stdout.isTTY) }));
   });
 
 program
@@ -93,7 +98,7 @@ program
     const meta = (await readConfig(ctx.store))?.meta ?? (await loadCharmYaml(ctx.deployment.charm));
     const prepared = prepareAction(meta, action, [...params, ...(o.params ? paramsFromFile(o.params) : [])]);
     const writeOnly = Object.entries(prepared.action.params).filter(([, p]) => p['writeOnly'] === true).map(([k]) => k);
-    const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, writeOnly, onProgress: (l) => say(l) });
+    const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, writeOnly, sensitive: prepared.action.sensitive, onProgress: (l) => say(l) });
     process.stdout.write(actionYaml(rec));
     if (rec.status === 'failed') exitCode = 1;
   });
@@ -186,8 +191,10 @@ program
   .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
   .option('--storage-size <quantity>', "each unit's data volume, e.g. 20Gi (default: charm.yaml's minimum-size)")
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config` (postgresql-major=16 picks the image)', [])
-  .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[] }) => {
-    process.stdout.write(await manifestsCommand({ charm: o.charm, units: o.units, namespace: o.namespace, config: o.config, ...(o.app ? { app: o.app } : {}), ...(o.storageSize ? { storageSize: o.storageSize } : {}) }));
+  .option('--config-file <path>', 'config settings from a YAML map; secret ones (override-root-password) are rendered into a Secret')
+  .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[]; configFile?: string }) => {
+    const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
+    process.stdout.write(await manifestsCommand({ charm: o.charm, units: o.units, namespace: o.namespace, config, ...(o.app ? { app: o.app } : {}), ...(o.storageSize ? { storageSize: o.storageSize } : {}) }));
   });
 
 program

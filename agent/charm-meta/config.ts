@@ -1,6 +1,6 @@
 import { diffConfig, type ConfigChange } from './diff.js';
 import { ConfigError, describeValue, ProblemList } from './problems.js';
-import type { CharmMeta } from './schema.js';
+import type { CharmMeta, ConfigOption } from './schema.js';
 import { suggestion } from './suggest.js';
 import { parseValueText, valueProblems, type ConfigValue, type ConfigValues } from './values.js';
 
@@ -51,6 +51,18 @@ function overlay(meta: CharmMeta, settings: Readonly<Record<string, unknown>>): 
     out[o.name] = Object.hasOwn(settings, o.name) ? (settings[o.name] as ConfigValue) : o.default;
   }
   return out;
+}
+
+/** valueProblems, without echoing a secret option's value (only its type can be wrong: see metadata.ts). */
+function problemsShown(opt: ConfigOption, v: unknown): string[] {
+  const why = valueProblems(opt, v);
+  return opt.secret && why.length ? [`expected ${opt.type}, got a ${v === null ? 'null' : typeof v} (value not shown: the option is secret)`] : why;
+}
+
+/** describeValue, except that a secret option's value (other than "") is not shown. */
+function describeOpt(meta: CharmMeta, key: string, v: unknown): string {
+  const opt = Object.hasOwn(meta.options, key) ? meta.options[key] : undefined;
+  return opt?.secret && v !== '' ? '(secret)' : describeValue(v);
 }
 
 function unknownOption(meta: CharmMeta, key: string): string {
@@ -116,7 +128,7 @@ function checkSettings(
   for (const key of Object.keys(settings)) {
     const opt = Object.hasOwn(meta.options, key) ? meta.options[key] : undefined;
     if (!opt) sink.add([key], unknownOption(meta, key));
-    else for (const w of valueProblems(opt, settings[key])) sink.add([key], w);
+    else for (const w of problemsShown(opt, settings[key])) sink.add([key], w);
   }
   const effective = overlay(meta, settings);
   if (deployed) {
@@ -125,8 +137,8 @@ function checkSettings(
       const was = deployed[opt.name]!;
       const now = effective[opt.name]!;
       if (now !== was) {
-        const why = Object.hasOwn(settings, opt.name) ? `asked for ${describeValue(now)}` : cause(opt.name, now);
-        sink.add([opt.name], `immutable after deploy (deployed with ${describeValue(was)}, ${why})`);
+        const why = Object.hasOwn(settings, opt.name) ? `asked for ${describeOpt(meta, opt.name, now)}` : cause(opt.name, now);
+        sink.add([opt.name], `immutable after deploy (deployed with ${describeOpt(meta, opt.name, was)}, ${why})`);
       }
     }
   }
@@ -181,11 +193,11 @@ export function revalidateConfig(oldMeta: CharmMeta, newMeta: CharmMeta, state: 
     if (!opt) {
       sink.add(
         [key],
-        `set to ${describeValue(value)}, but charm.yaml no longer has this option${suggestion(key, newKeys)} (reset it first: pgcharm config --reset ${key})`,
+        `set to ${describeOpt(oldMeta, key, value)}, but charm.yaml no longer has this option${suggestion(key, newKeys)} (reset it first: pgcharm config --reset ${key})`,
       );
       continue;
     }
-    const why = valueProblems(opt, value);
+    const why = problemsShown(opt, value);
     for (const w of why) sink.add([key], `your setting no longer fits charm.yaml: ${w}`);
     if (why.length) refused.add(key);
     else kept[key] = value;
@@ -201,8 +213,8 @@ export function revalidateConfig(oldMeta: CharmMeta, newMeta: CharmMeta, state: 
       const was = state.deployed![key]!;
       const unfit = valueProblems(newMeta.options[key]!, was);
       // Pinning only helps if the new charm.yaml still accepts the deployed value.
-      if (unfit.length) return `${change}, and it no longer accepts ${describeValue(was)}: ${unfit.join('; ')}`;
-      return `${change}; keep the old default or pin it first: pgcharm config ${key}=${String(was)}`;
+      if (unfit.length) return `${change}, and it no longer accepts ${describeOpt(newMeta, key, was)}: ${unfit.join('; ')}`;
+      return `${change}; keep the old default or pin it first: pgcharm config ${key}=${newMeta.options[key]!.secret ? '...' : String(was)}`;
     },
     refused,
   );

@@ -26,6 +26,8 @@ export interface DiffRenderOptions {
   to?: string;
   /** ANSI red/green, for a terminal that supports it. */
   color?: boolean;
+  /** Options whose values are secret: shown as (secret) unless empty. */
+  secret?: readonly string[];
 }
 
 /** Strings JSON-quoted so `"on"`, `""` and `"15"` read unambiguously; each line is valid YAML. */
@@ -39,9 +41,10 @@ export function renderConfigDiff(changes: readonly ConfigChange[], opts: DiffRen
   if (changes.length === 0) return 'no changes';
   const paint = (code: string, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[0m` : s);
   const lines = [paint('1', `--- ${opts.from ?? 'before'}`), paint('1', `+++ ${opts.to ?? 'after'}`)];
+  const value = (key: string, v: ConfigValue) => (opts.secret?.includes(key) && v !== '' ? '(secret)' : show(v));
   for (const c of changes) {
-    if (c.before !== undefined) lines.push(paint('31', `-${c.key}: ${show(c.before)}`));
-    if (c.after !== undefined) lines.push(paint('32', `+${c.key}: ${show(c.after)}`));
+    if (c.before !== undefined) lines.push(paint('31', `-${c.key}: ${value(c.key, c.before)}`));
+    if (c.after !== undefined) lines.push(paint('32', `+${c.key}: ${value(c.key, c.after)}`));
   }
   return lines.join('\n');
 }

@@ -234,6 +234,7 @@ function readOption(raw: unknown, name: string, path: Path, sink: ProblemList): 
       allowed: z.array(z.unknown()).min(1, 'must not be empty'),
       format: z.string(),
       immutable: z.boolean(),
+      secret: z.boolean(),
     },
     path,
     sink,
@@ -245,7 +246,7 @@ function readOption(raw: unknown, name: string, path: Path, sink: ProblemList): 
     return undefined;
   }
   const type = f.type as OptionType;
-  const opt: ConfigOption = { name, type, default: '', description: f.description ?? '', immutable: f.immutable ?? false };
+  const opt: ConfigOption = { name, type, default: '', description: f.description ?? '', immutable: f.immutable ?? false, secret: f.secret ?? false };
 
   for (const bound of ['min', 'max'] as const) {
     const b = f[bound];
@@ -281,7 +282,19 @@ function readOption(raw: unknown, name: string, path: Path, sink: ProblemList): 
     for (const w of valueProblems(opt, f.default)) sink.add([...path, 'default'], w);
     opt.default = f.default as ConfigValue;
   }
+  if (opt.secret) secretProblems(opt, path, sink);
   return opt;
+}
+
+/**
+ * charm.yaml is not secret: whatever it says about a secret option's value (a default, a list
+ * of allowed values, a format the CLI would echo back in an error) would give the value away.
+ */
+function secretProblems(opt: ConfigOption, path: Path, sink: ProblemList): void {
+  if (opt.type !== 'string') sink.add([...path, 'secret'], `only string options can be secret, this one is ${opt.type}`);
+  else if (opt.default !== '') sink.add([...path, 'default'], `a secret option's default must be "" (charm.yaml is not secret), got ${describeValue(opt.default)}`);
+  if (opt.allowed) sink.add([...path, 'allowed'], 'a secret option cannot list its allowed values (they would be public)');
+  if (opt.format) sink.add([...path, 'format'], 'a secret option cannot have a format (an error would echo the value)');
 }
 
 function readAction(raw: unknown, name: string, path: Path, sink: ProblemList): ActionSpec | undefined {
@@ -292,6 +305,7 @@ function readAction(raw: unknown, name: string, path: Path, sink: ProblemList): 
       params: sectionSchema,
       required: z.array(z.string()),
       additionalProperties: z.boolean(),
+      sensitive: z.boolean(),
     },
     path,
     sink,
@@ -309,6 +323,7 @@ function readAction(raw: unknown, name: string, path: Path, sink: ProblemList): 
     params,
     required: f.required ?? [],
     additionalProperties: f.additionalProperties ?? false,
+    sensitive: f.sensitive ?? false,
   };
 }
 

@@ -19,6 +19,11 @@ export interface ConfigOption extends ValueRules {
   description: string;
   /** Create-only: may not change once deployed (see validateSettings). */
   immutable: boolean;
+  /**
+   * The value is a secret: stored in Secret `<app>-config-secrets`, while the config ConfigMap,
+   * the unit bags and printed diffs hold only a keyed hash of it (see secret-config.ts).
+   */
+  secret: boolean;
 }
 
 /** JSON schema types an action param may have; `type` is required on every param. */
@@ -35,6 +40,11 @@ export interface ActionSpec {
   required: readonly string[];
   /** Juju's default is false: unknown params are refused. */
   additionalProperties: boolean;
+  /**
+   * The results are delivered once, to the caller waiting for them, and not kept: the unit
+   * puts them in a short-lived Secret instead of the action's ConfigMap (agent/runtime/actions.ts).
+   */
+  sensitive: boolean;
 }
 
 export interface Mount {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { describeValue } from './problems.js';
 import { suggestion } from './suggest.js';
 
@@ -8,9 +9,10 @@ export type OptionType = (typeof OPTION_TYPES)[number];
 /**
  * String formats an option may declare. `memory` is a PostgreSQL size with a unit ("128MB");
  * a bare number is refused because its unit would depend on the parameter (8kB pages for
- * shared_buffers, kB for work_mem).
+ * shared_buffers, kB for work_mem). `cidrs` is `auto` (the charm chooses) or a comma-separated
+ * list of address ranges ("10.1.0.0/16, fd00::/8"), possibly empty.
  */
-export const STRING_FORMATS = ['memory'] as const;
+export const STRING_FORMATS = ['memory', 'cidrs'] as const;
 export type StringFormat = (typeof STRING_FORMATS)[number];
 
 export type ConfigValue = string | number | boolean;
@@ -44,6 +46,27 @@ function memoryProblem(v: string): string | undefined {
   return `must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got ${describeValue(v)}${hint}`;
 }
 
+/** One CIDR, canonical prefix length checked: "10.0.0.0/8", "fd00::/8". Undefined when fine. */
+function cidrProblem(item: string): string | undefined {
+  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(item);
+  const family = m ? isIP(m[1]!) : 0;
+  if (!m || !family) return `${describeValue(item)} is not an address range like "10.1.0.0/16" or "fd00::/8"`;
+  const max = family === 4 ? 32 : 128;
+  if (Number(m[2]) > max) return `${describeValue(item)}: an IPv${family} prefix length is at most ${max}`;
+  return undefined;
+}
+
+/** The ranges of a `cidrs` value ("auto" is returned as is, for the charm to resolve). */
+export function cidrList(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function cidrsProblem(v: string): string | undefined {
+  if (v.trim() === 'auto') return undefined;
+  const bad = cidrList(v).map(cidrProblem).filter((p): p is string => p !== undefined);
+  return bad.length ? `must be "auto" or comma-separated address ranges: ${bad.join('; ')}` : undefined;
+}
+
 export function hasType(type: OptionType, v: unknown): v is ConfigValue {
   switch (type) {
     case 'string':
@@ -65,8 +88,8 @@ export function valueProblems(rules: ValueRules, v: unknown): string[] {
     if (rules.min !== undefined && v < rules.min) out.push(`must be at least ${rules.min}, got ${v}`);
     if (rules.max !== undefined && v > rules.max) out.push(`must be at most ${rules.max}, got ${v}`);
   }
-  if (typeof v === 'string' && rules.format === 'memory') {
-    const p = memoryProblem(v);
+  if (typeof v === 'string' && rules.format) {
+    const p = rules.format === 'memory' ? memoryProblem(v) : cidrsProblem(v);
     if (p) out.push(p);
   }
   if (rules.allowed && !rules.allowed.includes(v)) {

@@ -1,4 +1,6 @@
-import { diffConfig, planConfigChange, renderConfigDiff, type ConfigValue } from '../charm-meta/index.js';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { diffConfig, planConfigChange, renderConfigDiff, secretOptions, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
 import { readConfig, writeConfig } from '../controller/config-store.js';
 import { UserError, type ModelContext } from './context.js';
 
@@ -20,23 +22,47 @@ export async function configCommand(ctx: Pick<ModelContext, 'store' | 'app'>, o:
     if (!stored) throw new UserError(`application ${ctx.app} has no config yet (is the deployment finished?)`);
     if (o.args.length === 0 && o.reset.length === 0) {
       if (o.diff) throw new UserError('--diff needs key=value or --reset arguments to compare');
-      return show(stored.deployed, stored.settings);
+      return show(stored.meta, stored.deployed, stored.settings, stored.unresolved);
     }
     const plan = planConfigChange(stored.meta, stored, o.args, o.reset); // throws ConfigError with every problem
-    const text = renderConfigDiff(diffConfig(stored.deployed, plan.effective), { from: 'deployed', to: o.diff ? 'proposed' : 'applied', color: o.color });
+    const text = renderConfigDiff(diffConfig(stored.deployed, plan.effective), { from: 'deployed', to: o.diff ? 'proposed' : 'applied', color: o.color, secret: secretOptions(stored.meta) });
     if (o.diff) return text + '\n';
     if (plan.changes.length === 0 && JSON.stringify(plan.settings) === JSON.stringify(stored.settings)) return 'no changes\n';
-    if (await writeConfig(ctx.store, plan, stored.charmText, stored.hash)) return text + '\n';
+    if (await writeConfig(ctx.store, stored.meta, plan, stored.charmText, stored.hash)) return text + '\n';
     // Someone changed the config between our read and write: validate against the new one.
   }
   throw new UserError('the config kept changing while this edit was being applied; try again');
 }
 
-function show(values: Record<string, ConfigValue>, settings: Record<string, ConfigValue>): string {
+/** Secret options show `(secret)` (or `""` when unset); their values never reach the terminal. */
+function show(meta: CharmMeta, values: Record<string, ConfigValue>, settings: Record<string, ConfigValue>, unresolved: readonly string[]): string {
   const width = Math.max(...Object.keys(values).map((k) => k.length));
+  const secret = secretOptions(meta);
+  const value = (k: string, v: ConfigValue) => {
+    if (unresolved.includes(k)) return '(secret, missing from the Secret: set it again)';
+    return secret.includes(k) && v !== '' ? '(secret)' : JSON.stringify(v);
+  };
   return (
     Object.entries(values)
-      .map(([k, v]) => `${k.padEnd(width)}  ${JSON.stringify(v)}${Object.hasOwn(settings, k) ? '  (set by user)' : ''}`)
+      .map(([k, v]) => `${k.padEnd(width)}  ${value(k, v)}${Object.hasOwn(settings, k) ? '  (set by user)' : ''}`)
       .join('\n') + '\n'
   );
+}
+
+/**
+ * `--file` / `--config-file`: a YAML (or JSON) map of settings, as `key=value` arguments, so a
+ * secret value need not be on a command line (visible to every local user while it runs).
+ */
+export function settingsFromFile(path: string, flag: string): string[] {
+  let doc: unknown;
+  try {
+    doc = parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${flag} ${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${flag} ${path}: expected a map of option: value`);
+  return Object.entries(doc as Record<string, unknown>).map(([k, v]) => {
+    if (v === null || typeof v === 'object') throw new UserError(`${flag} ${path}: ${k}: expected a string, number or boolean`);
+    return `${k}=${String(v)}`;
+  });
 }

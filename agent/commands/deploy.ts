@@ -4,7 +4,7 @@ import { KubeConfig } from '#client-node';
 import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadCharmYaml, validateSettings } from '../charm-meta/index.js';
+import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/index.js';
 import { initConfig } from '../controller/config-store.js';
 import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
@@ -68,6 +68,8 @@ export interface DeployOptions {
   charm: string;
   charmModule: string;
   timeoutMs: number;
+  /** `key=value` config settings (from --config and --config-file), checked like `pgcharm config`. */
+  config?: readonly string[];
   /** Progress lines for the terminal. */
   say: (line: string) => void;
 }
@@ -76,7 +78,8 @@ export interface DeployOptions {
 export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const charmPath = resolve(o.charm);
   const meta = await loadCharmYaml(charmPath); // refuses a broken charm.yaml before anything starts
-  const effective = validateSettings(meta, {});
+  const settings = parseConfigArgs(meta, o.config ?? []).set; // bad settings: refused before anything starts
+  const effective = validateSettings(meta, settings);
   if (!existsSync(o.charmModule)) throw new UserError(`charm code ${o.charmModule} not found: run \`npm run build\` first`);
   await ensureController(o.model);
   const { kube } = openController(o.model);
@@ -85,13 +88,16 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   if (other && other !== meta.name) {
     throw new UserError(`model ${o.model} already has application ${other} deployed: \`pgcharm status\` shows it, \`pgcharm destroy\` removes it, or deploy into another --model`);
   }
+  if (other && o.config?.length) {
+    throw new UserError(`${other} is already deployed in model ${o.model}: change its config with \`pgcharm config\` (deploy --config applies to a new deployment only)`);
+  }
   if (other) {
     // Deploying again (npm start twice, or after a reboot): the controller is up again, so are the units.
     o.say(`${other} is already deployed in model ${o.model}; waiting for its units to settle (\`pgcharm destroy\` starts over)`);
     return waitSettled(await openModel(o.model), o.timeoutMs);
   }
   const store = new Store(kube, meta.name);
-  await initConfig(store, { settings: {}, effective }, readFileSync(charmPath, 'utf8'));
+  await initConfig(store, meta, { settings, effective }, readFileSync(charmPath, 'utf8'));
   const units = Array.from({ length: o.units }, (_, i) => i);
   await store.ensure(deploymentName(meta.name), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false }));
   o.say(`deployed ${meta.name} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);

@@ -56,7 +56,7 @@ export class ConfigSync {
     try {
       const meta = parseCharmYaml(text, this.charmPath);
       const plan = revalidateConfig(stored.meta, meta, stored);
-      if (!(await writeConfig(this.store, plan, text, stored.hash))) {
+      if (!(await writeConfig(this.store, meta, plan, text, stored.hash))) {
         this.lastText = undefined; // changed under us (pgcharm config): validate again
         this.kick();
         return 'unchanged';

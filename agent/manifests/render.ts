@@ -14,7 +14,9 @@ import type {
   V1Volume,
 } from '#client-node';
 import { stringify } from 'yaml';
-import { configHash, containerImage, validateSettings, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
+import { randomBytes } from 'node:crypto';
+import { configHash, containerImage, sealValues, secretOptions, validateSettings, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
+import { configSecretsObject } from '../runtime/config-secrets.js';
 import { LABELS, objects, validAppName } from '../runtime/names.js';
 
 /**
@@ -47,7 +49,9 @@ const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * Exactly the API calls the agent and the charm make (agent/runtime/store.ts, leadership.ts,
  * agent.ts, actions.ts; agent/charm/postgresql/lease.ts, secrets.ts), and nothing more:
  * - configmaps: relation bags, config, actions (read, list+watch, create, replace, merge patch, delete)
- * - secrets: `<app>-passwords` (read, create, replace on rotation)
+ * - secrets: `<app>-passwords` (read, create, replace on rotation and set-password's two
+ *   phases), `<app>-config-secrets` (read: secret config values), `<app>-action-<id>-results`
+ *   (create: a sensitive action's results, which the caller reads and deletes)
  * - leases: `<app>-leader` and `<app>-primary` (read, create, replace: compare-and-swap)
  * - pods: its own pod, watched by the label statefulset.kubernetes.io/pod-name (list+watch),
  *   patched for the removal annotation and the role label (ROLE_LABEL).
@@ -70,6 +74,8 @@ export interface RenderOptions {
   storageSize?: string;
   /** charm.yaml's text, stored beside the config as the baseline for later `pgcharm config` checks. */
   charmText?: string;
+  /** The HMAC key for secret options' references (default: a fresh random one; tests pin it). */
+  secretKey?: Buffer;
 }
 
 /** Any rendered object: they all have these, whatever their kind. */
@@ -87,6 +93,8 @@ export interface Manifests {
   role: Named<V1Role>;
   roleBinding: Named<V1RoleBinding>;
   config: Named<V1ConfigMap>;
+  /** Only when a secret option (override-root-password) is set: its value, which the ConfigMap refers to. */
+  configSecrets?: KubeObject;
   endpoints: Named<V1Service>;
   primary: Named<V1Service>;
   replicas: Named<V1Service>;
@@ -101,7 +109,7 @@ export interface Manifests {
  */
 export function renderManifests(meta: CharmMeta, settings: Readonly<Record<string, ConfigValue>>, opts: RenderOptions): KubeObject[] {
   const m = renderManifestSet(meta, settings, opts);
-  return [m.serviceAccount, m.role, m.roleBinding, m.config, m.endpoints, m.primary, m.replicas, m.disruptionBudget, m.statefulSet];
+  return [m.serviceAccount, m.role, m.roleBinding, ...(m.configSecrets ? [m.configSecrets] : []), m.config, m.endpoints, m.primary, m.replicas, m.disruptionBudget, m.statefulSet];
 }
 
 /** The same objects by role, for callers (and tests) that look at one of them. */
@@ -144,17 +152,25 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
 
   // The format agent/controller/config-store.ts reads and writes: the agents apply `config`
   // and notice changes by `hash`; `settings` and `charm` are what `pgcharm config` checks edits against.
+  // Secret options' values go to Secret <app>-config-secrets; the ConfigMap holds references.
+  const secretNames = secretOptions(meta);
+  const secretKey = secretNames.some((k) => (effective[k] ?? '') !== '') ? (opts.secretKey ?? randomBytes(32)) : undefined;
+  const sealedEffective = secretKey ? sealValues(effective, secretNames, secretKey) : { values: effective, entries: {}, refs: [] };
+  const sealedSettings = secretKey ? sealValues(settings, secretNames, secretKey) : { values: settings, entries: {}, refs: [] };
+  const refs = [...new Set([...sealedEffective.refs, ...sealedSettings.refs])];
   const config: Named<V1ConfigMap> = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: objectMeta(objects.config(app), { [LABELS.kind]: 'config' }),
     data: {
-      config: JSON.stringify(effective),
-      settings: JSON.stringify(settings),
-      hash: configHash(effective),
+      config: JSON.stringify(sealedEffective.values),
+      settings: JSON.stringify(sealedSettings.values),
+      hash: configHash(sealedEffective.values),
       ...(opts.charmText !== undefined ? { charm: opts.charmText } : {}),
+      ...(refs.length ? { secrets: JSON.stringify(refs) } : {}),
     },
   };
+  const configSecrets = secretKey ? (configSecretsObject(app, ns, { ...sealedEffective.entries, ...sealedSettings.entries }, secretKey) as KubeObject) : undefined;
 
   const servicePort = [{ name: 'postgresql', port: 5432, targetPort: 'postgresql', protocol: 'TCP' }];
   const endpoints: Named<V1Service> = {
@@ -308,6 +324,7 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     role,
     roleBinding,
     config,
+    ...(configSecrets ? { configSecrets } : {}),
     endpoints,
     primary: roleService('primary', `${app}-primary`),
     replicas: roleService('replica', `${app}-replicas`),

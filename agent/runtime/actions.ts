@@ -1,7 +1,7 @@
 import type { V1ConfigMap } from '#client-node';
 import type { Logger } from 'pino';
 import type { ActionContext } from './charm.js';
-import { isConflict } from './kube.js';
+import { apiMessage, isConflict, isNotFound } from './kube.js';
 import { LABELS, objects } from './names.js';
 import type { Store } from './store.js';
 
@@ -9,7 +9,16 @@ import type { Store } from './store.js';
  * Actions live in the store as one ConfigMap each (`<app>-action-<id>`), labelled with the
  * unit that runs them. Ids come from a counter ConfigMap bumped by compare-and-swap, so they
  * are small increasing numbers like Juju's. status: pending -> running -> completed | failed.
+ *
+ * A sensitive action's results (charm.yaml `sensitive: true`, e.g. get-password) never go into
+ * its ConfigMap: the unit writes them to Secret `<app>-action-<id>-results` and names it in the
+ * ConfigMap's `results-secret`; `pgcharm run --wait` reads that Secret once, deletes it, and
+ * prints the results. Secrets left behind by a caller that went away are deleted by the next
+ * `pgcharm run` once RESULTS_TTL_MS old.
  */
+
+/** How long sensitive results wait for their caller before any `pgcharm run` may delete them. */
+export const RESULTS_TTL_MS = 10 * 60_000;
 
 export type ActionStatus = 'pending' | 'running' | 'completed' | 'failed';
 
@@ -26,6 +35,8 @@ export interface ActionRecord {
   enqueued: string;
   started?: string;
   completed?: string;
+  /** Sensitive action: the Secret its results were put in (read once, then deleted, by the caller). */
+  resultsSecret?: string;
 }
 
 export const STATUS_LABEL = 'pgcharm.io/action-status';
@@ -52,6 +63,7 @@ export function decodeAction(cm: V1ConfigMap): ActionRecord {
     enqueued: d['enqueued'] ?? '',
     ...(d['started'] ? { started: d['started'] } : {}),
     ...(d['completed'] ? { completed: d['completed'] } : {}),
+    ...(d['results-secret'] ? { resultsSecret: d['results-secret'] } : {}),
   };
 }
 
@@ -63,7 +75,15 @@ export const REDACTED = '(redacted)';
  * `writeOnly` names params (`writeOnly: true` in charm.yaml) that the unit blanks out in the
  * store as soon as it has taken the action: a password does not outlive its use there.
  */
-export async function enqueueAction(store: Store, unit: string, podName: string, action: string, params: Record<string, unknown>, writeOnly: readonly string[] = []): Promise<number> {
+export async function enqueueAction(
+  store: Store,
+  unit: string,
+  podName: string,
+  action: string,
+  params: Record<string, unknown>,
+  writeOnly: readonly string[] = [],
+  sensitive = false,
+): Promise<number> {
   const counter = objects.operations(store.app);
   await store.ensure(counter, store.labels('operations'), { next: '1' });
   let id = 0;
@@ -83,6 +103,7 @@ export async function enqueueAction(store: Store, unit: string, podName: string,
         unit,
         params: JSON.stringify(params),
         ...(writeOnly.length ? { 'write-only': JSON.stringify(writeOnly) } : {}),
+        ...(sensitive ? { sensitive: 'true' } : {}),
         status: 'pending',
         enqueued: new Date().toISOString(),
         log: '[]',
@@ -105,6 +126,7 @@ export class ActionRun {
     private readonly name: string,
     cm: V1ConfigMap,
     private readonly log: Logger,
+    private readonly sensitive: boolean,
   ) {
     this.record = decodeAction(cm);
     const self = this;
@@ -129,7 +151,7 @@ export class ActionRun {
   }
 
   /** Takes a pending action (compare-and-swap pending -> running); undefined if it is not pending any more. */
-  static async claim(store: Store, app: string, id: number, log: Logger): Promise<ActionRun | undefined> {
+  static async claim(store: Store, app: string, id: number, log: Logger, sensitiveActions: readonly string[] = []): Promise<ActionRun | undefined> {
     const name = objects.action(app, id);
     try {
       let params = '{}';
@@ -142,7 +164,9 @@ export class ActionRun {
       if (cm.data?.['status'] !== 'running') return undefined;
       log.info({ action: cm.data['action'], id }, 'action started');
       // The handler gets the params as given; the store keeps them with write-only ones blanked.
-      return new ActionRun(store, name, { ...cm, data: { ...cm.data, params } }, log);
+      // Sensitive if this unit's charm.yaml says so, or the caller's did.
+      const sensitive = sensitiveActions.includes(cm.data['action'] ?? '') || cm.data['sensitive'] === 'true';
+      return new ActionRun(store, name, { ...cm, data: { ...cm.data, params } }, log, sensitive);
     } catch (e) {
       if (isConflict(e)) return undefined;
       throw e;
@@ -156,13 +180,22 @@ export class ActionRun {
   /** Stores the outcome: failed when the handler threw or called fail(), else completed. */
   async finish(error?: Error): Promise<void> {
     await this.writes;
-    const message = error ? `action failed: ${error.message}` : this.failure;
+    let message = error ? `action failed: ${error.message}` : this.failure;
+    let resultsSecret: string | null = null;
+    if (this.sensitive && Object.keys(this.record.results).length) {
+      try {
+        resultsSecret = await this.storeResultsSecret();
+      } catch (e) {
+        message = `action failed: could not store its (sensitive) results: ${apiMessage(e)}`;
+      }
+    }
     const status: ActionStatus = message ? 'failed' : 'completed';
     await this.store.patch(this.name, {
       data: {
         status,
         message: message ?? null,
-        results: JSON.stringify(this.record.results),
+        results: this.sensitive ? '{}' : JSON.stringify(this.record.results),
+        'results-secret': resultsSecret,
         log: JSON.stringify(this.record.log),
         completed: new Date().toISOString(),
       },
@@ -170,6 +203,55 @@ export class ActionRun {
     });
     this.log.info({ action: this.record.action, id: this.record.id, status }, 'action finished');
   }
+
+  /** A sensitive action's results, in their own Secret (created, never updated: one per action). */
+  private async storeResultsSecret(): Promise<string> {
+    const name = objects.actionResults(this.store.app, this.record.id);
+    await this.store.kube.core.createNamespacedSecret({
+      namespace: this.store.namespace,
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name, labels: this.store.labels('action-results', { [LABELS.unit]: this.record.unit.replace('/', '-') }) },
+        data: { results: Buffer.from(JSON.stringify(this.record.results)).toString('base64') },
+      },
+    });
+    return name;
+  }
+}
+
+/**
+ * The caller's side: the results of a sensitive action, read once. The Secret is deleted
+ * whatever happens next; undefined when it is gone (another caller read it, or it expired).
+ */
+export async function takeResults(store: Store, rec: ActionRecord): Promise<Record<string, unknown> | undefined> {
+  if (!rec.resultsSecret) return undefined;
+  let s;
+  try {
+    s = await store.kube.core.readNamespacedSecret({ name: rec.resultsSecret, namespace: store.namespace });
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+  await store.kube.core.deleteNamespacedSecret({ name: rec.resultsSecret, namespace: store.namespace }).catch((e: unknown) => {
+    if (!isNotFound(e)) throw e;
+  });
+  const raw = s.data?.['results'];
+  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, unknown>) : {};
+}
+
+/** Deletes results Secrets of sensitive actions whose caller never came for them (older than RESULTS_TTL_MS). */
+export async function sweepResults(store: Store, now = Date.now()): Promise<number> {
+  const list = await store.kube.core.listNamespacedSecret({ namespace: store.namespace, labelSelector: `${LABELS.app}=${store.app},${LABELS.kind}=action-results` });
+  let n = 0;
+  for (const s of list.items) {
+    const born = s.metadata?.creationTimestamp ? new Date(s.metadata.creationTimestamp).getTime() : now;
+    if (now - born < RESULTS_TTL_MS || !s.metadata?.name) continue;
+    await store.kube.core.deleteNamespacedSecret({ name: s.metadata.name, namespace: store.namespace }).catch(() => undefined);
+    n++;
+  }
+  return n;
 }
 
 /** The params JSON with each write-only param replaced by REDACTED. */

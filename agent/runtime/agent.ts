@@ -2,8 +2,10 @@ import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
 import { PebbleClient } from '../../sidecar/client/index.js';
+import { unsealValues } from '../charm-meta/secret-config.js';
 import { ActionRun } from './actions.js';
 import { RelationDataAccessError, type Charm, type CharmLoop, type ConfigValue, type EventContext, type LoopContext, type Status, type Workload } from './charm.js';
+import { readConfigSecrets } from './config-secrets.js';
 import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
@@ -29,11 +31,16 @@ export interface AgentOptions {
   current?: { event: string };
   /** Mount locations of the workload container's storage, by storage name (from charm.yaml). */
   storage?: Record<string, string>;
+  /** Actions charm.yaml marks `sensitive: true`: their results go to a short-lived Secret, not the store. */
+  sensitiveActions?: readonly string[];
 }
 
 interface ConfigSnapshot {
+  /** As stored: secret options hold references (charm-meta/secret-config.ts). */
   values: Record<string, ConfigValue>;
   hash: string;
+  /** Options whose value is a reference to Secret `<app>-config-secrets`. */
+  refs: string[];
 }
 
 const ERROR_RETRY_MS = [5_000, 10_000, 20_000, 40_000, 60_000];
@@ -58,6 +65,8 @@ export class Agent {
   private loopDone: Promise<void> = Promise.resolve();
 
   private config: ConfigSnapshot | undefined;
+  /** The config with secret values filled in, for the hash it was read for. */
+  private resolved: { hash: string; values: Record<string, ConfigValue> } | undefined;
   private appliedHash = '';
   private installed = false;
   private myData: Record<string, string> = {};
@@ -184,7 +193,8 @@ export class Agent {
       unit: this.unit,
       app: this.app,
       isLeader: () => this.elector.isLeader(),
-      config: () => Object.freeze({ ...(this.config?.values ?? {}) }),
+      // A loop sees secret options as their references until an event has read the Secret.
+      config: () => Object.freeze({ ...(this.resolved && this.resolved.hash === this.config?.hash ? this.resolved.values : (this.config?.values ?? {})) }),
       bags: () => ({ local: { ...this.myData }, app: { ...this.appData }, peers: new Map(this.peers) }),
       setLocal: async (data) => {
         await this.store.patch(this.myBag, { data });
@@ -295,6 +305,7 @@ export class Agent {
 
   private onPod(p: V1Pod): void {
     this.podObject = p;
+    this.publishIngressAddress(p.status?.podIP);
     if (p.metadata?.annotations?.[ANNOTATIONS.dying] === 'true' && !this.dying) {
       this.dying = true;
       this.log.info('unit is being removed');
@@ -304,6 +315,41 @@ export class Agent {
       this.queue.push({ name: 'stop' });
       this.queue.push({ name: 'remove' });
     }
+  }
+
+  /**
+   * Juju puts each unit's `ingress-address` in its relation data before any hook runs; so does
+   * this runtime, as soon as the pod has an IP. Peers can then admit the unit (pg_hba) before
+   * its first hook, which may need the access already (a clone from the primary), has ended.
+   */
+  private publishIngressAddress(ip: string | undefined): void {
+    if (!ip || this.myData[INGRESS_ADDRESS] === ip || this.publishingIngress === ip) return;
+    this.publishingIngress = ip;
+    this.store
+      .patch(this.myBag, { data: { [INGRESS_ADDRESS]: ip } })
+      .then(() => {
+        this.myData = { ...this.myData, [INGRESS_ADDRESS]: ip };
+      })
+      .catch((e: unknown) => this.log.warn({ err: apiMessage(e) }, 'could not publish the ingress address'))
+      .finally(() => {
+        this.publishingIngress = undefined;
+      });
+  }
+
+  private publishingIngress: string | undefined;
+
+  /** The config with secret values read from Secret `<app>-config-secrets` (cached per config hash). */
+  private async resolveConfig(c: ConfigSnapshot | undefined): Promise<Record<string, ConfigValue>> {
+    if (!c) return {};
+    if (!c.refs.length) return c.values;
+    if (this.resolved?.hash === c.hash) return this.resolved.values;
+    const secrets = await readConfigSecrets(this.opts.kube, this.app);
+    const { values, missing } = unsealValues(c.values, c.refs, secrets?.entries ?? {});
+    if (missing.length) {
+      throw new Error(`config ${missing.join(', ')}: the value is missing from Secret ${objects.configSecrets(this.app)}; set it again with pgcharm config`);
+    }
+    this.resolved = { hash: c.hash, values };
+    return values;
   }
 
   /** update-status every `update-status-interval` seconds of the config (else the option given, else 10 s). */
@@ -378,10 +424,19 @@ export class Agent {
     const log = e.remoteUnit ? this.log.child({ remote: e.remoteUnit }) : this.log;
     let action: ActionRun | undefined;
     if (e.actionId !== undefined) {
-      action = await ActionRun.claim(this.store, this.app, e.actionId, log);
+      action = await ActionRun.claim(this.store, this.app, e.actionId, log, this.opts.sensitiveActions ?? []);
       if (!action) return undefined; // cancelled or already taken
     }
     const config = this.config;
+    let values: Record<string, ConfigValue>;
+    try {
+      values = await this.resolveConfig(config);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      if (!action) return error;
+      await action.finish(error);
+      return undefined;
+    }
     const leader = () => this.elector.isLeader();
     const local = new BufferedBag(this.myData, () => true);
     const appBag = new BufferedBag(this.appData, () =>
@@ -394,7 +449,8 @@ export class Agent {
       unit: this.unit,
       app: this.app,
       isLeader: leader,
-      config: Object.freeze({ ...(config?.values ?? {}) }),
+      config: Object.freeze({ ...values }),
+      configHash: config?.hash ?? '',
       peers: {
         name: this.relation,
         units: [...this.peers.keys()].sort(),
@@ -448,7 +504,8 @@ export class Agent {
     const mine = local.patch();
     if (mine) {
       await this.store.patch(this.myBag, { data: mine });
-      this.myData = local.entries();
+      // Onto the current data: the runtime (ingress-address) and loops may have written meanwhile.
+      this.myData = applyPatch(this.myData, mine);
     }
     const app = appBag.patch();
     if (app) {
@@ -551,11 +608,14 @@ function parseConfig(cm: V1ConfigMap | undefined): ConfigSnapshot | undefined {
   const hash = cm?.data?.['hash'];
   if (!raw || !hash) return undefined;
   try {
-    return { values: JSON.parse(raw) as Record<string, ConfigValue>, hash };
+    return { values: JSON.parse(raw) as Record<string, ConfigValue>, hash, refs: parseList(cm?.data?.['secrets']) };
   } catch {
     return undefined;
   }
 }
+
+/** The bag key the runtime keeps the pod IP under (Juju's name for it). */
+export const INGRESS_ADDRESS = 'ingress-address';
 
 function parseList(s: string | undefined): string[] {
   if (!s) return [];

@@ -58,8 +58,14 @@ export interface EventContext {
   unit: string;
   app: string;
   isLeader(): boolean;
-  /** The effective charm config this event sees. */
+  /** The effective charm config this event sees (secret options with their real values). */
   config: Readonly<Record<string, ConfigValue>>;
+  /**
+   * The hash of that config as stored, where secret values are keyed hashes: what to record in
+   * a bag to say "I run this config" (a hash of `config` itself would expose secret values to
+   * a dictionary attack).
+   */
+  configHash: string;
   peers: PeerRelation;
   /** For relation events: the remote unit concerned (undefined for application bag changes). */
   remoteUnit?: string;

@@ -49,7 +49,8 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
   const leaseTiming = o.leaseMs
     ? { leaseMs: o.leaseMs, renewDeadlineMs: Math.round(o.leaseMs * 0.6), retryMs: Math.max(100, Math.round(o.leaseMs / 5)) }
     : DEFAULT_LEASE_TIMING;
-  const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, peerRelation, container, leaseTiming, current, storage, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
+  const sensitiveActions = Object.values(meta.actions).filter((a) => a.sensitive).map((a) => a.name);
+  const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, peerRelation, container, leaseTiming, current, storage, sensitiveActions, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
   let stopping = false;
   onStop = (why: string) => {
     if (stopping) return;

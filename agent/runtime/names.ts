@@ -33,17 +33,21 @@ export const objects = {
   appBag: (app: string) => `${app}-app`,
   unitBag: (u: UnitName) => `${u.app}-unit-${u.index}`,
   config: (app: string) => `${app}-config`,
+  /** Secret: values of secret config options (the config ConfigMap holds references to them). */
+  configSecrets: (app: string) => `${app}-config-secrets`,
   charm: (app: string) => `${app}-charm`,
   passwords: (app: string) => `${app}-passwords`,
   operations: (app: string) => `${app}-operations`,
   action: (app: string, id: number) => `${app}-action-${id}`,
+  /** Secret: a sensitive action's results, until the caller read (and deleted) them. */
+  actionResults: (app: string, id: number) => `${app}-action-${id}-results`,
 };
 
 /** Labels every pgcharm object carries, so one selector finds an application's objects. */
 export const LABELS = {
   app: 'app.kubernetes.io/name',
   managedBy: 'app.kubernetes.io/managed-by',
-  /** What an object is: app-bag, unit-bag, config, charm, action, operations. */
+  /** What an object is: app-bag, unit-bag, config, charm, action, operations; Secrets: config-secrets, action-results. */
   kind: 'pgcharm.io/kind',
   /** The pod name of the unit an object belongs to (unit bags, actions). */
   unit: 'pgcharm.io/unit',

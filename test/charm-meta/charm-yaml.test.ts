@@ -15,9 +15,12 @@ describe("the repo's charm.yaml", () => {
     expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'switchover', 'promote-to-primary', 'list-members', 'restart']);
     const n = Object.keys(m.options).length;
     expect(n).toBeGreaterThanOrEqual(12);
-    expect(n).toBeLessThanOrEqual(20);
+    expect(n).toBeLessThanOrEqual(30);
     expect(m.options['postgresql-major']).toMatchObject({ type: 'int', default: 15, allowed: [14, 15, 16], immutable: true });
     expect(Object.values(m.options).filter((o) => o.immutable).map((o) => o.name)).toEqual(['postgresql-major', 'data-checksums']);
+    expect(Object.values(m.options).filter((o) => o.secret).map((o) => o.name)).toEqual(['override-root-password']);
+    expect(Object.values(m.actions).filter((a) => a.sensitive).map((a) => a.name)).toEqual(['get-password']);
+    expect(m.options['allowed-client-cidrs']).toMatchObject({ type: 'string', format: 'cidrs', default: 'auto' });
     expect(containerImage(m, 'postgresql', defaults(m))).toBe('pgcharm/postgresql:15');
     expect(containerImage(m, 'postgresql', { ...defaults(m), 'postgresql-major': 16 })).toBe('pgcharm/postgresql:16');
   });
@@ -52,11 +55,21 @@ describe('broken charm.yaml: each problem with its path and reason', () => {
     ['fractional bound on an int', (d) => (opt(d, 'max-connections').max = 10.5), ['config.options.max-connections.max: expected int, got 10.5']],
     ['memory default without unit', (d) => (opt(d, 'shared-buffers').default = '128'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128"']],
     ['memory unit in the wrong case', (d) => (opt(d, 'shared-buffers').default = '128mb'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128mb"; did you mean "128MB"?']],
-    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, got "mem"; did you mean "memory"?']],
+    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, cidrs, got "mem"; did you mean "memory"?']],
     ['format on an int', (d) => (opt(d, 'max-connections').format = 'memory'), ['config.options.max-connections.format: only string options have a format']],
     ['allowed item of the wrong type', (d) => (opt(d, 'postgresql-major').allowed = [14, 'x', 15, 16]), ['config.options.postgresql-major.allowed[1]: expected int, got "x"']],
     ['duplicate allowed item', (d) => (opt(d, 'postgresql-major').allowed = [14, 14, 15, 16]), ['config.options.postgresql-major.allowed[1]: duplicate value 14']],
     ['empty allowed list', (d) => (opt(d, 'profile').allowed = []), ['config.options.profile.allowed: must not be empty']],
+    // secret options: charm.yaml is public, so nothing in it may give the value away
+    ['secret not a boolean', (d) => (d.config.options.password = { type: 'string', default: '', secret: 'yes', description: 'd' }), ['config.options.password.secret: expected true or false, got "yes"']],
+    ['secret int option', (d) => (d.config.options.pin = { type: 'int', default: 0, secret: true, description: 'd' }), ['config.options.pin.secret: only string options can be secret, this one is int']],
+    ['secret with a default', (d) => (d.config.options.password = { type: 'string', default: 'hunter22', secret: true, description: 'd' }), ['config.options.password.default: a secret option\'s default must be "" (charm.yaml is not secret), got "hunter22"']],
+    ['secret with allowed values', (d) => (d.config.options.password = { type: 'string', default: '', allowed: ['', 'a'], secret: true, description: 'd' }), ['config.options.password.allowed: a secret option cannot list its allowed values (they would be public)']],
+    ['secret with a format', (d) => (d.config.options.password = { type: 'string', default: '', format: 'cidrs', secret: true, description: 'd' }), ['config.options.password.format: a secret option cannot have a format (an error would echo the value)']],
+    ['misspelt secret', (d) => (d.config.options.password = { type: 'string', default: '', secrte: true, description: 'd' }), ['config.options.password.secrte: unknown field; did you mean "secret"?']],
+    // the cidrs format
+    ['cidrs default not a range', (d) => (d.config.options.clients = { type: 'string', format: 'cidrs', default: '10.0.0.0', description: 'd' }), ['config.options.clients.default: must be "auto" or comma-separated address ranges: "10.0.0.0" is not an address range like "10.1.0.0/16" or "fd00::/8"']],
+    ['cidrs prefix too long', (d) => (d.config.options.clients = { type: 'string', format: 'cidrs', default: '10.0.0.0/8, 10.0.0.0/33', description: 'd' }), ['config.options.clients.default: must be "auto" or comma-separated address ranges: "10.0.0.0/33": an IPv4 prefix length is at most 32']],
     ['allowed on a boolean', (d) => (opt(d, 'synchronous-mode').allowed = [true]), ['config.options.synchronous-mode.allowed: boolean options cannot restrict their values']],
     ['bad option name', (d) => (d.config.options.Max_Conn = { type: 'int', default: 1, description: 'd' }), ['config.options.Max_Conn: invalid name: must be lowercase letters, digits and single dashes, starting with a letter']],
     ['option not a map', (d) => (d.config.options.foo = 5), ['config.options.foo: expected a map, got 5']],
@@ -75,6 +88,8 @@ describe('broken charm.yaml: each problem with its path and reason', () => {
     ['required names no param', (d) => (d.actions['set-password'].required = ['pasword']), ['actions.set-password.required[0]: unknown param "pasword"; did you mean "password"?']],
     ['additionalProperties not a boolean', (d) => (d.actions['get-primary'].additionalProperties = 'no'), ['actions.get-primary.additionalProperties: expected true or false, got "no"']],
     ['unknown action field', (d) => (d.actions['get-primary'].parmas = {}), ['actions.get-primary.parmas: unknown field; did you mean "params"?']],
+    ['sensitive not a boolean', (d) => (d.actions['get-primary'].sensitive = 'yes'), ['actions.get-primary.sensitive: expected true or false, got "yes"']],
+    ['misspelt sensitive', (d) => (d.actions['get-primary'].sensitve = true), ['actions.get-primary.sensitve: unknown field; did you mean "sensitive"?']],
     // containers, storage, relations
     ['mount of unknown storage', (d) => (d.containers.postgresql.mounts[0].storage = 'pgdat'), ['containers.postgresql.mounts[0].storage: unknown storage "pgdat"; did you mean "pgdata"?']],
     ['relative mount location', (d) => (d.containers.postgresql.mounts[0].location = 'data'), ['containers.postgresql.mounts[0].location: must be an absolute path, got "data"']],

@@ -36,10 +36,10 @@ describe('rendering', () => {
     expect(pgParams(config, { host: '10.0.0.5', port: 5432, l })['listen_addresses']).toBe('*');
     expect(pgParams(config, { host: '10.0.0.5', port: 5432, l })).not.toHaveProperty('primary_conninfo');
   });
-  it('never trusts: every host line asks for a password', () => {
-    const hba = renderHba('scram-sha-256');
+  it('never trusts: every host line asks for a password or refuses', () => {
+    const hba = renderHba({ method: 'scram-sha-256', peers: ['10.1.0.5', '10.1.0.6'], clients: ['10.1.0.0/16'] });
     expect(hba).not.toMatch(/trust/);
-    expect(hba.split('\n').filter((x) => x.startsWith('host')).every((x) => x.endsWith('scram-sha-256'))).toBe(true);
+    expect(hba.split('\n').filter((x) => x.startsWith('host')).every((x) => x.endsWith('scram-sha-256') || x.endsWith('reject'))).toBe(true);
   });
 });
 

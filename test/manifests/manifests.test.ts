@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { ConfigError, configHash, defaults, parseCharmYaml, type CharmMeta } from '../../agent/charm-meta/index.js';
+import { ConfigError, configHash, defaults, parseCharmYaml, secretEntryKey, secretRef, type CharmMeta } from '../../agent/charm-meta/index.js';
 import { manifestsCommand } from '../../agent/commands/manifests.js';
 import {
   AGENT_CONTAINER,
@@ -237,6 +237,26 @@ describe('rendered objects', () => {
     expect(o.config.data!['hash']).toBe(configHash(effective));
     expect(o.config.data!['charm']).toBeUndefined();
     expect(o.statefulSet.spec!.template.spec!.containers[1]!.image).toBe('pgcharm/postgresql:16');
+  });
+
+  test('a secret option (override-root-password): its value in a Secret, only a reference in the ConfigMap', () => {
+    const settings = { 'override-root-password': 'sup3r-Secret-pw' };
+    const key = Buffer.alloc(32, 1);
+    const o = renderManifestSet(meta, settings, { units: 3, namespace: NS, secretKey: key });
+    expect(JSON.stringify(o.config)).not.toContain('sup3r-Secret-pw');
+    const ref = secretRef(key, 'override-root-password', 'sup3r-Secret-pw');
+    expect(JSON.parse(o.config.data!['config']!)['override-root-password']).toBe(ref);
+    expect(JSON.parse(o.config.data!['settings']!)).toEqual({ 'override-root-password': ref });
+    expect(JSON.parse(o.config.data!['secrets']!)).toEqual(['override-root-password']);
+    const secret = o.configSecrets as KubeObject & { data: Record<string, string> };
+    expect(secret).toMatchObject({ apiVersion: 'v1', kind: 'Secret', metadata: { name: `${APP}-config-secrets`, namespace: NS } });
+    const plain = Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    expect(plain[secretEntryKey('override-root-password', ref)]).toBe('sup3r-Secret-pw');
+    expect(Buffer.from(secret.data['hmac-key']!, 'base64')).toEqual(key);
+    // Before the ConfigMap that refers to it; and only when there is a secret value.
+    const all = renderManifests(meta, settings, { units: 3, namespace: NS });
+    expect(all.findIndex((x) => x.kind === 'Secret')).toBeLessThan(all.findIndex((x) => x.kind === 'ConfigMap'));
+    expect(renderManifests(meta, {}, { units: 3, namespace: NS }).some((x) => x.kind === 'Secret')).toBe(false);
   });
 
   test('a bad setting is refused with its key and reason', () => {

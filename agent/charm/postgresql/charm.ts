@@ -1,11 +1,13 @@
-import type { Charm, ConfigValue, EventContext, Handler } from '../../runtime/charm.js';
-import { configHash } from '../../charm-meta/index.js';
+import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
-import { generatePassword, scramVerifier } from './scram.js';
-import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
+import { generatePassword } from './scram.js';
+import { ensurePasswords, isSystemUser, readPasswords, SYSTEM_USERS, type Passwords } from './secrets.js';
+import { hbaFor } from './access.js';
+import { changePassword, primaryTarget, settlePasswordChanges } from './password-change.js';
+import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
@@ -66,11 +68,13 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   } catch {
     throw new Waiting('waiting for the workload container');
   }
-  const pw = await passwords(ctx);
+  let pw = await passwords(ctx);
   ctx.peers.local.set('address', `${me.host}:${me.port}`);
 
   // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
   const holder = await state.lease(ctx).holder();
+  // A set-password the leader did not finish (it stopped halfway) is finished or rolled back first.
+  if (ctx.isLeader()) pw = await settlePasswordChanges(ctx.kube, ctx.app, primaryTarget(ctx, holder), pw, ctx.log);
   let primary = holder ?? ctx.peers.app.get('primary');
   if (holder && ctx.isLeader() && ctx.peers.app.get('primary') !== holder) ctx.peers.app.set('primary', holder);
   if (!primary) {
@@ -112,7 +116,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), String(ctx.config['password-encryption']));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
   await w.addLayer(me.port);
   // The fence is armed before Postgres may accept a write.
@@ -132,9 +136,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     // Passwords go in as SCRAM verifiers: neither SQL text nor a server log line holds one.
     // The charm's own statements must not wait for a synchronous standby that may be the one being built.
     await c.query('SET synchronous_commit = local');
-    if (!(await c.query("SELECT 1 FROM pg_roles WHERE rolname = 'replication'")).rowCount) {
-      await c.query(`CREATE ROLE replication WITH REPLICATION LOGIN PASSWORD '${scramVerifier(pw.replication)}'`);
-    }
+    await ensureSystemRoles(c, pw);
     for (const u of ctx.peers.units) await ensureSlot(c, slotName(u));
     // A removed unit's slot would keep WAL forever: drop inactive slots of units no longer peers.
     const keep = ctx.peers.units.map(slotName);
@@ -184,7 +186,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), hbaFor(ctx, me));
   await w.setStandbySignal(true);
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
@@ -199,7 +201,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
-      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
+      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), hbaFor(ctx, me));
       await w.setStandbySignal(true);
     }
     await w.start(() => waitAccepting(me, pw.operator));
@@ -273,7 +275,7 @@ async function loweredMinimums(me: Target, pw: Passwords): Promise<string[]> {
  * service restarts: the sidecar, the agent and the unit stay (invariant 3).
  */
 async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Target, pw: Passwords, role: 'primary' | 'replica', primary: string): Promise<void> {
-  const hash = configHash(ctx.config as Record<string, ConfigValue>);
+  const hash = ctx.configHash;
   const pending = await restartPending(me, pw);
   const lowered = pending.length ? (await loweredMinimums(me, pw)).filter((n) => pending.includes(n)) : [];
   if (pending.length && role === 'primary' && !lowered.length) {
@@ -475,19 +477,17 @@ export default function postgresqlCharm(): Charm {
         const a = ctx.action!;
         if (!ctx.isLeader()) return a.fail('set-password runs on the leader: pgcharm run leader set-password ...');
         const user = String(a.params['username'] ?? 'operator');
-        if (user !== 'operator' && user !== 'replication') return a.fail(`user ${user} has no role in this charm yet; only operator and replication passwords can be set`);
+        // The unit checks it too: it goes into SQL, and a caller may have skipped the CLI's checks.
+        if (!isSystemUser(user)) return a.fail(`params.username: must be one of ${SYSTEM_USERS.join(', ')}`);
         const pw = await readPasswords(ctx.kube, ctx.app);
         const holder = await state.lease(ctx).holder();
-        const target = holder ? parseAddress(ctx.peers.unit(holder).get('address')) : undefined;
+        const target = primaryTarget(ctx, holder);
         if (!pw || !holder || !target) return a.fail('no primary is serving; try again once `pgcharm status` shows one');
         const password = typeof a.params['password'] === 'string' ? a.params['password'] : generatePassword();
-        // The role first (old connections stay up), then the Secret; every unit then re-reads it
-        // (passfiles for streaming and rewind) on the leader-settings-changed this bag write causes.
-        await withConnection(target, pw.operator, async (c) => {
-          await c.query('SET synchronous_commit = local');
-          await c.query(`ALTER ROLE ${user} WITH PASSWORD '${scramVerifier(password)}'`);
-        });
-        await setPassword(ctx.kube, ctx.app, user, password);
+        // Two-phase (pending in the Secret, the role, commit): see password-change.ts. Every unit
+        // then re-reads the Secret (passfiles for streaming and rewind) on the
+        // leader-settings-changed this bag write causes.
+        await changePassword(ctx.kube, ctx.app, target, pw, user, password, ctx.log);
         ctx.peers.app.set('passwords-rotated', new Date().toISOString());
         a.log(`password of ${user} changed on ${holder} and stored in the ${ctx.app}-passwords Secret`);
         a.setResults({ username: user, generated: typeof a.params['password'] !== 'string' });

@@ -17,6 +17,7 @@ import {
   type Member,
   type SyncSet,
 } from './decide.js';
+import { hbaSpec } from './access.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
 import { parseAddress, POSITION_SQL, readPosition, toPosition, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
@@ -234,7 +235,8 @@ async function setSynchronous(ctx: LoopContext, src: HaSource, o: Observed, to: 
       if (!sameSyncSet(mid, from)) await ctx.setLocal(syncSetBag(mid));
       state.sync = mid;
       const names = syncSetNames(to);
-      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names }), String(src.config['password-encryption']));
+      const bags = [...src.peers.values()].map((b) => ({ 'ingress-address': b['ingress-address'], address: b['address'] }));
+      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names }), hbaSpec(src.config, o.me.host, bags));
       await o.w.reload();
       await waitSetting(o.me, o.pw, 'synchronous_standby_names', names);
       state.applied = to;

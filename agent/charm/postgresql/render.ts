@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { stringify } from 'yaml';
+import { cidrList } from '../../charm-meta/values.js';
 import type { ConfigValue } from '../../runtime/charm.js';
 
 /**
@@ -87,16 +89,71 @@ export function renderConf(params: Record<string, string>): string {
   return lines.join('\n') + '\n';
 }
 
-/** Passwords always (scram-sha-256 or md5, per password_encryption); peer for the OS postgres user locally. */
-export function renderHba(method: string): string {
+/** What pg_hba.conf admits, beyond the local socket. */
+export interface HbaSpec {
+  /** scram-sha-256 or md5 (password_encryption). */
+  method: string;
+  /** The units' own addresses (every peer and this unit), hosts or IPs without a port. */
+  peers: readonly string[];
+  /** Address ranges other clients may come from (resolveClientCidrs). */
+  clients: readonly string[];
+}
+
+/** A host as a pg_hba address: an IP as a one-address range (/32, /128), a host name as is. */
+export function hostEntry(host: string): string {
+  const family = isIP(host);
+  return family === 4 ? `${host}/32` : family === 6 ? `${host}/128` : host;
+}
+
+const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host);
+
+/**
+ * `allowed-client-cidrs` as ranges. `auto`: loopback when this unit's address is loopback (a
+ * local deployment, every unit on 127.0.0.1); otherwise the /16 around the pod's IPv4 address
+ * (IPv6: the /64), which holds the pod network of common clusters (microk8s 10.1.0.0/16,
+ * flannel and kind 10.244.0.0/16). A host name gives no range: set the option.
+ */
+export function resolveClientCidrs(setting: string, ownHost: string): string[] {
+  if (setting.trim() !== 'auto') return cidrList(setting);
+  if (isLoopback(ownHost)) return [ownHost === '::1' ? '::1/128' : '127.0.0.1/32'];
+  if (isIP(ownHost) === 4) return [`${ownHost.split('.').slice(0, 2).join('.')}.0.0/16`];
+  if (isIP(ownHost) === 6) return [`${ipv6Prefix64(ownHost)}::/64`];
+  return [];
+}
+
+/** The first four groups of an IPv6 address, with :: expanded. */
+function ipv6Prefix64(ip: string): string {
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.slice(0, 4).map((g) => g || '0').join(':');
+}
+
+/**
+ * First match wins. The system users come only from the units themselves (and the socket):
+ * replication only as replication connections from peers, rewind only to the `postgres`
+ * database from peers (pg_rewind), operator (the superuser) and monitoring from peers; any
+ * other address is refused for them explicitly, before the rule for other clients, which
+ * admits every other user from `clients`. The OS user postgres keeps peer auth on the socket.
+ */
+export function renderHba(spec: HbaSpec): string {
+  const m = spec.method;
+  const peers = [...new Set(spec.peers.map(hostEntry))].sort();
+  const row = (type: string, db: string, user: string, addr: string, method: string) =>
+    `${type.padEnd(7)} ${db.padEnd(12)} ${user.padEnd(28)} ${addr.padEnd(20)} ${method}`.trimEnd();
   return [
-    '# Written by the pgcharm charm; edits are overwritten.',
-    'local   all          postgres                  peer',
-    `local   all          all                       ${method}`,
-    `host    all          all          0.0.0.0/0    ${method}`,
-    `host    all          all          ::/0         ${method}`,
-    `host    replication  replication  0.0.0.0/0    ${method}`,
-    `host    replication  replication  ::/0         ${method}`,
+    '# Written by the pgcharm charm; edits are overwritten. Clients: config option allowed-client-cidrs.',
+    row('# TYPE', 'DATABASE', 'USER', 'ADDRESS', 'METHOD'),
+    row('local', 'all', 'postgres', '', 'peer'),
+    row('local', 'all', 'all', '', m),
+    '# the units (this one included): streaming, pg_basebackup, pg_rewind, the agents',
+    ...peers.flatMap((a) => [row('host', 'replication', 'replication', a, m), row('host', 'postgres', 'rewind', a, m), row('host', 'all', 'operator,monitoring', a, m)]),
+    '# the system users from anywhere else: refused',
+    row('host', 'replication', 'all', 'all', 'reject'),
+    row('host', 'all', 'operator,replication,rewind', 'all', 'reject'),
+    '# other clients',
+    ...[...new Set(spec.clients)].map((c) => row('host', 'all', 'all', c, m)),
     '',
   ].join('\n');
 }

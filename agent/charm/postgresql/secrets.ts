@@ -8,6 +8,8 @@ export const SYSTEM_USERS = ['operator', 'replication', 'rewind', 'monitoring'] 
 export type SystemUser = (typeof SYSTEM_USERS)[number];
 export type Passwords = Record<SystemUser, string>;
 
+export const isSystemUser = (u: string): u is SystemUser => (SYSTEM_USERS as readonly string[]).includes(u);
+
 function decode(s: V1Secret): Passwords | undefined {
   const out: Partial<Passwords> = {};
   for (const u of SYSTEM_USERS) {
@@ -50,11 +52,32 @@ export async function ensurePasswords(kube: Kube, app: string, operatorOverride:
   return pw;
 }
 
-export async function setPassword(kube: Kube, app: string, user: SystemUser, password: string): Promise<void> {
+/**
+ * A password change in flight (set-password, two-phase): `<user>-pending` holds the new value
+ * from before the role is altered until the change is committed (`<user>` takes it) or rolled
+ * back (it is dropped). Readers of Passwords see only the committed ones.
+ */
+export const pendingKey = (user: SystemUser): string => `${user}-pending`;
+
+export async function readPending(kube: Kube, app: string): Promise<Partial<Passwords>> {
+  const s = await kube.core.readNamespacedSecret({ name: objects.passwords(app), namespace: kube.namespace });
+  const out: Partial<Passwords> = {};
+  for (const u of SYSTEM_USERS) {
+    const v = s.data?.[pendingKey(u)];
+    if (v) out[u] = Buffer.from(v, 'base64').toString('utf8');
+  }
+  return out;
+}
+
+/** Compare-and-swap edit of the Secret's data (plain text in and out); undefined leaves it. */
+async function editPasswords(kube: Kube, app: string, edit: (data: Record<string, string>) => Record<string, string> | undefined): Promise<void> {
   const name = objects.passwords(app);
   for (let attempt = 0; ; attempt++) {
     const s = await kube.core.readNamespacedSecret({ name, namespace: kube.namespace });
-    s.data = { ...(s.data ?? {}), [user]: Buffer.from(password).toString('base64') };
+    const data = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    const next = edit(data);
+    if (!next) return;
+    s.data = Object.fromEntries(Object.entries(next).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
     try {
       await kube.core.replaceNamespacedSecret({ name, namespace: kube.namespace, body: s });
       return;
@@ -62,4 +85,29 @@ export async function setPassword(kube: Kube, app: string, user: SystemUser, pas
       if (!isConflict(e) || attempt > 20) throw e;
     }
   }
+}
+
+/** Phase 1: the new password is recorded as pending before the role changes. */
+export function stagePassword(kube: Kube, app: string, user: SystemUser, password: string): Promise<void> {
+  return editPasswords(kube, app, (d) => ({ ...d, [pendingKey(user)]: password }));
+}
+
+/** Phase 3 (commit): the pending password becomes the user's, if it is still the one pending. */
+export function commitPassword(kube: Kube, app: string, user: SystemUser, password: string): Promise<void> {
+  return editPasswords(kube, app, (d) => {
+    if (d[pendingKey(user)] !== password) return undefined;
+    const next = { ...d, [user]: password };
+    delete next[pendingKey(user)];
+    return next;
+  });
+}
+
+/** Rollback: the pending password is dropped; the user keeps the one it had. */
+export function dropPending(kube: Kube, app: string, user: SystemUser, password: string): Promise<void> {
+  return editPasswords(kube, app, (d) => {
+    if (d[pendingKey(user)] !== password) return undefined;
+    const next = { ...d };
+    delete next[pendingKey(user)];
+    return next;
+  });
 }

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
-import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type Layout } from './render.js';
+import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
  * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
@@ -111,9 +111,10 @@ export class PostgresWorkload {
     this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloned the primary with pg_basebackup');
   }
 
-  async writeConfig(params: Record<string, string>, hbaMethod: string): Promise<void> {
+  /** The config file and pg_hba.conf; Postgres takes both on the next reload (or start). */
+  async writeConfig(params: Record<string, string>, hba: HbaSpec): Promise<void> {
     await this.pebble.push(this.l.confFile, renderConf(params), { ...OWNER, permissions: '600' });
-    await this.pebble.push(this.l.hbaFile, renderHba(hbaMethod), { ...OWNER, permissions: '600' });
+    await this.pebble.push(this.l.hbaFile, renderHba(hba), { ...OWNER, permissions: '600' });
   }
 
   async setStandbySignal(on: boolean): Promise<void> {
@@ -166,9 +167,11 @@ export class PostgresWorkload {
   }
 
   /**
-   * Turns a former primary into something that can follow `source`: pg_rewind with the
-   * operator's credentials from the private passfile (it runs crash recovery first if needed).
-   * Returns false when rewind is impossible (the caller re-clones, keeping the old data aside).
+   * Turns a former primary into something that can follow `source`: pg_rewind as the `rewind`
+   * role (EXECUTE on the file functions pg_rewind needs, nothing else: system-roles.ts), its
+   * password from the private passfile (it runs crash recovery first if needed). The CHECKPOINT
+   * before it is the operator's. Returns false when rewind is impossible (the caller re-clones,
+   * keeping the old data aside).
    */
   async rewind(source: { host: string; port: number }, operatorPassword: string): Promise<boolean> {
     try {
@@ -177,7 +180,7 @@ export class PostgresWorkload {
       // "the same timeline", rewind nothing, and leave this standby stuck on the old timeline.
       await withConnection(source, operatorPassword, (c) => c.query('CHECKPOINT'), 5000);
       await this.run(
-        [`${this.l.binDir}/pg_rewind`, '-D', this.l.pgdata, `--source-server=host=${source.host} port=${source.port} user=operator dbname=postgres passfile=${this.l.pgpass}`, '--progress'],
+        [`${this.l.binDir}/pg_rewind`, '-D', this.l.pgdata, `--source-server=host=${source.host} port=${source.port} user=rewind dbname=postgres passfile=${this.l.pgpass}`, '--progress'],
         { timeoutMs: 3_600_000 },
       );
       return true;
@@ -203,10 +206,10 @@ export class PostgresWorkload {
     return to;
   }
 
-  /** The private passfile: replication (streaming, basebackup) and operator (pg_rewind). */
-  pushPassfile(pw: { replication: string; operator: string }): Promise<void> {
+  /** The private passfile: replication (streaming, basebackup) and rewind (pg_rewind); not the superuser's. */
+  pushPassfile(pw: { replication: string; rewind: string }): Promise<void> {
     const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
-    return this.pushSecret(this.l.pgpass, `*:*:*:replication:${esc(pw.replication)}\n*:*:*:operator:${esc(pw.operator)}\n`);
+    return this.pushSecret(this.l.pgpass, `*:*:*:replication:${esc(pw.replication)}\n*:*:*:rewind:${esc(pw.rewind)}\n`);
   }
 
   async running(): Promise<boolean> {
