@@ -145,7 +145,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // Only peers count: pg_basebackup's WAL stream shows up in pg_stat_replication too.
   const sync = running ? (await streamingStandbys(me, pw)).filter((u) => ctx.peers.units.includes(u)) : [];
   const names = synchronousStandbyNames(String(ctx.config['synchronous-mode']), Number(ctx.config['synchronous-node-count']), sync);
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), String(ctx.config['password-encryption']));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), String(ctx.config['password-encryption']));
   await w.pushPassfile(pw);
   await w.addLayer(me.port);
   // The fence is armed before Postgres may accept a write.
@@ -256,7 +256,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), String(ctx.config['password-encryption']));
   await w.setStandbySignal(true);
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
@@ -271,7 +271,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
-      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), String(ctx.config['password-encryption']));
+      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), String(ctx.config['password-encryption']));
       await w.setStandbySignal(true);
     }
     await w.start(() => waitAccepting(me, pw.operator));
