@@ -236,7 +236,7 @@ program
   .option('--port <port>', 'PostgreSQL port (default: a free port)', int('--port', 1, 65535))
   .option('--major <n>', 'PostgreSQL major version', int('--major', 12, 99), 15)
   .action(async (o: { home: string; port?: number; major: number }) => {
-    await runSingle(o);
+    await runSingle({ ...o, charm: DEFAULT_CHARM });
   });
 
 /** `--params file`: YAML or JSON mapping, turned into key=value args typed by prepareAction. */
