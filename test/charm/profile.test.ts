@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { parseResources, POSTGRES_DEFAULTS, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from '../../agent/charm/postgresql/profile.js';
+import { maxWalSize, parseResources, POSTGRES_DEFAULTS, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from '../../agent/charm/postgresql/profile.js';
 import { layout, pgParams } from '../../agent/charm/postgresql/render.js';
 
 const MB = 1024 ** 2;
@@ -75,6 +75,16 @@ describe('max_slot_wal_keep_size', () => {
     ['empty is the default', { 'max-slot-wal-keep-size': '' }, 20 * GB, 1, '5120MB'],
   ])('%s', (_, config, volume, share, want) => {
     expect(slotWalKeepSize(config, volume, share)).toBe(want);
+  });
+
+  test.each<[string, number | undefined, number, string]>([
+    ['a large volume: PostgreSQL\'s 1 GB', 100 * GB, 1, '1024MB'],
+    ['the minimum 1 GB volume: a quarter, so checkpoints (and slot invalidation) come before the disk fills', 1 * GB, 1, '256MB'],
+    ['a tiny volume: at least 128 MB', 100 * MB, 1, '128MB'],
+    ['unknown: as for the minimum volume', undefined, 1, '256MB'],
+    ['locally, a large shared filesystem: 1 GB', 256 * GB, 4, '1024MB'],
+  ])('max_wal_size: %s', (_, volume, share, want) => {
+    expect(maxWalSize(volume, share)).toBe(want);
   });
 
   test('pgParams renders the profile and the bound from the resources; locally a quarter of each', () => {

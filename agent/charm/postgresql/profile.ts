@@ -106,6 +106,17 @@ export function slotWalKeepSize(config: Readonly<Record<string, ConfigValue>>, v
 }
 
 /**
+ * max_wal_size: PostgreSQL's 1 GB, or a quarter of a smaller data volume (at least 128 MB).
+ * The slot bound is enforced at checkpoints, and a busy primary checkpoints only every
+ * max_wal_size of WAL: on the charm's minimum 1 GB volume the default alone would let pg_wal
+ * reach the size of the disk before a dead standby's slot is ever invalidated.
+ */
+export function maxWalSize(volumeBytes: number | undefined, share: number): string {
+  const volume = volumeBytes !== undefined && volumeBytes > 0 ? volumeBytes : UNKNOWN_VOLUME;
+  return `${Math.floor(Math.min(GB, Math.max(SLOT_WAL_MIN, volume / 4 / Math.max(1, share))) / MB)}MB`;
+}
+
+/**
  * The shell the workload runs to report its resources (resourcesScript), one fact per line:
  * `cgroup <bytes|max>` for every memory limit from the container's cgroup up to the root
  * (v2 memory.max; v1 hierarchical_memory_limit, already the lowest of its ancestors),

@@ -1,6 +1,6 @@
 import { stringify } from 'yaml';
 import type { ConfigValue } from '../../runtime/charm.js';
-import { LOCAL_SHARE, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from './profile.js';
+import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from './profile.js';
 
 /**
  * Pure rendering of what the charm writes into the workload: the Postgres config file it owns
@@ -76,8 +76,10 @@ export function pgParams(
     // pg_rewind needs either checksums or hint-bit WAL; this keeps rewind possible either way.
     wal_log_hints: 'on',
     wal_keep_size: '128MB',
-    // A standby that is down must not fill the primary's disk: past this its slot is invalidated.
+    // A standby that is down must not fill the primary's disk: past this its slot is invalidated
+    // (at a checkpoint, which max_wal_size brings on sooner on a small volume).
     max_slot_wal_keep_size: slotWalKeepSize(config, o.resources?.volumeBytes, share),
+    max_wal_size: maxWalSize(o.resources?.volumeBytes, share),
     synchronous_commit: String(config['synchronous-commit']),
     synchronous_standby_names: o.synchronousStandbyNames ?? '',
     log_line_prefix: '%m [%p] %q%u@%d ',
