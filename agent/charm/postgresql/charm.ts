@@ -8,6 +8,7 @@ import { layout, pgParams, ROLE_LABEL, slotName, type Layout } from './render.js
 import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
+import { checkLostWal, dropSlot } from './slots.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
 /**
@@ -274,6 +275,21 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
       await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), String(ctx.config['password-encryption']));
       await w.setStandbySignal(true);
     }
+    await w.start(() => waitAccepting(me, pw.operator));
+    await waitAccepting(me, pw.operator);
+  }
+  const lost = await checkLostWal(me, target, pw.operator, slot);
+  if (lost.reclone) {
+    // The primary removed WAL this standby needs (its slot was bounded by max_slot_wal_keep_size):
+    // it can never stream again from this copy. Re-clone with a new slot; the old data stays aside.
+    ctx.log.warn({ decision: 're-clone', primary, why: lost.why }, 'reconcile');
+    await ctx.setUnitStatus({ name: 'maintenance', message: `re-cloning ${primary}: ${lost.why}` });
+    await w.stop();
+    await withConnection(target, pw.operator, (c) => dropSlot(c, slot));
+    await w.setAside();
+    await clone();
+    await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), String(ctx.config['password-encryption']));
+    await w.setStandbySignal(true);
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
   }
