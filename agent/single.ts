@@ -41,7 +41,14 @@ export async function startSingle(pebble: PebbleClient, o: SingleOptions): Promi
   const w = new PostgresWorkload(pebble, l, o.log);
   await w.prepareStorage();
   const created = !(await w.hasCluster());
-  if (created) await w.initdb(o.password, Boolean(o.config['data-checksums']));
+  if (created) {
+    // The demo's storage is a root-owned home (it holds the root-only password file): PGDATA is
+    // made for postgres first, and initdb fills it (a unit's storage belongs to postgres instead).
+    await pebble.makeDir(l.pgdata, { makeParents: true, user: 'postgres', group: 'postgres', permissions: '700' }).catch(async (e: unknown) => {
+      if (!(await w.exists(l.pgdata))) throw e;
+    });
+    await w.initdb(o.password, Boolean(o.config['data-checksums']));
+  }
   await writeSingleConfig(w, o.config, o.port);
   // The charm's layer alone: the fence watchdog guards a primary lease this demo does not have.
   await pebble.addLayer('postgresql', postgresLayer(l, o.port), { combine: true });
@@ -89,7 +96,14 @@ export async function runSingle(opts: { home: string; port?: number; major: numb
   process.on('SIGTERM', () => void stop('SIGTERM'));
 
   const port = opts.port ?? (await freePort());
-  const s = await startSingle(sc.client, { storage: opts.home, major: opts.major, port, password, config, log });
+  let s: Single;
+  try {
+    s = await startSingle(sc.client, { storage: opts.home, major: opts.major, port, password, config, log });
+  } catch (e) {
+    stopping = true;
+    await sc.stop(40_000); // with what it started: nothing of the demo outlives a failed start
+    throw e;
+  }
   log.info({ pgdata: s.l.pgdata, created: s.created }, s.created ? 'initialised a new database through the sidecar' : 'reusing the existing database');
   const services = await sc.client.getServices();
   const out = process.stdout;
