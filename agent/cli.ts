@@ -13,7 +13,7 @@ import { manifestsCommand } from './commands/manifests.js';
 import { execCommand } from './commands/exec.js';
 import { actionYaml, runAction } from './commands/run.js';
 import { gatherStatus, renderStatus } from './commands/status.js';
-import { psql, uris } from './commands/uri.js';
+import { psql, psqlInvocation, uris } from './commands/uri.js';
 import { addUnits, killUnit, removeUnit, reviveUnit } from './commands/units.js';
 import { runSingle } from './single.js';
 
@@ -178,8 +178,11 @@ program
   .addOption(modelOption())
   .argument('[target]', 'primary, replicas, or a unit', 'primary')
   .argument('[psql-args...]', 'more psql arguments (after --)')
-  .action(async (target: string, args: string[], o: { model: string }) => {
-    exitCode = await psql(await openModel(o.model), target, args);
+  .action(async (_target: string, _args: string[], o: { model: string }, cmd: Command) => {
+    // `pgcharm psql -- -c "select 1"`: what follows `--` is psql's, even when no target came before it.
+    const dd = process.argv.indexOf('--');
+    const call = psqlInvocation(cmd.args, dd < 0 ? [] : process.argv.slice(dd + 1));
+    exitCode = await psql(await openModel(o.model), call.target, call.args);
   });
 
 program
@@ -243,7 +246,7 @@ program
   .option('--port <port>', 'PostgreSQL port (default: a free port)', int('--port', 1, 65535))
   .option('--major <n>', 'PostgreSQL major version', int('--major', 12, 99), 15)
   .action(async (o: { home: string; port?: number; major: number }) => {
-    await runSingle(o);
+    await runSingle({ ...o, charm: DEFAULT_CHARM });
   });
 
 /** `--params file`: YAML or JSON mapping, turned into key=value args typed by prepareAction. */

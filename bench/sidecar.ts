@@ -3,8 +3,11 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { pgBinDir } from '../agent/postgres/binaries.js';
-import { BACKOFF_LIMIT_MS, connectionString, initdb, startPostgres, type SinglePostgres } from '../agent/postgres/single.js';
+import { pino } from 'pino';
+import { defaults, loadCharmYaml } from '../agent/charm-meta/index.js';
+import { DEFAULT_CHARM } from '../agent/commands/deploy.js';
+import { BACKOFF_LIMIT_MS } from '../agent/charm/postgresql/render.js';
+import { startSingle } from '../agent/single.js';
 import { spawnSidecar } from '../agent/sidecar-process.js';
 import { summary } from './stats.js';
 import { freePort } from '../agent/ports.js';
@@ -43,17 +46,10 @@ export async function benchSidecar(opts: { killRuns: number; execRuns: number })
   chmodSync(home, 0o755); // postgres must reach its data dir inside
   const sc = await spawnSidecar({ dir: join(home, 'pebble') });
   try {
-    const pgc: SinglePostgres = {
-      binDir: pgBinDir(15),
-      pgdata: join(home, 'pgdata'),
-      socketDir: join(home, 'run'),
-      port: await freePort(),
-      user: 'operator',
-      password: randomBytes(12).toString('hex'),
-    };
-    await initdb(sc.client, pgc);
-    await startPostgres(sc.client, pgc);
-    const url = connectionString(pgc);
+    const config = { ...defaults(await loadCharmYaml(DEFAULT_CHARM)), profile: 'testing' };
+    const single = await startSingle(sc.client, { storage: home, major: 15, port: await freePort(), password: randomBytes(12).toString('hex'), config, log: pino({ level: 'warn' }) });
+    const pgc = { pgdata: single.l.pgdata };
+    const url = single.url;
     while (!(await canQuery(url))) await sleep(50);
 
     // Postmaster crash: the sidecar sees the exit, kills what is left of the group and restarts after backoff.

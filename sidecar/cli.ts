@@ -9,6 +9,7 @@ import { ChangeError } from './client/errors.js';
 import { formatLogLine, formatMode, formatSize, formatTime, parseGlob, table } from './client/format.js';
 import type { CheckLevel, Ownership } from './client/types.js';
 import { parseDuration } from './plan/duration.js';
+import { LOG_LEVELS } from './api/system.js';
 
 /**
  * `pgcharm-sidecar`: runs the sidecar (`run`) and drives it like the `pebble` CLI does,
@@ -139,14 +140,17 @@ export function buildProgram(io: CliIO, state: State = { exitCode: 0 }): Command
     .option('--hold', 'Do not start the default services automatically')
     .option('--http <address>', 'Also serve the API over HTTP on host:port')
     .option('--socket-group <gid>', 'Also let this group (numeric gid) use the socket: mode 0660 (default: owner only, 0600)')
-    .action(async (o: { dir?: string; hold?: boolean; http?: string; socketGroup?: string }) => {
+    .option('--log-level <level>', `Level of the sidecar's own log: ${LOG_LEVELS.join(', ')} (default $PEBBLE_LOG_LEVEL, else info; POST /v1/log-level changes it while running)`)
+    .action(async (o: { dir?: string; hold?: boolean; http?: string; socketGroup?: string; logLevel?: string }) => {
       const dir = o.dir ?? io.env['PEBBLE'];
       if (!dir) throw new CliError('--dir: no sidecar directory given and $PEBBLE is not set');
       const group = o.socketGroup ?? io.env['PEBBLE_SOCKET_GROUP'];
       if (group !== undefined && !/^[0-9]+$/.test(group)) throw new CliError(`--socket-group: must be a numeric gid, got ${JSON.stringify(group)}`);
+      const level = o.logLevel ?? io.env['PEBBLE_LOG_LEVEL'] ?? 'info';
+      if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new CliError(`--log-level: must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
       // Loaded lazily: client commands should not pay for (or depend on) the daemon's modules.
       const { runDaemon } = await import('./daemon.js');
-      await runDaemon({ dir, hold: o.hold ?? false, ...(o.http ? { http: o.http } : {}), ...(group !== undefined ? { socketGroup: Number(group) } : {}) });
+      await runDaemon({ dir, hold: o.hold ?? false, logLevel: level, ...(o.http ? { http: o.http } : {}), ...(group !== undefined ? { socketGroup: Number(group) } : {}) });
     });
 
   program

@@ -14,7 +14,7 @@ import { planRoutes } from './api/plan.js';
 import { Router } from './api/router.js';
 import { createApiServer, listenTcp, listenUnix } from './api/server.js';
 import { servicesRoutes } from './api/services.js';
-import { systemRoutes } from './api/system.js';
+import { logLevelRoutes, systemRoutes } from './api/system.js';
 import { ChangeStore } from './changes/state.js';
 import { CheckManager } from './checks/manager.js';
 import { LogStore } from './logs/buffer.js';
@@ -36,6 +36,8 @@ export interface DaemonOptions {
   socket?: string;
   /** Group (gid) also allowed on the socket (mode 0660): a charm container running as that group, not root. */
   socketGroup?: number;
+  /** pino level of the sidecar's own log (default info); POST /v1/log-level changes it later. */
+  logLevel?: string;
   log?: Logger;
 }
 
@@ -69,7 +71,7 @@ function contextOf(svc: Service): ReturnType<ExecDeps['serviceContext']> {
 
 /** Runs the sidecar until SIGTERM/SIGINT or a service's shutdown action; never returns normally. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  const log = opts.log ?? pino({ name: 'pgcharm-sidecar', base: { pid: process.pid } }, pino.destination(2));
+  const log = opts.log ?? pino({ name: 'pgcharm-sidecar', base: { pid: process.pid }, level: opts.logLevel ?? 'info' }, pino.destination(2));
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
 
   const plans = new PlanManager();
@@ -107,6 +109,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   if (opts.http) info.httpAddress = opts.http;
   router.add([
     ...systemRoutes(info),
+    ...logLevelRoutes(log),
     ...servicesRoutes(services, () => checks.replan()),
     ...changesRoutes(changes),
     ...planRoutes(plans),

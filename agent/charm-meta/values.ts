@@ -9,8 +9,10 @@ export type OptionType = (typeof OPTION_TYPES)[number];
 /**
  * String formats an option may declare. `memory` is a PostgreSQL size with a unit ("128MB");
  * a bare number is refused because its unit would depend on the parameter (8kB pages for
- * shared_buffers, kB for work_mem). `cidrs` is `auto` (the charm chooses) or a comma-separated
- * list of address ranges ("10.1.0.0/16, fd00::/8"), possibly empty.
+ * shared_buffers, kB for work_mem). The empty string is "not set": the charm picks the value
+ * (as a Juju option without a default), so it can tell a user's setting from its own default.
+ * `cidrs` is `auto` (the charm chooses) or a comma-separated list of address ranges
+ * ("10.1.0.0/16, fd00::/8"), possibly empty.
  */
 export const STRING_FORMATS = ['memory', 'cidrs'] as const;
 export type StringFormat = (typeof STRING_FORMATS)[number];
@@ -38,7 +40,7 @@ export function memoryBytes(text: string): number | undefined {
 }
 
 function memoryProblem(v: string): string | undefined {
-  if (memoryBytes(v) !== undefined) return undefined;
+  if (v === '' || memoryBytes(v) !== undefined) return undefined;
   // PostgreSQL's units are case-sensitive; point out the common "128mb" / "1gb" slip.
   const m = /^(\d+)\s*([a-zA-Z]+)$/.exec(v);
   const fixed = m && Object.keys(MEMORY_UNITS).find((u) => u.toLowerCase() === m[2]!.toLowerCase());

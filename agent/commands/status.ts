@@ -1,7 +1,9 @@
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import { stringify } from 'yaml';
 import { formatBytes, memberPositions, parseAddress, type MemberPosition } from '../charm/postgresql/positions.js';
+import { slotName } from '../charm/postgresql/render.js';
 import { readPasswords } from '../charm/postgresql/secrets.js';
+import { describeSlot, slotUsage, type SlotUsage } from '../charm/postgresql/slots.js';
 import { ANNOTATIONS, LABELS, objects } from '../runtime/names.js';
 import type { ModelContext } from './context.js';
 
@@ -20,6 +22,23 @@ export interface UnitStatus {
   postgres: string;
   pod: { phase: string; restarts: number };
   'applied-config': string;
+  /**
+   * This unit's replication slot on the primary, live (absent on the primary itself and when
+   * the primary does not answer): the WAL it holds back against max_slot_wal_keep_size.
+   */
+  slot?: UnitSlot;
+}
+
+export interface UnitSlot {
+  'retained-bytes': number | null;
+  'bound-bytes': number | null;
+  /** pg_replication_slots.wal_status: reserved, extended, unreserved (about to go), lost. */
+  'wal-status': string | null;
+  /** Bytes that can still be written before the slot is invalidated (safe_wal_size). */
+  'safe-bytes': number | null;
+  active: boolean;
+  /** What the unit's line says about it ('' when nothing is worth saying). */
+  summary: string;
 }
 
 export interface ModelStatus {
@@ -100,6 +119,15 @@ async function addLivePositions(ctx: ModelContext, units: Record<string, UnitSta
     if (p.timeline !== null) s.timeline = p.timeline;
     s.lag = p.lagBytes;
   }
+  // Slots live on the primary: each unit's (a unit held down included) as it stands now.
+  const primaries = Object.keys(live).filter((u) => live[u]!.state === 'primary');
+  if (primaries.length !== 1) return;
+  const slots: Record<string, SlotUsage> = await slotUsage(targets[primaries[0]!]!, pw.operator).catch(() => ({}));
+  for (const [u, s] of Object.entries(units)) {
+    const x = slots[slotName(u)];
+    if (!x || u === primaries[0]) continue;
+    s.slot = { 'retained-bytes': x.retained, 'bound-bytes': x.bound, 'wal-status': x.walStatus, 'safe-bytes': x.safe, active: x.active, summary: describeSlot(x, formatBytes) };
+  }
 }
 
 export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'): string {
@@ -111,7 +139,7 @@ export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'
   out.push(table([['App', 'Status', 'Scale', 'Config', 'Message'], [a.name, a.status, String(a.scale), a.config, a.message]]));
   const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'TL', 'Lag', 'Restarts', 'Config', 'Message']];
   for (const [name, u] of Object.entries(s.units)) {
-    const msg = u.agent.status === 'error' ? u.agent.message : u.workload.message;
+    const msg = [u.agent.status === 'error' ? u.agent.message : u.workload.message, u.slot?.summary ?? ''].filter(Boolean).join('; ');
     rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline === null ? '' : String(u.timeline), formatBytes(u.lag), String(u.pod.restarts), u['applied-config'], msg]);
   }
   out.push(table(rows));

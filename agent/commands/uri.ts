@@ -47,6 +47,18 @@ export async function uris(ctx: ModelContext, which: string): Promise<string[]> 
   return (await endpoints(ctx, which)).map((e) => `postgresql://operator:${pw}@${e.host}:${e.port}/postgres`);
 }
 
+/**
+ * `pgcharm psql [target] [-- psql-args...]`, from the operands commander parsed (it drops the
+ * `--` and hands over everything after it as operands too, so `psql -- -c "select 1"` arrives as
+ * target "-c") and `afterDashDash`, the raw arguments after the first `--` (empty without one).
+ * What stood before the `--` is the target (default primary) and any psql arguments given
+ * without a `--`.
+ */
+export function psqlInvocation(operands: readonly string[], afterDashDash: readonly string[]): { target: string; args: string[] } {
+  const before = operands.slice(0, Math.max(0, operands.length - afterDashDash.length));
+  return { target: before[0] ?? 'primary', args: [...before.slice(1), ...afterDashDash] };
+}
+
 /** `pgcharm psql`: psql on a unit; the password goes in the environment, never on its command line. */
 export async function psql(ctx: ModelContext, which: string, args: string[]): Promise<number> {
   const [e] = await endpoints(ctx, which);

@@ -44,6 +44,7 @@ interface ConfigSnapshot {
 }
 
 const ERROR_RETRY_MS = [5_000, 10_000, 20_000, 40_000, 60_000];
+const LOG_LEVELS: readonly string[] = ['trace', 'debug', 'info', 'warn', 'error'];
 
 /**
  * One unit's charm agent: turns store watches, leadership, sidecar readiness, actions and a
@@ -129,6 +130,7 @@ export class Agent {
     this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
     this.config = parseConfig(await this.store.get(objects.config(this.app)));
+    this.applyLogLevel();
     this.appData = { ...((await this.store.get(objects.appBag(this.app)))?.data ?? {}) };
 
     await this.elector.start();
@@ -244,6 +246,7 @@ export class Agent {
       if (c && c.hash !== this.config?.hash) {
         this.config = c;
         this.armUpdateStatus();
+        this.applyLogLevel();
         if (c.hash !== this.appliedHash) this.queue.push({ name: 'config-changed' });
       }
     } else if (kind === 'app-bag' && name === objects.appBag(this.app)) {
@@ -365,11 +368,35 @@ export class Agent {
   private updateStatus: NodeJS.Timeout | undefined;
   private updateStatusMs = 0;
 
+  /** The level the sidecar of this boot id was given (`<level>@<boot id>`). */
+  private sidecarLevel = '';
+
+  /**
+   * The config's `agent-log-level`, when the charm has one: this agent's logger at once (its
+   * children follow it), and the workload sidecar's through its API, again after each sidecar
+   * boot. Nothing restarts. A sidecar without the route (a real Pebble) keeps its own level.
+   */
+  private applyLogLevel(): void {
+    const level = this.config?.values['agent-log-level'];
+    if (typeof level !== 'string' || !LOG_LEVELS.includes(level)) return;
+    if (this.log.level !== level) {
+      this.log.info({ from: this.log.level, to: level }, 'log level changed');
+      this.log.level = level;
+    }
+    const want = `${level}@${this.pebbleBootId ?? ''}`;
+    if (!this.pebbleBootId || this.sidecarLevel === want) return;
+    this.pebble.setLogLevel(level).then(
+      () => void (this.sidecarLevel = want),
+      (e: unknown) => this.log.debug({ err: (e as Error).message }, 'could not set the sidecar log level'),
+    );
+  }
+
   private async checkPebble(): Promise<void> {
     try {
       const info = await this.pebble.getSystemInfo();
       if (info['boot-id'] !== this.pebbleBootId) {
         this.pebbleBootId = info['boot-id'];
+        this.applyLogLevel(); // a sidecar started again runs at its start-up level
         this.queue.push({ name: `${this.opts.container}-pebble-ready` });
       }
     } catch {

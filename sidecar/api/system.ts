@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { Route } from './router.js';
 import { badRequest, sync } from './response.js';
 
@@ -31,6 +32,34 @@ export function systemRoutes(info: { version: string; bootId: string; httpAddres
         const body = await ctx.json();
         if (body['action'] !== 'okay') throw badRequest(`unknown warning action ${JSON.stringify(body['action'] ?? '')}`);
         return sync(0);
+      },
+    },
+  ];
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
+/**
+ * GET/POST /v1/log-level: the sidecar's own log level, changed at run time (the charm applies
+ * its agent-log-level option here, without restarting the sidecar and what it supervises).
+ * A pgcharm extension: Pebble has no such route, and a client of a real Pebble gets 404.
+ */
+export function logLevelRoutes(log: Logger): Route[] {
+  return [
+    { method: 'GET', path: '/v1/log-level', handler: () => sync({ level: log.level }) },
+    {
+      method: 'POST',
+      path: '/v1/log-level',
+      handler: async (ctx) => {
+        const level = (await ctx.json())['level'];
+        if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
+          throw badRequest(`level: must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level ?? null)}`);
+        }
+        if (log.level !== level) {
+          log.info({ from: log.level, to: level }, 'log level changed');
+          log.level = level;
+        }
+        return sync({ level });
       },
     },
   ];

@@ -105,6 +105,16 @@ export class PebbleClient {
     return this.get('/v1/system-info');
   }
 
+  /** The sidecar's own log level (a pgcharm extension: a real Pebble answers 404). */
+  async getLogLevel(): Promise<string> {
+    return (await this.get<{ level: string }>('/v1/log-level')).level;
+  }
+
+  /** Sets the sidecar's own log level at once (a pgcharm extension: a real Pebble answers 404). */
+  async setLogLevel(level: string): Promise<void> {
+    await this.post<unknown>('/v1/log-level', { level });
+  }
+
   /** Healthy when every selected check is up; "ready" includes "alive" checks. */
   getHealth(opts: ChecksOptions = {}): Promise<HealthInfo> {
     return this.get('/v1/health', { level: opts.level || undefined, names: opts.names?.length ? opts.names : undefined });

@@ -1,20 +1,33 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { pino } from 'pino';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgBinDir } from '../../agent/postgres/binaries.js';
-import { connectionString, INCLUDE, postgresLayer, SERVICE, writeSettings, type SinglePostgres } from '../../agent/postgres/single.js';
+import { defaults, loadCharmYaml } from '../../agent/charm-meta/index.js';
+import { layout, SERVICE, type Layout } from '../../agent/charm/postgresql/render.js';
+import { PostgresWorkload } from '../../agent/charm/postgresql/workload.js';
+import { startSingle, writeSingleConfig } from '../../agent/single.js';
+import type { ConfigValue } from '../../agent/runtime/charm.js';
 import { freePort, isAlive, waitFor } from '../helpers/procs.js';
+import { ROOT } from '../helpers/model.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
+import { join } from 'node:path';
 
-/** A real PostgreSQL 15 supervised by a real sidecar, driven only through the Pebble API. */
+/**
+ * A real PostgreSQL 15 supervised by a real sidecar, driven only through the Pebble API by the
+ * charm's workload code (PostgresWorkload, render.ts), as `pgcharm single` runs it.
+ */
 describe('PostgreSQL under the sidecar', () => {
   let sc: TestSidecar;
-  let pgc: SinglePostgres;
+  let l: Layout;
+  let w: PostgresWorkload;
+  let port: number;
+  let config: Record<string, ConfigValue>;
+  const password = randomBytes(12).toString('hex');
   let url: string;
 
   const query = async (sql: string): Promise<pg.QueryResult> => {
     const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+    c.on('error', () => undefined);
     await c.connect();
     try {
       return await c.query(sql);
@@ -22,67 +35,55 @@ describe('PostgreSQL under the sidecar', () => {
       await c.end();
     }
   };
-  const postmasterPid = async () => Number((await sc.client.pull(join(pgc.pgdata, 'postmaster.pid'))).toString().split('\n')[0]);
+  const postmasterPid = async () => Number((await sc.client.pull(join(l.pgdata, 'postmaster.pid'))).toString().split('\n')[0]);
 
   beforeAll(async () => {
     sc = await startTestSidecar({ hold: true });
-    pgc = {
-      binDir: pgBinDir(15),
-      pgdata: join(sc.tmp, 'pgdata'),
-      socketDir: join(sc.tmp, 'run'),
-      port: await freePort(),
-      user: 'operator',
-      password: randomBytes(12).toString('hex'),
-    };
-    url = connectionString(pgc);
+    l = layout(join(sc.tmp, 'storage'), 15);
+    w = new PostgresWorkload(sc.client, l, pino({ level: 'warn' }));
+    port = await freePort();
+    // PostgreSQL's own memory defaults (profile testing), so the figures below are known.
+    config = { ...defaults(await loadCharmYaml(join(ROOT, 'charm.yaml'))), profile: 'testing' };
+    url = `postgresql://operator:${password}@127.0.0.1:${port}/postgres`;
   });
   afterAll(async () => {
     await sc?.cleanup();
   });
 
-  it('initialises the cluster through exec as the postgres user', async () => {
-    await sc.client.makeDir(pgc.pgdata, { makeParents: true, permissions: '700', user: 'postgres', group: 'postgres' });
-    await sc.client.makeDir(pgc.socketDir, { permissions: '700', user: 'postgres', group: 'postgres' });
-    const pwfile = join(pgc.socketDir, 'pw');
-    await sc.client.push(pwfile, pgc.password, { permissions: '600', user: 'postgres', group: 'postgres' });
-    const proc = await sc.client.exec(
-      [`${pgc.binDir}/initdb`, '-D', pgc.pgdata, '-U', pgc.user, `--pwfile=${pwfile}`, '--auth-host=scram-sha-256', '--auth-local=peer'],
-      { user: 'postgres', group: 'postgres' },
-    );
-    const r = await proc.waitOutput();
-    expect(r.exitCode, r.stderr.toString()).toBe(0);
-    await sc.client.removePath(pwfile);
-    const files = await sc.client.listFiles(pgc.pgdata, { pattern: 'PG_VERSION' });
+  it('initialises the cluster through exec as the postgres user and starts it (startSingle, what `pgcharm single` runs)', async () => {
+    const s = await startSingle(sc.client, { storage: l.storage, major: 15, port, password, config, log: pino({ level: 'warn' }) });
+    expect(s.created).toBe(true);
+    expect(s.url).toBe(url);
+    const files = await sc.client.listFiles(l.pgdata, { pattern: 'PG_VERSION' });
     expect(files[0]).toMatchObject({ name: 'PG_VERSION', user: 'postgres' });
-    // The charm-owned include file carries settings; postgresql.conf only points at it.
-    const conf = (await sc.client.pull(join(pgc.pgdata, 'postgresql.conf'))).toString();
-    await sc.client.push(join(pgc.pgdata, 'postgresql.conf'), `${conf}\ninclude_if_exists = '${INCLUDE}'\n`, {
-      permissions: '600',
-      user: 'postgres',
-      group: 'postgres',
-    });
-  });
-
-  it('runs postgres as a service and accepts connections', async () => {
-    await sc.client.addLayer('postgresql', postgresLayer(pgc));
-    const change = await sc.client.waitChange(await sc.client.replan());
-    expect(change.tasks.map((t) => t.summary)).toEqual([`Start service "${SERVICE}"`]);
-    const res = await waitFor('postgres accepting connections', () => query('SELECT current_user, version()').catch(() => undefined));
+    // The password went through a file that is gone again.
+    expect(await w.exists(`${l.private}/initdb-password`)).toBe(false);
+    // The charm-owned config file carries every setting; the server runs with config_file pointing at it.
+    expect((await sc.client.pull(l.confFile)).toString()).toMatch(new RegExp(`^port = '${port}'$`, 'm'));
+    const res = await query('SELECT current_user, version()');
     expect(res.rows[0].current_user).toBe('operator');
     expect(res.rows[0].version).toMatch(/PostgreSQL 15/);
+    expect((await sc.client.getServices([SERVICE]))[0]!.current).toBe('active');
     await waitFor('ready check up', async () => (await sc.client.getHealth({ level: 'ready' })).healthy, 20_000, 200);
+  });
+
+  it('reuses the cluster when started again', async () => {
+    const s = await startSingle(sc.client, { storage: l.storage, major: 15, port, password, config, log: pino({ level: 'warn' }) });
+    expect(s.created).toBe(false);
   });
 
   it('reloads a pushed setting on SIGHUP through /v1/signals, without a restart', async () => {
     const before = await postmasterPid();
     expect((await query('SHOW work_mem')).rows[0].work_mem).toBe('4MB');
-    await writeSettings(sc.client, pgc, { work_mem: '7MB' });
-    await sc.client.sendSignal('SIGHUP', [SERVICE]);
+    await writeSingleConfig(w, { ...config, 'work-mem': '7MB' }, port);
+    await w.reload();
     await waitFor('work_mem reloaded', async () => (await query('SHOW work_mem')).rows[0].work_mem === '7MB');
     expect(await postmasterPid()).toBe(before);
   });
 
   it('restarts the postmaster after kill -9 and accepts connections again', async () => {
+    // A service that exits while it is still starting (the sidecar's 1 s okay delay) failed to start and is not restarted.
+    await waitFor('the start change done', async () => (await sc.client.getChanges({ select: 'in-progress' })).length === 0, 10_000);
     const killed = await postmasterPid();
     process.kill(killed, 'SIGKILL');
     await waitFor('postmaster dead', () => !isAlive(killed));

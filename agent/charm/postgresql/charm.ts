@@ -9,6 +9,7 @@ import { hbaFor } from './access.js';
 import { changePassword, primaryTarget, settlePasswordChanges } from './password-change.js';
 import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
+import { checkLostWal, dropSlot } from './slots.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 
 /**
@@ -116,7 +117,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names }), hbaFor(ctx, me));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
   await w.addLayer(me.port);
   // The fence is armed before Postgres may accept a write.
@@ -186,7 +187,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), hbaFor(ctx, me));
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
   await w.setStandbySignal(true);
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
@@ -201,9 +202,24 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
-      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot } }), hbaFor(ctx, me));
+      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
       await w.setStandbySignal(true);
     }
+    await w.start(() => waitAccepting(me, pw.operator));
+    await waitAccepting(me, pw.operator);
+  }
+  const lost = await checkLostWal(me, target, pw.operator, slot);
+  if (lost.reclone) {
+    // The primary removed WAL this standby needs (its slot was bounded by max_slot_wal_keep_size):
+    // it can never stream again from this copy. Re-clone with a new slot; the old data stays aside.
+    ctx.log.warn({ decision: 're-clone', primary, why: lost.why }, 'reconcile');
+    await ctx.setUnitStatus({ name: 'maintenance', message: `re-cloning ${primary}: ${lost.why}` });
+    await w.stop();
+    await withConnection(target, pw.operator, (c) => dropSlot(c, slot));
+    await w.setAside();
+    await clone();
+    await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
+    await w.setStandbySignal(true);
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
   }

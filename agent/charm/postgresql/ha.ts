@@ -236,7 +236,7 @@ async function setSynchronous(ctx: LoopContext, src: HaSource, o: Observed, to: 
       state.sync = mid;
       const names = syncSetNames(to);
       const bags = [...src.peers.values()].map((b) => ({ 'ingress-address': b['ingress-address'], address: b['address'] }));
-      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names }), hbaSpec(src.config, o.me.host, bags));
+      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names, resources: await o.w.resources() }), hbaSpec(src.config, o.me.host, bags));
       await o.w.reload();
       await waitSetting(o.me, o.pw, 'synchronous_standby_names', names);
       state.applied = to;

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { cidrList } from '../../charm-meta/values.js';
 import type { ConfigValue } from '../../runtime/charm.js';
+import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from './profile.js';
 
 /**
  * Pure rendering of what the charm writes into the workload: the Postgres config file it owns
@@ -46,8 +47,17 @@ export interface Standby {
 /** Replication slot names allow [a-z0-9_]: postgresql/1 -> postgresql_1. */
 export const slotName = (unit: string): string => unit.replace(/[^a-z0-9]/g, '_');
 
-/** The Postgres parameters for this unit, from the charm config and its role. */
-export function pgParams(config: Readonly<Record<string, ConfigValue>>, o: { host: string; port: number; l: Layout; standby?: Standby; synchronousStandbyNames?: string }): Record<string, string> {
+/**
+ * The Postgres parameters for this unit, from the charm config, its role and (for the profile's
+ * memory settings and the slot WAL bound) what its workload has: `resources`, undefined when
+ * unknown.
+ */
+export function pgParams(
+  config: Readonly<Record<string, ConfigValue>>,
+  o: { host: string; port: number; l: Layout; standby?: Standby; synchronousStandbyNames?: string; resources?: UnitResources | undefined },
+): Record<string, string> {
+  // Locally every unit shares the machine's memory and filesystem (profile.ts LOCAL_SHARE).
+  const share = o.host === '127.0.0.1' ? LOCAL_SHARE : 1;
   const p: Record<string, string> = {
     // Locally every unit shares 127.0.0.1 (one port each); in a pod, all interfaces (the pod IP and loopback).
     listen_addresses: o.host === '127.0.0.1' ? '127.0.0.1' : '*',
@@ -55,9 +65,7 @@ export function pgParams(config: Readonly<Record<string, ConfigValue>>, o: { hos
     unix_socket_directories: o.l.socketDir,
     hba_file: o.l.hbaFile,
     max_connections: String(config['max-connections']),
-    shared_buffers: String(config['shared-buffers']),
-    work_mem: String(config['work-mem']),
-    maintenance_work_mem: String(config['maintenance-work-mem']),
+    ...profileParams(config, o.resources ? unitMemory(o.resources, share) : undefined),
     password_encryption: String(config['password-encryption']),
     log_connections: config['log-connections'] ? 'on' : 'off',
     log_min_duration_statement: String(config['log-min-duration-statement']),
@@ -70,6 +78,10 @@ export function pgParams(config: Readonly<Record<string, ConfigValue>>, o: { hos
     // pg_rewind needs either checksums or hint-bit WAL; this keeps rewind possible either way.
     wal_log_hints: 'on',
     wal_keep_size: '128MB',
+    // A standby that is down must not fill the primary's disk: past this its slot is invalidated
+    // (at a checkpoint, which max_wal_size brings on sooner on a small volume).
+    max_slot_wal_keep_size: slotWalKeepSize(config, o.resources?.volumeBytes, share),
+    max_wal_size: maxWalSize(o.resources?.volumeBytes, share),
     synchronous_commit: String(config['synchronous-commit']),
     synchronous_standby_names: o.synchronousStandbyNames ?? '',
     log_line_prefix: '%m [%p] %q%u@%d ',

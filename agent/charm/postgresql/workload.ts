@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
+import { parseResources, resourcesScript, type UnitResources } from './profile.js';
 import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
@@ -9,6 +10,10 @@ import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, r
  */
 
 const OWNER = { user: 'postgres', group: 'postgres' };
+
+/** What each storage's workload reported, and when: re-read every few minutes (a volume can grow), not at every reconcile. */
+const resourcesSeen = new Map<string, { at: number; r: UnitResources | undefined }>();
+const RESOURCES_TTL_MS = 5 * 60_000;
 
 export class ExecFailed extends Error {
   override name = 'ExecFailed';
@@ -39,6 +44,27 @@ export class PostgresWorkload {
       if ((e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404)) return false;
       throw e;
     }
+  }
+
+  /**
+   * Memory limit, machine memory and data volume size, read inside the workload container
+   * (its cgroup, /proc/meminfo, statfs of the storage): what the profile and the slot WAL bound
+   * are sized from. Undefined (and a warning) when they cannot be read: the defaults apply.
+   */
+  async resources(): Promise<UnitResources | undefined> {
+    const seen = resourcesSeen.get(this.l.storage);
+    if (seen && Date.now() - seen.at < RESOURCES_TTL_MS) return seen.r;
+    let r: UnitResources | undefined;
+    try {
+      const out = await this.run(['/bin/sh', '-c', resourcesScript(this.l.storage)], { timeoutMs: 10_000 });
+      r = parseResources(out);
+      if (!r) this.log.warn({ output: out.slice(0, 500) }, 'could not read the memory of the workload; PostgreSQL memory defaults apply');
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not read the resources of the workload; PostgreSQL memory defaults apply');
+    }
+    if (r && (!seen?.r || JSON.stringify(seen.r) !== JSON.stringify(r))) this.log.info({ resources: r }, 'workload resources');
+    resourcesSeen.set(this.l.storage, { at: Date.now(), r });
+    return r;
   }
 
   /** Whether PGDATA holds a cluster (PG_VERSION is the marker initdb and pg_basebackup both leave). */
