@@ -1,5 +1,3 @@
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import pg from 'pg';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,8 +90,6 @@ describe('PostgreSQL charm: quorum-safe promotion after a double fault', () => {
   }, 200_000);
   afterAll(async () => {
     for (const pid of [...stopped]) resume(pid);
-    // For a post-mortem: PGCHARM_KEEP_LOGS=DIR keeps the unit logs.
-    if (process.env['PGCHARM_KEEP_LOGS'] && m) cpSync(join(m.dir, 'logs'), process.env['PGCHARM_KEEP_LOGS'], { recursive: true });
     await m?.cleanup();
   }, 60_000);
 

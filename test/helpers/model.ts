@@ -1,6 +1,6 @@
 import { execFile, type ExecFileException } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +82,9 @@ export function testModel(): TestModel {
         for (let i = 0; i < 300 && pidsWithEnv(MARK, marker).length; i++) await new Promise((r) => setTimeout(r, 100));
       }
       killMarked(MARK, marker);
+      // For a post-mortem: PGCHARM_KEEP_LOGS=DIR keeps each model's unit and controller logs.
+      const keep = process.env['PGCHARM_KEEP_LOGS'];
+      if (keep && existsSync(join(dir, 'logs'))) cpSync(join(dir, 'logs'), join(keep, dir.split('/').pop()!), { recursive: true });
       rmSync(dir, { recursive: true, force: true });
       rmSync(charm, { force: true });
     },

@@ -75,7 +75,12 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
   const holder = await state.lease(ctx).holder();
   // A set-password the leader did not finish (it stopped halfway) is finished or rolled back first.
-  if (ctx.isLeader()) pw = await settlePasswordChanges(ctx.kube, ctx.app, primaryTarget(ctx, holder), pw, ctx.log);
+  if (ctx.isLeader()) {
+    const before = pw;
+    pw = await settlePasswordChanges(ctx.kube, ctx.app, primaryTarget(ctx, holder), pw, ctx.log);
+    // Every unit re-reads the Secret on this (the HA cycle keeps a copy).
+    if (SYSTEM_USERS.some((u) => pw[u] !== before[u])) ctx.peers.app.set('passwords-rotated', new Date().toISOString());
+  }
   let primary = holder ?? ctx.peers.app.get('primary');
   if (holder && ctx.isLeader() && ctx.peers.app.get('primary') !== holder) ctx.peers.app.set('primary', holder);
   if (!primary) {

@@ -92,7 +92,12 @@ export async function observe(src: HaSource, probeAll = false): Promise<Observed
 
   const failover = probeAll || (role === 'replica' && holder !== src.unit && expired);
   const probeSelf = failover || role === 'primary' || (holder === src.unit && Boolean(ann[HANDOVER_LSN]));
-  const mine = probeSelf ? await local.query<PositionRow>(me, pw.operator, POSITION_SQL).then((r) => toPosition(r[0]!)).catch(() => undefined) : undefined;
+  const mine = probeSelf
+    ? await local
+        .query<PositionRow>(me, pw.operator, POSITION_SQL)
+        .then((r) => toPosition(r[0]!))
+        .catch((e: unknown) => void state.forgetPasswords(e))
+    : undefined;
   const self = mine ? { lsn: mine.have, settled: mine.settled, timeline: mine.timeline, writable: mine.writable } : undefined;
   // Only peers count: pg_basebackup's WAL stream shows up in pg_stat_replication too.
   const streaming = role === 'primary' && holder === src.unit && mine?.writable ? mine.standbys.filter((u) => src.peers.has(u)) : undefined;
@@ -135,7 +140,8 @@ async function probe(t: Target, pw: Passwords, timeoutMs = 1000): Promise<(HaSna
   try {
     const p = await readPosition(t, pw.operator, timeoutMs);
     return { lsn: p.have, settled: p.settled, timeline: p.timeline, writable: p.writable };
-  } catch {
+  } catch (e) {
+    state.forgetPasswords(e);
     return undefined;
   }
 }
@@ -228,6 +234,8 @@ async function renew(src: HaSource, o: Observed): Promise<boolean> {
  */
 async function setSynchronous(ctx: LoopContext, src: HaSource, o: Observed, to: SyncSet): Promise<void> {
   await state.exclusive(async () => {
+    // A reconcile that held the lock may have demoted this unit meanwhile.
+    if (ctx.bags().local['role'] !== 'primary') return;
     const pending = state.syncChange && sameSyncSet(state.syncChange.to, to) ? state.syncChange : undefined;
     if (!pending) {
       const from = state.sync ?? parseSyncSet(ctx.bags().local);
@@ -321,7 +329,14 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
       return;
     }
     case 'set synchronous':
-      if (await renew(src, o)) await setSynchronous(ctx, src, o, d.to);
+      // In the background: the change waits for the reconcile's lock and for a reload, and
+      // the renewals of the next ticks must not wait behind it (a late one fences the primary).
+      if ((await renew(src, o)) && !state.syncBusy) {
+        state.syncBusy = true;
+        void setSynchronous(ctx, src, o, d.to)
+          .catch((e: unknown) => ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not change the synchronous set'))
+          .finally(() => (state.syncBusy = false));
+      }
       return;
     case 'renew':
       await renew(src, o);

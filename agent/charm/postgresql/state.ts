@@ -27,6 +27,8 @@ export class CharmState {
   sync: SyncSet | undefined;
   /** The set Postgres runs (synchronous_standby_names), when this process set it. */
   applied: SyncSet | undefined;
+  /** A change of the synchronous set is under way (in the background of the HA cycle). */
+  syncBusy = false;
   /** A change of set applied in Postgres at WAL position `since`, not yet recorded alone. */
   syncChange: { to: SyncSet; since: string } | undefined;
   /** The HA cycle's last decision as `kind|why`, logged again only when it changes. */
@@ -54,6 +56,11 @@ export class CharmState {
    * The passwords Secret, read again only when the leader says they changed (the app bag's
    * `passwords-rotated`): the HA cycle runs every 400 ms and must not read it every time.
    */
+  /** A login was refused: the Secret changed without a `passwords-rotated` (or before it arrived). */
+  forgetPasswords(e: unknown): void {
+    if ((e as { code?: string } | undefined)?.code === '28P01') this.pw = undefined;
+  }
+
   async passwords(kube: Kube, app: string, rotated: string | undefined): Promise<Passwords | undefined> {
     const key = rotated ?? '';
     if (this.pw?.key === key) return this.pw.value;
