@@ -15,7 +15,7 @@ describe("the repo's charm.yaml", () => {
     expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'switchover', 'list-members', 'restart']);
     const n = Object.keys(m.options).length;
     expect(n).toBeGreaterThanOrEqual(12);
-    expect(n).toBeLessThanOrEqual(20);
+    expect(n).toBeLessThanOrEqual(30);
     expect(m.options['postgresql-major']).toMatchObject({ type: 'int', default: 15, allowed: [14, 15, 16], immutable: true });
     expect(Object.values(m.options).filter((o) => o.immutable).map((o) => o.name)).toEqual(['postgresql-major', 'data-checksums']);
     expect(containerImage(m, 'postgresql', defaults(m))).toBe('pgcharm/postgresql:15');

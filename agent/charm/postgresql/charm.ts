@@ -1,5 +1,5 @@
 import type { Charm, CharmLoop, ConfigValue, EventContext, Handler, LoopContext } from '../../runtime/charm.js';
-import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
+import { apiMessage, isUnreachable, mergePatch, withStoreTimeout, type Kube } from '../../runtime/kube.js';
 import { parseUnit, podName } from '../../runtime/names.js';
 import { configHash } from '../../charm-meta/index.js';
 import { HANDOVER_LSN, HANDOVER_TO, PrimaryLease } from './lease.js';
@@ -9,6 +9,8 @@ import { generatePassword, scramVerifier } from './scram.js';
 import { ensurePasswords, readPasswords, setPassword, type Passwords } from './secrets.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
+import { ensureApiToken, readApiToken } from './api-token.js';
+import { Failsafe, storeTimeoutMs } from './failsafe.js';
 
 /**
  * The PostgreSQL charm. Every event ends in one reconcile (Patroni's HA loop, event-driven):
@@ -47,6 +49,8 @@ class CharmState {
 }
 
 const state = new CharmState();
+/** failsafe: this unit's promise, the primary it last saw, and the unit API token (failsafe.ts). */
+const failsafe = new Failsafe();
 
 
 /**
@@ -101,6 +105,10 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   }
   const pw = await passwords(ctx);
   ctx.peers.local.set('address', `${me.host}:${me.port}`);
+  // failsafe: the unit API's token (the leader adds one to an older Secret) and where peers call this unit.
+  failsafe.token ??= ctx.isLeader() ? await ensureApiToken(ctx.kube, ctx.app) : await readApiToken(ctx.kube, ctx.app);
+  const api = ctx.workload.api();
+  ctx.peers.local.set('api', api ? `${api.host}:${api.port}` : null);
 
   // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
   const holder = await state.lease(ctx).holder();
@@ -396,19 +404,40 @@ async function receivedLsn(target: Target, pw: Passwords, timeoutMs?: number): P
  * the Lease expired on its own clock promotes itself if it is the best candidate; the leader
  * records the current primary in the application bag.
  */
-const haLoop: CharmLoop = {
+const haLoop: CharmLoop & { tick(ctx: LoopContext): Promise<void> } = {
   name: 'ha',
-  everyMs: (config) => Math.max(100, ttlMs(config) / 5),
+  // failsafe: twice the pace while writes go on by failsafe extensions (each lasts TTL/2).
+  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 5)),
   async run(ctx: LoopContext): Promise<void> {
+    // failsafe: a store that does not answer is not a loop failure: the primary asks its peers to
+    // confirm instead, and moves its fence deadline when every one of them does.
+    for (;;) {
+      try {
+        return await haLoop.tick(ctx);
+      } catch (e) {
+        if (!isUnreachable(e)) throw e;
+        const { local, peers } = ctx.bags();
+        const w = new PostgresWorkload(ctx.pebble, layout(ctx.workload.storage('pgdata'), Number(ctx.config()['postgresql-major'])), ctx.log);
+        const fence = { read: () => w.fenceDeadline(), set: (t: number) => w.setFenceDeadline(t) };
+        const { retry } = await failsafe.onStoreUnreachable({ unit: ctx.unit, config: ctx.config(), peers, fence, log: ctx.log }, local['role'], e);
+        if (!retry) return;
+      }
+    }
+  },
+  async tick(ctx: LoopContext): Promise<void> {
     const config = ctx.config();
     const me = ctx.workload.address();
     if (!me || !config['primary-lease-ttl']) return;
-    const pw = await readPasswords(ctx.kube, ctx.app);
+    // failsafe: observe and renew get an answer or a timeout well inside the fence margin.
+    const bounded = <T>(fn: () => Promise<T>): Promise<T> => withStoreTimeout(storeTimeoutMs(ttlMs(config)), fn);
+    failsafe.configure({ unit: ctx.unit, app: ctx.app, kube: ctx.kube, config, log: ctx.log });
+    const pw = await bounded(() => readPasswords(ctx.kube, ctx.app));
     if (!pw) return;
     const ttl = ttlMs(config);
     const lease = state.lease(ctx);
-    const current = await lease.read();
+    const current = await bounded(() => lease.read());
     const holder = current?.spec?.holderIdentity || undefined;
+    failsafe.observe(holder);
     const { local, app, peers } = ctx.bags();
     const role = local['role'];
     const l = layout(ctx.workload.storage('pgdata'), Number(config['postgresql-major']));
@@ -445,7 +474,7 @@ const haLoop: CharmLoop = {
         return;
       }
       // Renewed from the moment a reconcile took it, before the bag says primary.
-      if (await lease.acquire(ctx.unit, ttl, () => false)) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+      if (await bounded(() => lease.acquire(ctx.unit, ttl, () => false))) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
       const handLsn = ann[HANDOVER_LSN];
       if (role === 'replica' && handLsn) {
         // Switchover target: promote once everything the old primary wrote has arrived.
@@ -474,6 +503,8 @@ const haLoop: CharmLoop = {
     }
 
     if (role !== 'replica' || !lease.expired(current, ttl)) return;
+    // failsafe: a unit that promised a primary not to take the lease keeps its word.
+    if (failsafe.blocksTakeover(ctx.log)) return;
     const syncSet = (holder ? (peers.get(holder)?.['synchronous-standbys'] ?? '') : '').split(',').filter(Boolean);
     const units = [ctx.unit, ...[...peers.entries()].filter(([, b]) => b['role'] === 'replica').map(([u]) => u)];
     const candidates = await Promise.all(
@@ -494,7 +525,8 @@ const haLoop: CharmLoop = {
       return;
     }
     await state.exclusive(async () => {
-      if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) return;
+      // failsafe: checked again at the compare-and-swap; no promise is given while it is under way.
+      if (!(await failsafe.takeover(() => lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl))))) return;
       await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
       await w.promote(me, pw.operator);
       await slotsForPeers(me, pw, [...peers.keys()]);
@@ -571,6 +603,7 @@ export default function postgresqlCharm(): Charm {
   ];
   return {
     loops: [haLoop],
+    api: { routes: failsafe.routes(), token: () => failsafe.token },
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'get-primary-action': (ctx) => {
