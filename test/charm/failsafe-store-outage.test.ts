@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readControllerInfo } from '../../agent/controller/model.js';
 import { callUnit } from '../../agent/runtime/unit-api.js';
 import { Writer } from '../../bench/writer.js';
@@ -105,8 +105,18 @@ describe('failsafe: a store outage is not a write outage', () => {
     await c.end();
   }, 240_000);
 
+  let failed = false;
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
   afterAll(async () => {
     for (const pid of [...stopped]) resume(pid);
+    if ((failed || process.env.KEEP_LOGS) && m) {
+      // The units' logs outlive the model (KEEP_LOGS=1: after a pass too): they say which decision was taken when.
+      const keep = `${m.dir}-logs`;
+      cpSync(join(m.dir, 'logs'), keep, { recursive: true });
+      console.log(`unit logs kept in ${keep}`);
+    }
     await m?.cleanup();
   }, 60_000);
 

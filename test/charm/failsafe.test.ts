@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { API_TOKEN_KEY, ensureApiToken, readApiToken } from '../../agent/charm/postgresql/api-token.js';
-import { decideExtension, Failsafe, mayConfirm, probeTimeoutMs, storeTimeoutMs, type ExtensionInput, type PeerAnswer } from '../../agent/charm/postgresql/failsafe.js';
+import { decideExtension, Failsafe, mayConfirm, probeTimeoutMs, roundBudgetMs, storeTimeoutMs, type ExtensionInput, type PeerAnswer } from '../../agent/charm/postgresql/failsafe.js';
 import type { Kube } from '../../agent/runtime/kube.js';
 import { UnitApi, callUnit } from '../../agent/runtime/unit-api.js';
 
@@ -106,12 +106,12 @@ describe('failsafe: a unit keeps its promise', () => {
     const f = peer(true, now);
     const fence = { read: async () => undefined, set: async () => undefined };
     now.t = T + 10;
-    await f.onStoreUnreachable({ unit: 'pg/1', config, peers: new Map(), fence, log }, 'replica', new Error('aborted'));
+    await f.onStoreUnreachable(() => ({ unit: 'pg/1', config, peers: new Map(), fence, log, role: 'replica' }), new Error('aborted'));
     now.t = T + 560; // the loop's period when failing: TTL/5 + the store timeout (150 ms)
     expect(await ask(f, { primary: 'pg/0' })).toMatchObject({ body: { confirmed: true } });
     now.t = T + 561;
     expect(await ask(f, { primary: 'pg/0' })).toMatchObject({ body: { confirmed: false, reason: expect.stringMatching(/can reach the store/) } });
-    await f.onStoreUnreachable({ unit: 'pg/1', config, peers: new Map(), fence, log }, 'replica', new Error('aborted'));
+    await f.onStoreUnreachable(() => ({ unit: 'pg/1', config, peers: new Map(), fence, log, role: 'replica' }), new Error('aborted'));
     now.t = T + 570;
     f.observe('pg/0'); // the loop reached the store since
     expect(await ask(f, { primary: 'pg/0' })).toMatchObject({ body: { confirmed: false } });
@@ -177,9 +177,9 @@ describe('failsafe: a round, over the unit API', () => {
       let deadline = Date.now() + 800;
       const fence = { read: async () => deadline, set: async (t: number) => void (deadline = t) };
       const t0 = Date.now();
-      const { extension: ext, retry } = await primary.onStoreUnreachable({ unit: 'pg/0', config, peers, fence, log }, 'primary', new Error('aborted'));
+      const { extension: ext, retryUntil } = await primary.onStoreUnreachable(() => ({ unit: 'pg/0', config, peers, fence, log, role: 'primary' }), new Error('aborted'));
       expect(ext).toMatchObject({ extend: true });
-      expect(retry).toBe(false);
+      expect(retryUntil).toBeUndefined();
       // When asked + TTL/2: the same margin as after a renewal.
       expect(deadline).toBeGreaterThanOrEqual(t0 + 1000);
       expect(deadline).toBeLessThanOrEqual(Date.now() + 1000);
@@ -187,7 +187,7 @@ describe('failsafe: a round, over the unit API', () => {
       for (const p of peerUnits) expect(p.holdsPromise()).toBe(true);
 
       // A unit not known to hold the lease, or not primary by its bag, asks nobody.
-      expect(await primary.onStoreUnreachable({ unit: 'pg/0', config, peers, fence, log }, 'replica', new Error('x'))).toEqual({ retry: false });
+      expect(await primary.onStoreUnreachable(() => ({ unit: 'pg/0', config, peers, fence, log, role: 'replica' }), new Error('x'))).toEqual({});
 
       // One peer that does not answer at all (its agent frozen): no extension.
       await servers[1]!.close();
@@ -196,9 +196,9 @@ describe('failsafe: a round, over the unit API', () => {
       peers.set('pg/2', { api: `127.0.0.1:${(frozen.address() as { port: number }).port}` });
       deadline = Date.now() + 800;
       const before = deadline;
-      const silent = await primary.onStoreUnreachable({ unit: 'pg/0', config, peers, fence, log }, 'primary', new Error('aborted'));
-      // No extension; with time left before the deadline the loop tries the store again at once.
-      expect(silent).toMatchObject({ extension: { extend: false, why: expect.stringMatching(/^no answer from pg\/2/) }, retry: true });
+      const silent = await primary.onStoreUnreachable(() => ({ unit: 'pg/0', config, peers, fence, log, role: 'primary' }), new Error('aborted'));
+      // No extension; with time left the loop tries the store again at once, waiting for it until just before the deadline.
+      expect(silent).toMatchObject({ extension: { extend: false, why: expect.stringMatching(/^no answer from pg\/2/) }, retryUntil: before - 50 });
       expect(deadline).toBe(before);
       expect(primary.engaged()).toBe(false);
       frozen.close();
@@ -209,7 +209,7 @@ describe('failsafe: a round, over the unit API', () => {
       servers.push(other);
       peers.set('pg/2', { api: other.listening! });
       deadline = Date.now() + 800;
-      const refused = await primary.onStoreUnreachable({ unit: 'pg/0', config, peers, fence, log }, 'primary', new Error('aborted'));
+      const refused = await primary.onStoreUnreachable(() => ({ unit: 'pg/0', config, peers, fence, log, role: 'primary' }), new Error('aborted'));
       expect(refused).toMatchObject({ extension: { extend: false, why: expect.stringMatching(/pg\/2 refused: HTTP 401: Authorization header: wrong token/) } });
       // The call carried the token in a header only.
       const direct = await callUnit({ host: '127.0.0.1', port: Number(other.listening!.split(':')[1]), method: 'POST', path: '/v1/failsafe', token: TOKEN, body: { primary: 'pg/0' }, timeoutMs: 1000 });
@@ -219,6 +219,44 @@ describe('failsafe: a round, over the unit API', () => {
     }
   });
 });
+
+describe('failsafe: the watchdog starts a round a round budget before the deadline, whatever the HA loop is doing', () => {
+  const config = { 'primary-lease-ttl': 2, 'failsafe-mode': true };
+  const setup = () => {
+    const f = new Failsafe();
+    f.observe('pg/0');
+    const fence = { deadline: Date.now() + roundBudgetMs(2000) + 60, set: 0 };
+    const context = () => ({ unit: 'pg/0', role: 'primary', config, peers: new Map<string, Record<string, string>>(), fence: { read: async () => fence.deadline, set: async (t: number) => void (fence.set = t) }, log });
+    return { f, fence, context };
+  };
+
+  it('when a store call of the loop has waited past the store timeout', async () => {
+    const { f, fence, context } = setup();
+    void f.track(() => new Promise(() => undefined)); // a store that never answers
+    await new Promise((r) => setTimeout(r, storeTimeoutMs(2000)));
+    fence.deadline = Date.now() + roundBudgetMs(2000) + 20;
+    f.watch(fence.deadline, context);
+    await waitFor(() => fence.set > 0, 1000);
+    expect(fence.set).toBeGreaterThan(fence.deadline); // no peers: extended
+    f.stop();
+  });
+
+  it('not when the store answered (nothing waiting, nothing unanswered)', async () => {
+    const { f, fence, context } = setup();
+    await f.track(async () => 'answered');
+    f.watch(fence.deadline, context);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(fence.set).toBe(0);
+    f.stop();
+  });
+});
+
+async function waitFor(ok: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; !ok(); ) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 describe('the unit API token in the passwords Secret', () => {
   it('the leader adds one to a Secret from before it existed (compare-and-swap, retried on 409); others read it', async () => {

@@ -10,7 +10,7 @@ import { ensurePasswords, readPasswords, setPassword, type Passwords } from './s
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
 import { ensureApiToken, readApiToken } from './api-token.js';
-import { Failsafe, storeTimeoutMs } from './failsafe.js';
+import { Failsafe, storeTimeoutMs, type RoundContext } from './failsafe.js';
 
 /**
  * The PostgreSQL charm. Every event ends in one reconcile (Patroni's HA loop, event-driven):
@@ -404,32 +404,31 @@ async function receivedLsn(target: Target, pw: Passwords, timeoutMs?: number): P
  * the Lease expired on its own clock promotes itself if it is the best candidate; the leader
  * records the current primary in the application bag.
  */
-const haLoop: CharmLoop & { tick(ctx: LoopContext): Promise<void> } = {
+const haLoop: CharmLoop & { tick(ctx: LoopContext, storeUntil?: number): Promise<void> } = {
   name: 'ha',
   // failsafe: twice the pace while writes go on by failsafe extensions (each lasts TTL/2).
   everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 5)),
   async run(ctx: LoopContext): Promise<void> {
     // failsafe: a store that does not answer is not a loop failure: the primary asks its peers to
     // confirm instead, and moves its fence deadline when every one of them does.
-    for (;;) {
+    for (let until: number | undefined; ; ) {
       try {
-        return await haLoop.tick(ctx);
+        return await haLoop.tick(ctx, until);
       } catch (e) {
         if (!isUnreachable(e)) throw e;
-        const { local, peers } = ctx.bags();
-        const w = new PostgresWorkload(ctx.pebble, layout(ctx.workload.storage('pgdata'), Number(ctx.config()['postgresql-major'])), ctx.log);
-        const fence = { read: () => w.fenceDeadline(), set: (t: number) => w.setFenceDeadline(t) };
-        const { retry } = await failsafe.onStoreUnreachable({ unit: ctx.unit, config: ctx.config(), peers, fence, log: ctx.log }, local['role'], e);
-        if (!retry) return;
+        ({ retryUntil: until } = await failsafe.onStoreUnreachable(failsafeRound(ctx), e));
+        if (until === undefined) return;
       }
     }
   },
-  async tick(ctx: LoopContext): Promise<void> {
+  async tick(ctx: LoopContext, storeUntil?: number): Promise<void> {
     const config = ctx.config();
     const me = ctx.workload.address();
     if (!me || !config['primary-lease-ttl']) return;
-    // failsafe: observe and renew get an answer or a timeout well inside the fence margin.
-    const bounded = <T>(fn: () => Promise<T>): Promise<T> => withStoreTimeout(storeTimeoutMs(ttlMs(config)), fn);
+    // failsafe: observe and renew get an answer or a timeout well inside the fence margin (a
+    // retry after a refused failsafe round waits for the store until just before the deadline).
+    const timeout = () => (storeUntil === undefined ? storeTimeoutMs(ttlMs(config)) : Math.max(20, storeUntil - Date.now()));
+    const bounded = <T>(fn: () => Promise<T>): Promise<T> => failsafe.track(() => withStoreTimeout(timeout(), fn));
     failsafe.configure({ unit: ctx.unit, app: ctx.app, kube: ctx.kube, config, log: ctx.log });
     const pw = await bounded(() => readPasswords(ctx.kube, ctx.app));
     if (!pw) return;
@@ -474,7 +473,10 @@ const haLoop: CharmLoop & { tick(ctx: LoopContext): Promise<void> } = {
         return;
       }
       // Renewed from the moment a reconcile took it, before the bag says primary.
-      if (await bounded(() => lease.acquire(ctx.unit, ttl, () => false))) await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+      if (await bounded(() => lease.acquire(ctx.unit, ttl, () => false))) {
+        await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+        failsafe.watch(lease.lastRenewSentAt + ttl / 2, failsafeRound(ctx)); // failsafe: a round before this deadline if the store goes silent
+      }
       const handLsn = ann[HANDOVER_LSN];
       if (role === 'replica' && handLsn) {
         // Switchover target: promote once everything the old primary wrote has arrived.
@@ -538,6 +540,15 @@ const haLoop: CharmLoop & { tick(ctx: LoopContext): Promise<void> } = {
     });
   },
 };
+
+/** failsafe: what a round needs, read when it starts: role and peers from the bags, the fence through the sidecar. */
+function failsafeRound(ctx: LoopContext): () => RoundContext {
+  return () => {
+    const { local, peers } = ctx.bags();
+    const w = new PostgresWorkload(ctx.pebble, layout(ctx.workload.storage('pgdata'), Number(ctx.config()['postgresql-major'])), ctx.log);
+    return { unit: ctx.unit, role: local['role'], config: ctx.config(), peers, fence: { read: () => w.fenceDeadline(), set: (t) => w.setFenceDeadline(t) }, log: ctx.log };
+  };
+}
 
 /**
  * Planned switchover from the current primary to `to` (default: the best candidate), used by
@@ -604,6 +615,7 @@ export default function postgresqlCharm(): Charm {
   return {
     loops: [haLoop],
     api: { routes: failsafe.routes(), token: () => failsafe.token },
+    shutdown: async () => failsafe.stop(),
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'get-primary-action': (ctx) => {

@@ -122,9 +122,11 @@ export interface FailsafeView {
   log: Logger;
 }
 
-/** What a round needs from the primary's side: its peers' API addresses and its fence deadline. */
+/** What a round needs from the primary's side: its role, its peers' API addresses and its fence deadline. */
 export interface RoundContext {
   unit: string;
+  /** This unit's role by its own bag. */
+  role: string | undefined;
   config: Readonly<Record<string, ConfigValue>>;
   /** Every other unit of the peer relation, with the `api` address from its bag. */
   peers: ReadonlyMap<string, Record<string, string>>;
@@ -134,6 +136,11 @@ export interface RoundContext {
 
 /** Below this much time before the fence deadline, another store attempt cannot help. */
 const RETRY_MIN_MS = 100;
+/** A retry's store requests end this long before the fence deadline (writing the new one takes a few ms). */
+const RETRY_MARGIN_MS = 50;
+
+/** What a round may take: a peer's probe, the calls, writing the deadline. The watchdog starts one this long before the deadline. */
+export const roundBudgetMs = (ttlMs: number): number => probeTimeoutMs(ttlMs) + 250;
 
 const enabled = (config: Readonly<Record<string, ConfigValue>>) => config['failsafe-mode'] !== false;
 const ttlOf = (config: Readonly<Record<string, ConfigValue>>) => Number(config['primary-lease-ttl']) * 1000;
@@ -162,6 +169,11 @@ export class Failsafe {
   private lastReachableAt = 0;
   private lastLogged = '';
   private lastPeerLogged = '';
+  /** The HA loop's store calls under way (id -> when sent), for the watchdog. */
+  private pending = new Map<number, number>();
+  private calls = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+  private inFlight: Promise<{ extension?: Extension; retryUntil?: number }> | undefined;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -191,6 +203,44 @@ export class Failsafe {
    */
   private recentlyUnreachable(ttlMs: number): boolean {
     return this.lastUnreachableAt > this.lastReachableAt && this.now() - this.lastUnreachableAt <= ttlMs / 5 + storeTimeoutMs(ttlMs);
+  }
+
+  /** One store call of the HA loop (observe, renew): noted while it waits, for the watchdog. */
+  async track<T>(fn: () => Promise<T>): Promise<T> {
+    const id = ++this.calls;
+    this.pending.set(id, this.now());
+    try {
+      return await fn();
+    } finally {
+      this.pending.delete(id);
+    }
+  }
+
+  /**
+   * Arms the watchdog for a fence deadline just set (by a renewal or an extension): a round
+   * budget before it, if the store still has not answered since (a call of the HA loop waiting
+   * longer than the store timeout, or the last one unanswered), a round starts then, whatever
+   * the HA loop is doing. The loop detects the store's silence sooner in the usual case; this
+   * bounds the case where it was late (a long hook beside it, a slow Postgres connection).
+   */
+  watch(deadline: number, context: () => RoundContext): void {
+    clearTimeout(this.watchdog);
+    const ttl = ttlOf(context().config);
+    this.watchdog = setTimeout(() => {
+      const now = this.now();
+      const oldest = Math.min(...this.pending.values());
+      const silent = now - oldest >= storeTimeoutMs(ttl) || this.lastUnreachableAt > this.lastReachableAt;
+      if (!silent) return;
+      void this.onStoreUnreachable(context, new Error(`the store has not answered for ${Number.isFinite(oldest) ? now - oldest : '?'} ms (watchdog)`)).catch((e: unknown) =>
+        context().log.warn({ err: e instanceof Error ? e.message : String(e) }, 'failsafe: watchdog round failed'),
+      );
+    }, Math.max(0, deadline - roundBudgetMs(ttl) - this.now()));
+    this.watchdog.unref();
+  }
+
+  /** Charm shutdown: no more rounds. */
+  stop(): void {
+    clearTimeout(this.watchdog);
   }
 
   /** Until when this unit promised not to take the lease (0: never). */
@@ -292,18 +342,32 @@ export class Failsafe {
    * lease, its bag says primary, its fence is armed): ask every peer, and move the fence
    * deadline when they all confirm. Elsewhere: nothing to do but say so once.
    */
-  async onStoreUnreachable(ctx: RoundContext, role: string | undefined, err: unknown): Promise<{ extension?: Extension; retry: boolean }> {
+  async onStoreUnreachable(context: () => RoundContext, err: unknown): Promise<{ extension?: Extension; retryUntil?: number }> {
+    // One round at a time: the HA loop and the watchdog may both find the store silent.
+    if (this.inFlight) return this.inFlight;
+    this.inFlight = this.unreachable(context, err);
+    try {
+      return await this.inFlight;
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+
+  private async unreachable(context: () => RoundContext, err: unknown): Promise<{ extension?: Extension; retryUntil?: number }> {
+    const ctx = context();
+    const role = ctx.role;
     this.lastUnreachableAt = this.now();
     if (!this.storeDown) {
       this.storeDown = true;
       ctx.log.warn({ failsafe: 'store unreachable', err: err instanceof Error ? err.message : String(err) }, 'failsafe');
     }
-    if (this.knownHolder !== ctx.unit || role !== 'primary') return { retry: false };
+    if (this.knownHolder !== ctx.unit || role !== 'primary') return {};
     const deadline = await ctx.fence.read();
-    if (deadline === undefined) return { retry: false };
+    if (deadline === undefined) return {};
     const ext = await this.round(ctx, deadline);
     if (ext.extend) {
       await ctx.fence.set(ext.until);
+      this.watch(ext.until, context);
       this.streak = { rounds: this.streak.rounds + 1, minSpareMs: Math.min(this.streak.minSpareMs, deadline - this.now()), since: this.streak.since || this.now() };
     }
     this.extending = ext.extend;
@@ -314,9 +378,10 @@ export class Failsafe {
       if (ext.extend) ctx.log.warn({ decision: 'failsafe', until: iso(ext.until), spareMs: deadline - this.now(), why: ext.why }, 'failsafe: writes go on without the store');
       else ctx.log.warn({ decision: 'fence', why: ext.why }, 'failsafe: no extension; unless the lease is renewed in time the fence stops writes at its deadline');
     }
-    // Refused with time left: the store may answer now (a peer reached it), so try it again at
-    // once rather than a loop period later, when the fence may have acted.
-    return { extension: ext, retry: !ext.extend && deadline - this.now() >= RETRY_MIN_MS };
+    // Refused with time left: the store may answer now, if slowly (a peer reached it), so try it
+    // again at once, waiting for it until just before the deadline, rather than a loop period
+    // later, when the fence may have acted.
+    return !ext.extend && deadline - this.now() >= RETRY_MIN_MS ? { extension: ext, retryUntil: deadline - RETRY_MARGIN_MS } : { extension: ext };
   }
 
   /** Asks every peer at once; each call ends by the fence deadline (an answer after it is no use). */
