@@ -13,6 +13,8 @@ export interface UnitStatus {
   leader: boolean;
   /** host:port of the unit's workload (its Postgres), else the pod IP. */
   address: string;
+  /** host:port of the unit agent's API (the pod's port named `api`); '' when the pod has none. */
+  api: string;
   role: string;
   /** Live from the unit's Postgres when it answers, else the unit's last report; null when neither. */
   timeline: number | null;
@@ -77,6 +79,7 @@ export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}
       agent: { status: pod ? (ann[ANNOTATIONS.agentStatus] ?? 'allocating') : 'lost', message: ann[ANNOTATIONS.agentMessage] ?? '' },
       leader: leader === unit,
       address: bag?.data?.['address'] ?? pod?.status?.podIP ?? '',
+      api: apiAddress(pod),
       role: pod ? (bag?.data?.['role'] ?? '') : '',
       timeline: bag?.data?.['timeline'] ? Number(bag.data['timeline']) : null,
       lag: null,
@@ -101,6 +104,12 @@ export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}
     },
     units,
   };
+}
+
+/** The pod IP and its port named `api` (where the unit's agent serves its API). */
+function apiAddress(pod: V1Pod | undefined): string {
+  const port = pod?.spec?.containers.flatMap((c) => c.ports ?? []).find((p) => p.name === 'api')?.containerPort;
+  return pod?.status?.podIP && port ? `${pod.status.podIP}:${port}` : '';
 }
 
 /** Timeline and lag as each unit's Postgres reports them now (1 s connect timeout per unit, all at once). */

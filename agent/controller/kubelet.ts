@@ -143,7 +143,7 @@ export class Kubelet {
     mkdirSync(join(dir, 'pebble', 'layers'), { recursive: true, mode: 0o755 });
     mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
-    await this.ensurePod(index, pod, await this.unitPort(dir));
+    await this.ensurePod(index, pod, await this.unitPort(dir, 'port'), await this.unitPort(dir, 'api-port'));
     const u: LocalUnit = { index, pod, sidecar: { pid: undefined, child: undefined, restarts: 0 }, agent: { pid: undefined, child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
     const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
@@ -153,11 +153,12 @@ export class Kubelet {
   }
 
   /**
-   * All local units share 127.0.0.1, so each gets its own workload port (kept in the unit's
-   * directory so it survives reschedules), published as the container's port like a pod's.
+   * All local units share 127.0.0.1, so each gets its own ports (kept in the unit's directory so
+   * they survive reschedules), published as container ports like a pod's: `port` for the
+   * workload (Postgres), `api-port` for the agent's unit API.
    */
-  private async unitPort(dir: string): Promise<number> {
-    const file = join(dir, 'port');
+  private async unitPort(dir: string, name: 'port' | 'api-port'): Promise<number> {
+    const file = join(dir, name);
     if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
     const port = await freePort();
     writeFileSync(file, String(port));
@@ -175,7 +176,7 @@ export class Kubelet {
 
   private container: string | undefined;
 
-  private async ensurePod(index: number, pod: string, port: number): Promise<void> {
+  private async ensurePod(index: number, pod: string, port: number, apiPort: number): Promise<void> {
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -185,7 +186,8 @@ export class Kubelet {
       },
       spec: {
         containers: [
-          { name: 'charm', image: 'pgcharm/agent' },
+          // The agent's unit API (failsafe confirmations between units), as the manifests publish it.
+          { name: 'charm', image: 'pgcharm/agent', ports: [{ name: 'api', containerPort: apiPort, protocol: 'TCP' }] },
           { name: await this.workloadContainer(), image: 'pgcharm/workload', ports: [{ name: 'workload', containerPort: port, protocol: 'TCP' }] },
         ],
       },

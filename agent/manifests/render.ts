@@ -124,6 +124,8 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
   if (containers.length !== 1) throw new Error(`charm.yaml: the runtime drives exactly one workload container, this charm has ${containers.length}`);
   const workload = containers[0]!;
   const port = Number(effective['port'] ?? 5432);
+  // The agent's unit API (failsafe calls between units): charms without the option serve none.
+  const apiPort = effective['api-port'] === undefined ? undefined : Number(effective['api-port']);
 
   const labels = { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' };
   const selector = { [LABELS.app]: app };
@@ -238,6 +240,8 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
       '--charm', `${IMAGE_ROOT}/charm.yaml`,
       '--charm-module', `${IMAGE_ROOT}/dist/agent/charm/postgresql/charm.js`,
     ],
+    // The agent serves its unit API on the pod IP at this port (agent/runtime/agent.ts, workload.api).
+    ...(apiPort ? { ports: [{ name: 'api', containerPort: apiPort, protocol: 'TCP' }] } : {}),
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },

@@ -12,6 +12,7 @@ import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leaders
 import { BufferedBag } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
+import { UnitApi } from './unit-api.js';
 
 export interface AgentOptions {
   unit: UnitName;
@@ -84,6 +85,10 @@ export class Agent {
   /** The last hook failed and the unit shows an error status (cleared by the next success). */
   private inError = false;
   private loops: Promise<void>[] = [];
+  /** The unit's HTTP API, when the charm has routes and the pod an `api` port. */
+  private api: UnitApi | undefined;
+  private apiChain: Promise<void> = Promise.resolve();
+  private apiError = '';
   readonly workload: Workload;
 
   constructor(private readonly opts: AgentOptions) {
@@ -99,6 +104,11 @@ export class Agent {
         const ip = this.podObject?.status?.podIP;
         const c = this.podObject?.spec?.containers.find((x) => x.name === opts.container);
         const port = c?.ports?.[0]?.containerPort;
+        return ip && port ? { host: ip, port } : undefined;
+      },
+      api: () => {
+        const ip = this.podObject?.status?.podIP;
+        const port = this.podObject?.spec?.containers.flatMap((x) => x.ports ?? []).find((p) => p.name === 'api')?.containerPort;
         return ip && port ? { host: ip, port } : undefined;
       },
       storage: (name: string) => {
@@ -156,6 +166,7 @@ export class Agent {
       ),
     );
     this.timers.push(setInterval(() => void this.checkPebble(), 1000));
+    this.timers.push(setInterval(() => void this.serveApi(), 1000));
     this.armUpdateStatus();
     void this.checkPebble();
     this.loopDone = this.loop();
@@ -183,6 +194,7 @@ export class Agent {
     this.sleeping?.wake();
     for (const t of this.timers) clearInterval(t);
     clearInterval(this.updateStatus);
+    await (this.apiChain = this.apiChain.then(() => this.api?.close()));
     await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
     await Promise.all(this.loops);
     await this.opts.charm.shutdown?.().catch((e: unknown) => this.log.warn({ err: String(e) }, 'charm shutdown failed'));
@@ -309,6 +321,7 @@ export class Agent {
   private onPod(p: V1Pod): void {
     this.podObject = p;
     this.publishIngressAddress(p.status?.podIP);
+    void this.serveApi();
     if (p.metadata?.annotations?.[ANNOTATIONS.dying] === 'true' && !this.dying) {
       this.dying = true;
       this.log.info('unit is being removed');
@@ -353,6 +366,27 @@ export class Agent {
     }
     this.resolved = { hash: c.hash, values };
     return values;
+  }
+
+  /** Serves the charm's API routes on the pod's `api` address once the pod has one (again if it moved). */
+  private serveApi(): Promise<void> {
+    // One at a time (pod events come in bursts); a failed listen is retried by the next call.
+    this.apiChain = this.apiChain.then(async () => {
+      const at = this.workload.api();
+      const charmApi = this.opts.charm.api;
+      if (!at || !charmApi || this.run.stopped) return;
+      this.api ??= new UnitApi({ routes: charmApi.routes, token: () => charmApi.token(), log: this.log.child({ api: true }) });
+      if (this.api.listening === `${at.host}:${at.port}`) return;
+      try {
+        await this.api.listen(at.host, at.port);
+        this.apiError = '';
+      } catch (e) {
+        const err = e instanceof Error ? e.message : String(e);
+        if (err !== this.apiError) this.log.error({ err, api: `${at.host}:${at.port}` }, 'could not serve the unit API; retrying every second');
+        this.apiError = err;
+      }
+    });
+    return this.apiChain;
   }
 
   /** update-status every `update-status-interval` seconds of the config (else the option given, else 10 s). */

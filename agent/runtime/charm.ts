@@ -48,6 +48,8 @@ export interface ActionContext {
 export interface Workload {
   /** The pod's IP and the workload container's first port (undefined until the pod reports it). */
   address(): { host: string; port: number } | undefined;
+  /** Where this unit's agent serves its API: the pod IP and the pod's port named `api` (undefined without one). */
+  api(): { host: string; port: number } | undefined;
   /** The local path of a storage mount from charm.yaml (e.g. `pgdata`). */
   storage(name: string): string;
 }
@@ -125,6 +127,11 @@ export interface CharmLoop {
 export interface Charm {
   handlers: Partial<Record<string, Handler>>;
   loops?: CharmLoop[];
+  /**
+   * Routes of the unit's HTTP API (agent/runtime/unit-api.ts), served on the pod's `api` port,
+   * and the token unit-to-unit routes require (undefined until the charm knows it).
+   */
+  api?: { routes: readonly import('./unit-api.js').Route[]; token(): string | undefined };
   /** Called once when the agent stops (after the stop hook), e.g. to stop the loops' side effects. */
   shutdown?(): Promise<void>;
 }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync, readFileSync } from 'node:fs';
 import * as k8s from '#client-node';
 
@@ -35,11 +36,58 @@ export function connect(opts: { kubeconfig?: string; namespace?: string; inClust
   const namespace = opts.namespace ?? podNamespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
   return {
     kc,
-    core: kc.makeApiClient(k8s.CoreV1Api),
-    coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+    core: apiClient(kc, k8s.CoreV1Api),
+    coordination: apiClient(kc, k8s.CoordinationV1Api),
     namespace,
     mode,
   };
+}
+
+/**
+ * The timeout store requests get in the current async context (see withStoreTimeout). A
+ * frozen API server accepts the TCP connection and never answers: without a timeout a request
+ * waits for ever, and so does the loop that made it.
+ */
+const storeTimeout = new AsyncLocalStorage<number>();
+
+/**
+ * Runs `fn` with every store request it makes (through a Kube from connect()) aborted after
+ * `ms`; an aborted request rejects with an error isUnreachable() recognises. The innermost call wins.
+ */
+export function withStoreTimeout<T>(ms: number, fn: () => Promise<T>): Promise<T> {
+  return storeTimeout.run(ms, fn);
+}
+
+/** kc.makeApiClient, plus the middleware that applies withStoreTimeout's timeout to each request. */
+function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig has no current cluster');
+  return new Api(
+    k8s.createConfiguration({
+      baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+      authMethods: { default: kc },
+      promiseMiddleware: [
+        {
+          pre: async (ctx) => {
+            const ms = storeTimeout.getStore();
+            if (ms !== undefined) ctx.setSignal(AbortSignal.timeout(ms));
+            return ctx;
+          },
+          post: async (r) => r,
+        },
+      ],
+    }),
+  );
+}
+
+/**
+ * The store did not answer at all: a timeout (withStoreTimeout) or a connection error. Not an
+ * HTTP error: a 409 or a 500 is an answer, so the store is reachable.
+ */
+export function isUnreachable(e: unknown): boolean {
+  if (!(e instanceof Error) || e instanceof k8s.ApiException) return false;
+  // client-node sends with node-fetch: AbortError when aborted, FetchError type 'system' for socket errors.
+  return e.name === 'AbortError' || (e.name === 'FetchError' && (e as { type?: string }).type === 'system');
 }
 
 /** Request options that make a client-node patch call send a JSON merge patch. */

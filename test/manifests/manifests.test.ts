@@ -204,6 +204,13 @@ describe('rendered objects', () => {
     expect(agent.securityContext?.allowPrivilegeEscalation).toBe(false);
   });
 
+  test("agent container: the unit API's port (api-port, 8008 by default) on the pod, named api", () => {
+    expect(agent.ports).toEqual([{ name: 'api', containerPort: 8008, protocol: 'TCP' }]);
+    const other = renderManifestSet(meta, { 'api-port': 9008 }, { units: 3, namespace: NS }).statefulSet.spec!.template.spec!.containers.find((c) => c.name === AGENT_CONTAINER)!;
+    expect(other.ports).toEqual([{ name: 'api', containerPort: 9008, protocol: 'TCP' }]);
+    expect(() => renderManifestSet(meta, { 'api-port': 80 }, { units: 3, namespace: NS })).toThrow(/api-port/);
+  });
+
   test('RBAC: the pods run as the ServiceAccount, bound to the Role, whose rules are exactly the agent\'s', () => {
     expect(pod.spec!.serviceAccountName).toBe(m.serviceAccount.metadata.name);
     expect(m.roleBinding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: m.role.metadata.name });

@@ -1,6 +1,7 @@
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, syncSetBag, syncSetNames } from './decide.js';
-import { ensureSlot, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
+import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
+import { ensureApiToken, readApiToken } from './api-token.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
@@ -71,6 +72,10 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   }
   let pw = await passwords(ctx);
   ctx.peers.local.set('address', `${me.host}:${me.port}`);
+  // failsafe: the unit API's token (the leader adds one to an older Secret) and where peers call this unit.
+  failsafe.token ??= ctx.isLeader() ? await ensureApiToken(ctx.kube, ctx.app) : await readApiToken(ctx.kube, ctx.app);
+  const api = ctx.workload.api();
+  ctx.peers.local.set('api', api ? `${api.host}:${api.port}` : null);
 
   // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
   const holder = await state.lease(ctx).holder();
@@ -408,7 +413,11 @@ export default function postgresqlCharm(): Charm {
   ];
   return {
     loops: [haLoop],
-    shutdown: async () => local.drop(),
+    api: { routes: failsafe.routes(), token: () => failsafe.token },
+    shutdown: async () => {
+      failsafe.stop();
+      local.drop();
+    },
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'get-primary-action': (ctx) => {

@@ -2,7 +2,7 @@ import type { V1Lease } from '#client-node';
 import type { Logger } from 'pino';
 import type { PebbleClient } from '../../../sidecar/client/index.js';
 import type { CharmLoop, ConfigValue, EventContext, LoopContext } from '../../runtime/charm.js';
-import type { Kube } from '../../runtime/kube.js';
+import { isUnreachable, withStoreTimeout, type Kube } from '../../runtime/kube.js';
 import { objects, parseUnit } from '../../runtime/names.js';
 import {
   decideHa,
@@ -18,6 +18,7 @@ import {
   type SyncSet,
 } from './decide.js';
 import { hbaSpec } from './access.js';
+import { Failsafe, storeTimeoutMs, type RoundContext } from './failsafe.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
 import { parseAddress, POSITION_SQL, readPosition, toPosition, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
@@ -37,6 +38,9 @@ import { PostgresWorkload, withConnection } from './workload.js';
 
 type Target = { host: string; port: number };
 
+/** This unit's failsafe: its promise, the primary it last saw, and the unit API token (failsafe.ts). */
+export const failsafe = new Failsafe();
+
 /** What observe needs; built from a loop's live view or from an event's (for actions). */
 export interface HaSource {
   unit: string;
@@ -50,6 +54,12 @@ export interface HaSource {
   peers: ReadonlyMap<string, Record<string, string>>;
   address: Target | undefined;
   storage: string;
+  /**
+   * failsafe: how long a store request may take. The HA cycle's get an answer or a timeout
+   * well inside the fence margin (a frozen API server accepts connections and never answers);
+   * a retry after a refused failsafe round waits until just before the deadline.
+   */
+  storeTimeoutMs?: () => number;
 }
 
 export interface Observed {
@@ -71,6 +81,12 @@ export function fromEvent(ctx: EventContext): HaSource {
   return { unit: ctx.unit, app: ctx.app, kube: ctx.kube, log: ctx.log, pebble: ctx.pebble, config: ctx.config, local: ctx.peers.local.entries(), appBag: ctx.peers.app.entries(), peers, address: ctx.workload.address(), storage: ctx.workload.storage('pgdata') };
 }
 
+/** A store request of the HA cycle, with its failsafe timeout (tracked: failsafe.ts knows the store's last answer). */
+function bounded<T>(src: HaSource, fn: () => Promise<T>): Promise<T> {
+  const ms = src.storeTimeoutMs?.();
+  return ms === undefined ? fn() : failsafe.track(() => withStoreTimeout(ms, fn));
+}
+
 /**
  * One snapshot. Postgres is asked only what the decision can use: a primary its position
  * and streaming standbys; a replica nothing while the lease is live; every unit's position
@@ -79,12 +95,13 @@ export function fromEvent(ctx: EventContext): HaSource {
 export async function observe(src: HaSource, probeAll = false): Promise<Observed | undefined> {
   const me = src.address;
   if (!me || !src.config['primary-lease-ttl']) return undefined;
-  const pw = await state.passwords(src.kube, src.app, src.appBag['passwords-rotated']);
+  const pw = await bounded(src, () => state.passwords(src.kube, src.app, src.appBag['passwords-rotated']));
   if (!pw) return undefined;
   const ttl = ttlMs(src.config);
   const pl = state.lease(src);
-  const lease = await pl.read();
+  const lease = await bounded(src, () => pl.read());
   const holder = lease?.spec?.holderIdentity || undefined;
+  failsafe.observe(holder);
   const ann = lease?.metadata?.annotations ?? {};
   const expired = holder === src.unit ? false : pl.expired(lease, ttl);
   const role = src.local['role'];
@@ -131,6 +148,7 @@ export async function observe(src: HaSource, probeAll = false): Promise<Observed
     peers,
     ...(streaming ? { streaming } : {}),
     recordedSync: state.sync ?? parseSyncSet(src.local),
+    noPromoteUntil: failsafe.promisedUntilMs(),
     now: Date.now(),
   };
   return { snap, pw, me, w, ttl, lease };
@@ -199,7 +217,8 @@ export async function promoteSelf(
   const pl = state.lease(ctx);
   return state.exclusive(async () => {
     const mayTake = (cur: V1Lease) => pl.expired(cur, o.ttl);
-    if (!(await pl.acquire(ctx.unit, o.ttl, handedOver ? () => false : mayTake))) return false;
+    // failsafe: checked again at the compare-and-swap; no promise is given while it is under way.
+    if (!(await failsafe.takeover(() => pl.acquire(ctx.unit, o.ttl, handedOver ? () => false : mayTake)))) return false;
     await o.w.setFenceDeadline(pl.lastRenewSentAt + o.ttl / 2);
     await o.w.promote(o.me, o.pw.operator);
     await slotsForPeers(o.me, o.pw, peers);
@@ -214,11 +233,14 @@ export async function promoteSelf(
 }
 
 /** Renews the Lease we hold, publishing our WAL position with it, and moves the fence. */
-async function renew(src: HaSource, o: Observed): Promise<boolean> {
+async function renew(src: HaSource, o: Observed, round?: () => RoundContext): Promise<boolean> {
   const pl = state.lease(src);
   const lsn = o.snap.self?.writable ? o.snap.self.lsn : undefined;
-  if (!(await pl.acquire(src.unit, o.ttl, () => false, lsn ? { lsn } : undefined))) return false;
-  await o.w.setFenceDeadline(pl.lastRenewSentAt + o.ttl / 2);
+  // The Lease read this cycle is the compare-and-swap's base: one store round trip fewer.
+  if (!(await bounded(src, () => pl.acquire(src.unit, o.ttl, () => false, lsn ? { lsn } : undefined, o.lease)))) return false;
+  const deadline = pl.lastRenewSentAt + o.ttl / 2;
+  await o.w.setFenceDeadline(deadline);
+  if (round) failsafe.watch(deadline, round); // failsafe: a round before this deadline if the store goes silent
   return true;
 }
 
@@ -317,7 +339,7 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
       });
       return;
     case 'promote': {
-      if (d.cause === 'switchover' && !(await renew(src, o))) return;
+      if (d.cause === 'switchover' && !(await renew(src, o, failsafeRound(ctx)))) return;
       const ok = await promoteSelf(ctx, o, [...src.peers.keys()], d.cause === 'switchover');
       if (!ok) {
         ctx.log.info({ decision: 'no action', why: 'another unit took the primary lease first' }, 'ha');
@@ -331,7 +353,7 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
     case 'set synchronous':
       // In the background: the change waits for the reconcile's lock and for a reload, and
       // the renewals of the next ticks must not wait behind it (a late one fences the primary).
-      if ((await renew(src, o)) && !state.syncBusy) {
+      if ((await renew(src, o, failsafeRound(ctx))) && !state.syncBusy) {
         state.syncBusy = true;
         void setSynchronous(ctx, src, o, d.to)
           .catch((e: unknown) => ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not change the synchronous set'))
@@ -339,10 +361,10 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
       }
       return;
     case 'renew':
-      await renew(src, o);
+      await renew(src, o, failsafeRound(ctx));
       return;
     case 'wait':
-      if (holder === ctx.unit) await renew(src, o);
+      if (holder === ctx.unit) await renew(src, o, failsafeRound(ctx));
       // A replica that may not take over says why in its status (what an operator reads first).
       if (o.snap.role === 'replica' && o.snap.lease.expired) {
         state.failoverWait = d.why;
@@ -359,18 +381,45 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
   }
 }
 
+/** failsafe: what a round needs, read when it starts: role and peers from the bags, the fence through the sidecar. */
+function failsafeRound(ctx: LoopContext): () => RoundContext {
+  return () => {
+    const { local, peers } = ctx.bags();
+    const w = new PostgresWorkload(ctx.pebble, layout(ctx.workload.storage('pgdata'), Number(ctx.config()['postgresql-major'])), ctx.log);
+    return { unit: ctx.unit, role: local['role'], config: ctx.config(), peers, fence: { read: () => w.fenceDeadline(), set: (t) => w.setFenceDeadline(t) }, log: ctx.log };
+  };
+}
+
 export const haLoop: CharmLoop = {
   name: 'ha',
-  everyMs: (config) => Math.max(100, ttlMs(config) / 5),
+  // failsafe: twice the pace while writes go on by failsafe extensions (each lasts TTL/2).
+  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 5)),
   async run(ctx: LoopContext): Promise<void> {
-    const src = fromLoop(ctx);
-    const o = await observe(src);
-    if (!o) return;
-    const holder = o.snap.lease.holder;
-    if (ctx.isLeader() && holder && src.appBag['primary'] !== holder) await ctx.setApp({ primary: holder });
-    const d = decideHa(o.snap);
-    const prev = state.lastDecision;
-    logDecision(ctx.log, d);
-    await act(ctx, src, o, d, prev);
+    // failsafe: a store that does not answer is not a cycle failure: the primary asks its peers
+    // to confirm instead, and moves its fence deadline when every one of them does.
+    for (let until: number | undefined; ; ) {
+      try {
+        return await cycle(ctx, until);
+      } catch (e) {
+        if (!isUnreachable(e)) throw e;
+        ({ retryUntil: until } = await failsafe.onStoreUnreachable(failsafeRound(ctx), e));
+        if (until === undefined) return;
+      }
+    }
   },
 };
+
+/** One HA cycle: observe, decide, act. */
+async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<void> {
+  const config = ctx.config();
+  failsafe.configure({ unit: ctx.unit, app: ctx.app, kube: ctx.kube, config, log: ctx.log });
+  const src: HaSource = { ...fromLoop(ctx), storeTimeoutMs: () => (storeUntil === undefined ? storeTimeoutMs(ttlMs(config)) : Math.max(20, storeUntil - Date.now())) };
+  const o = await observe(src);
+  if (!o) return;
+  const holder = o.snap.lease.holder;
+  if (ctx.isLeader() && holder && src.appBag['primary'] !== holder) await ctx.setApp({ primary: holder });
+  const d = decideHa(o.snap);
+  const prev = state.lastDecision;
+  logDecision(ctx.log, d);
+  await act(ctx, src, o, d, prev);
+}

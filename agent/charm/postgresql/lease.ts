@@ -57,11 +57,12 @@ export class PrimaryLease {
    * Takes or renews the lease for `unit`. `mayTake` says whether taking it from someone else
    * is allowed (their lease expired on our clock). Returns true when we hold it afterwards.
    */
-  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean, publish?: { lsn?: string }): Promise<boolean> {
+  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean, publish?: { lsn?: string }, base?: V1Lease): Promise<boolean> {
     const sent = Date.now();
     const now = new V1MicroTime(sent);
     const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
-    const lease = await this.read();
+    // `base`, a copy just read, saves a round trip; the compare-and-swap still catches any change since.
+    const lease = base ? micro(structuredClone(base)) : await this.read();
     if (!lease) {
       try {
         await this.kube.coordination.createNamespacedLease({

@@ -1,6 +1,7 @@
 import type { V1Secret } from '#client-node';
 import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
 import { LABELS, objects } from '../../runtime/names.js';
+import { API_TOKEN_KEY, generateApiToken } from './api-token.js';
 import { generatePassword } from './scram.js';
 
 /** System users whose passwords live in Secret `<app>-passwords`. */
@@ -42,7 +43,8 @@ export async function ensurePasswords(kube: Kube, app: string, operatorOverride:
         kind: 'Secret',
         type: 'Opaque',
         metadata: { name: objects.passwords(app), labels: { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' } },
-        data: Object.fromEntries(Object.entries(pw).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+        // The unit API token (api-token.ts) is born with the Secret.
+        data: Object.fromEntries([...Object.entries(pw), [API_TOKEN_KEY, generateApiToken()]].map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
       },
     });
   } catch (e) {

@@ -178,6 +178,17 @@ export class PostgresWorkload {
     return this.pebble.push(fenceDeadline(this.l), String(Math.floor(epochMs)), { ...OWNER, permissions: '600' });
   }
 
+  /** The fence deadline in force (epoch ms), or undefined when the fence is not armed. */
+  async fenceDeadline(): Promise<number | undefined> {
+    try {
+      const v = Number((await this.pebble.pull(fenceDeadline(this.l))).toString('utf8').trim());
+      return Number.isFinite(v) && v > 0 ? v : undefined;
+    } catch (e) {
+      if ((e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404)) return undefined;
+      throw e;
+    }
+  }
+
   /** Disarms the fence (this unit is not, or no longer, a primary). */
   async clearFence(): Promise<void> {
     await this.pebble.removePath(fenceDeadline(this.l)).catch(() => undefined);
