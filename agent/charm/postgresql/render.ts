@@ -78,6 +78,9 @@ export function pgParams(
     // pg_rewind needs either checksums or hint-bit WAL; this keeps rewind possible either way.
     wal_log_hints: 'on',
     wal_keep_size: '128MB',
+    // A standby whose primary restarted (a postmaster crash) retries streaming after this; the
+    // 5 s default kept commits waiting for a synchronous standby that long.
+    wal_retrieve_retry_interval: '1s',
     // A standby that is down must not fill the primary's disk: past this its slot is invalidated
     // (at a checkpoint, which max_wal_size brings on sooner on a small volume).
     max_slot_wal_keep_size: slotWalKeepSize(config, o.resources?.volumeBytes, share),
