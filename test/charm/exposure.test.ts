@@ -194,7 +194,7 @@ describe('PostgreSQL charm: secrets and exposure', () => {
     }
     const after = await passwordsSecret();
     for (const p of Object.values(after)) seen.add(p);
-    expect(Object.keys(after).sort()).toEqual(['monitoring', 'operator', 'replication', 'rewind']); // nothing left pending
+    expect(Object.keys(after).sort()).toEqual(['api-token', 'monitoring', 'operator', 'replication', 'rewind']); // nothing left pending (api-token: the unit API's, failsafe)
     expect(after['operator']).toBe(given);
     for (const user of ['rewind', 'monitoring', 'replication']) expect(after[user]).not.toBe(before[user]);
     for (const user of ['operator', 'replication', 'rewind', 'monitoring']) expect(await getPassword(user)).toBe(after[user]);

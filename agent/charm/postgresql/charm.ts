@@ -197,8 +197,16 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
-  await w.setStandbySignal(true);
+  // A standby's config and signal: written now, and again over a fresh clone.
+  const standbyConfig = async () => {
+    await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
+    await w.setStandbySignal(true);
+  };
+  const startStandby = async () => {
+    await w.start(() => waitAccepting(me, pw.operator));
+    await waitAccepting(me, pw.operator);
+  };
+  await standbyConfig();
   await w.addLayer(me.port);
   if (await w.running()) await w.reload();
   else await w.start(() => waitAccepting(me, pw.operator));
@@ -212,11 +220,9 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
-      await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
-      await w.setStandbySignal(true);
+      await standbyConfig();
     }
-    await w.start(() => waitAccepting(me, pw.operator));
-    await waitAccepting(me, pw.operator);
+    await startStandby();
   }
   const lost = await checkLostWal(me, target, pw.operator, slot);
   if (lost.reclone) {
@@ -228,10 +234,8 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await withConnection(target, pw.operator, (c) => dropSlot(c, slot));
     await w.setAside();
     await clone();
-    await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
-    await w.setStandbySignal(true);
-    await w.start(() => waitAccepting(me, pw.operator));
-    await waitAccepting(me, pw.operator);
+    await standbyConfig();
+    await startStandby();
   }
   await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
