@@ -5,6 +5,7 @@ import {
   desiredSyncSet,
   followStep,
   isDiverged,
+  restartDecision,
   NO_SYNC,
   parseSyncSet,
   syncSetBag,
@@ -222,5 +223,29 @@ describe('promote-to-primary', () => {
     const r = decideManualPromote(snap, true);
     expect(r.ok).toBe(false);
     expect(!r.ok && r.why).toMatch(why);
+  });
+});
+
+describe('restart order for restart-class changes (restartDecision)', () => {
+  const run = (unit: string, role = 'replica') => ({ unit, role, configHash: 'h2' });
+  const old = (unit: string, role = 'replica') => ({ unit, role, configHash: 'h1' });
+  const pendingRestart = (unit: string, role = 'replica') => ({ unit, role, configHash: 'h2', restartPending: 'max_connections' });
+  const base = { pending: ['max_connections'], lowered: [] as string[], hash: 'h2', primary: 'pg/0' };
+  it.each([
+    ['nothing pending: nothing', { ...base, role: 'primary' as const, pending: [], peers: [old('pg/1')] }, 'nothing', []],
+    ['raised, on a replica: at once', { ...base, role: 'replica' as const, peers: [old('pg/0', 'primary'), old('pg/2')] }, 'restart', []],
+    ['raised, on the primary, a replica on the old config: later', { ...base, role: 'primary' as const, peers: [run('pg/1'), old('pg/2')] }, 'restart later', ['pg/2']],
+    ['raised, on the primary, a replica still to restart: later', { ...base, role: 'primary' as const, peers: [run('pg/1'), pendingRestart('pg/2')] }, 'restart later', ['pg/2']],
+    ['raised, on the primary, every replica runs it: now', { ...base, role: 'primary' as const, peers: [run('pg/1'), run('pg/2')] }, 'restart', []],
+    ['raised, on the primary, a unit without a role does not hold it up', { ...base, role: 'primary' as const, peers: [run('pg/1'), { unit: 'pg/2' }] }, 'restart', []],
+    ['lowered, on the primary: at once', { ...base, lowered: ['max_connections'], role: 'primary' as const, peers: [old('pg/1'), old('pg/2')] }, 'restart', []],
+    ['lowered, on a replica, the primary not yet: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [old('pg/0', 'primary')] }, 'restart later', ['pg/0']],
+    ['lowered, on a replica, the primary restarting: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [pendingRestart('pg/0', 'primary')] }, 'restart later', ['pg/0']],
+    ['lowered, on a replica, the primary runs it: now', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [run('pg/0', 'primary')] }, 'restart', []],
+    ['lowered, on a replica whose primary is not a peer: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [] }, 'restart later', ['pg/0']],
+  ])('%s', (_n, o, kind, waitingFor) => {
+    const d = restartDecision(o);
+    expect(d.kind).toBe(kind);
+    if (d.kind === 'restart later') expect(d.waitingFor).toEqual(waitingFor);
   });
 });

@@ -1,5 +1,5 @@
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
-import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, syncSetBag, syncSetNames } from './decide.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
 import { ensureApiToken, readApiToken } from './api-token.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
@@ -308,25 +308,19 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
   const hash = ctx.configHash;
   const pending = await restartPending(me, pw);
   const lowered = pending.length ? (await loweredMinimums(me, pw)).filter((n) => pending.includes(n)) : [];
-  if (pending.length && role === 'primary' && !lowered.length) {
-    const behind = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('role') === 'replica' && (ctx.peers.unit(u).get('config-hash') !== hash || ctx.peers.unit(u).get('restart-pending')));
-    if (behind.length) {
-      ctx.peers.local.set('restart-pending', pending.join(','));
-      said(ctx, { decision: 'restart later', parameters: pending, waitingFor: behind, why: 'replicas restart first' });
-      return;
-    }
+  const peers = ctx.peers.units.map((u) => {
+    const b = ctx.peers.unit(u);
+    return { unit: u, role: b.get('role'), configHash: b.get('config-hash'), restartPending: b.get('restart-pending') };
+  });
+  const d = restartDecision({ role, pending, lowered, hash, peers, primary });
+  if (d.kind === 'restart later') {
+    ctx.peers.local.set('restart-pending', pending.join(','));
+    said(ctx, { decision: d.kind, parameters: pending, ...(lowered.length ? { lowered } : {}), waitingFor: d.waitingFor, why: d.why });
+    return;
   }
-  if (pending.length && role === 'replica' && lowered.length) {
-    const p = ctx.peers.units.includes(primary) ? ctx.peers.unit(primary) : undefined;
-    if (!p || p.get('config-hash') !== hash || p.get('restart-pending')) {
-      ctx.peers.local.set('restart-pending', pending.join(','));
-      said(ctx, { decision: 'restart later', parameters: pending, lowered, waitingFor: [primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' });
-      return;
-    }
-  }
-  if (pending.length) {
+  if (d.kind === 'restart') {
     await ctx.setUnitStatus({ name: 'maintenance', message: `restarting PostgreSQL for ${pending.join(', ')}` });
-    ctx.log.info({ decision: 'restart', parameters: pending, ...(lowered.length ? { lowered } : {}), why: 'pg_settings.context is postmaster for these' }, 'reconcile');
+    ctx.log.info({ decision: d.kind, parameters: pending, ...(lowered.length ? { lowered } : {}), why: d.why }, 'reconcile');
     await w.stop();
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);

@@ -295,3 +295,36 @@ export function decideManualPromote(s: HaSnapshot, force: boolean): { ok: true; 
 function maxLsn(a: string, b: string | undefined): string {
   return b && lsnValue(b) > lsnValue(a) ? b : a;
 }
+
+/** A peer as the restart order sees it: its bag's role, applied config hash and pending restart. */
+export interface ConfigPeer {
+  unit: string;
+  role?: string;
+  configHash?: string;
+  restartPending?: string;
+}
+
+export type RestartDecision =
+  | { kind: 'nothing'; why: string }
+  | { kind: 'restart'; why: string }
+  | { kind: 'restart later'; waitingFor: string[]; why: string };
+
+/**
+ * Restart-class config changes (pg_settings.context = postmaster), rolling: a replica restarts
+ * at once and the primary last, once every replica runs the config (`hash`). Lowering a
+ * setting a hot standby needs at least as high as its primary's flips the order: the primary
+ * first, a replica once the primary's bag says it runs the config.
+ */
+export function restartDecision(o: { role: 'primary' | 'replica'; pending: readonly string[]; lowered: readonly string[]; hash: string; peers: readonly ConfigPeer[]; primary: string }): RestartDecision {
+  if (!o.pending.length) return { kind: 'nothing', why: 'no parameter waits for a restart' };
+  const runs = (p: ConfigPeer) => p.configHash === o.hash && !p.restartPending;
+  if (o.role === 'primary' && !o.lowered.length) {
+    const behind = o.peers.filter((p) => p.role === 'replica' && !runs(p)).map((p) => p.unit);
+    if (behind.length) return { kind: 'restart later', waitingFor: behind, why: 'replicas restart first' };
+  }
+  if (o.role === 'replica' && o.lowered.length) {
+    const p = o.peers.find((x) => x.unit === o.primary);
+    if (!p || !runs(p)) return { kind: 'restart later', waitingFor: [o.primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' };
+  }
+  return { kind: 'restart', why: 'pg_settings.context is postmaster for these' };
+}
