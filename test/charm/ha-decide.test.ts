@@ -242,6 +242,8 @@ describe('restart order for restart-class changes (restartDecision)', () => {
     ['lowered, on a replica, the primary not yet: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [old('pg/0', 'primary')] }, 'restart later', ['pg/0']],
     ['lowered, on a replica, the primary restarting: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [pendingRestart('pg/0', 'primary')] }, 'restart later', ['pg/0']],
     ['lowered, on a replica, the primary runs it: now', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [run('pg/0', 'primary')] }, 'restart', []],
+    ['lowered, on a replica that has not replayed the primary\'s new value yet: later', { ...base, lowered: ['max_connections'], notReplayed: ['max_connections'], role: 'replica' as const, peers: [run('pg/0', 'primary')] }, 'restart later', ['pg/0']],
+    ['lowered, the not-replayed check does not hold up the primary', { ...base, lowered: ['max_connections'], notReplayed: ['max_connections'], role: 'primary' as const, peers: [old('pg/1')] }, 'restart', []],
     ['lowered, on a replica whose primary is not a peer: later', { ...base, lowered: ['max_connections'], role: 'replica' as const, peers: [] }, 'restart later', ['pg/0']],
   ])('%s', (_n, o, kind, waitingFor) => {
     const d = restartDecision(o);

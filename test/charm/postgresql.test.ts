@@ -94,6 +94,22 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect((await m.cli(['status', '--format', 'yaml'])).stdout).not.toContain(pw);
   });
 
+  it('at idle sends no SIGHUP and rewrites no config file (update-status runs every 10 s)', async () => {
+    const logs = () => Object.fromEntries(readdirSync(join(m.dir, 'logs')).filter((f) => f.endsWith('.sidecar.log')).map((f) => [f, readFileSync(join(m.dir, 'logs', f), 'utf8')]));
+    const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length;
+    const configWrite = /"msg":"push file"/;
+    const configFile = /pgcharm\.conf|pg_hba\.conf|pgpass/;
+    const before = logs();
+    await new Promise((r) => setTimeout(r, 25_000));
+    const after = logs();
+    for (const [f, text] of Object.entries(after)) {
+      const added = text.slice(before[f]?.length ?? 0);
+      expect(count(added, /received SIGHUP/), `${f}: SIGHUPs at idle`).toBe(0);
+      // The primary's fence deadline is the one file an idle unit writes (its lease renewals).
+      expect(added.split('\n').filter((l) => configWrite.test(l) && configFile.test(l)), `${f}: config files written at idle`).toEqual([]);
+    }
+  }, 60_000);
+
   it('fails over when the primary unit is killed: no acknowledged write lost, the old primary rejoins as a standby', async () => {
     const pw = (await m.cli(['run', 'leader', 'get-password', '--wait'])).stdout.match(/password: (\S+)/)![1]!;
     const roles = async () => {

@@ -127,7 +127,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), hbaFor(ctx, me));
+  const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
   await w.addLayer(me.port);
   // The fence is armed before Postgres may accept a write.
@@ -136,7 +136,8 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     // Fenced (restarted read-only) while still holding the lease, and nobody took over: serve again.
     await w.promote(me, pw.operator);
   } else if (running) {
-    await w.reload();
+    // Nothing changed, nothing to do: an idle unit sends no SIGHUP (update-status runs every 10 s).
+    if (toReload) await w.reload();
   } else {
     await w.setStandbySignal(false);
     await w.start(() => waitAccepting(me, pw.operator));
@@ -199,16 +200,19 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
   // A standby's config and signal: written now, and again over a fresh clone.
   const standbyConfig = async () => {
-    await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
+    const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
     await w.setStandbySignal(true);
+    return toReload;
   };
   const startStandby = async () => {
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
   };
-  await standbyConfig();
+  const toReload = await standbyConfig();
   await w.addLayer(me.port);
-  if (await w.running()) await w.reload();
+  if (await w.running()) {
+    if (toReload) await w.reload();
+  }
   else await w.start(() => waitAccepting(me, pw.operator));
   await waitAccepting(me, pw.operator);
   if (await diverged(me, target, pw)) {
@@ -284,16 +288,18 @@ async function restartPending(me: Target, pw: Passwords): Promise<string[]> {
  */
 const STANDBY_MINIMUMS = ['max_connections', 'max_prepared_transactions', 'max_locks_per_transaction', 'max_wal_senders', 'max_worker_processes'];
 
-/** Which of STANDBY_MINIMUMS the config file lowers below what the server runs with. */
-async function loweredMinimums(me: Target, pw: Passwords): Promise<string[]> {
+/** Which of STANDBY_MINIMUMS the config file lowers below what the server runs with, and to what. */
+async function loweredMinimums(me: Target, pw: Passwords): Promise<Record<string, number>> {
   return withConnection(me, pw.operator, async (c) =>
-    (
-      await c.query<{ name: string }>(
-        `SELECT f.name FROM (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings WHERE name = ANY($1) ORDER BY name, seqno DESC) f
-           JOIN pg_settings s USING (name) WHERE f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint ORDER BY 1`,
-        [STANDBY_MINIMUMS],
-      )
-    ).rows.map((r) => r.name),
+    Object.fromEntries(
+      (
+        await c.query<{ name: string; setting: string }>(
+          `SELECT f.name, f.setting FROM (SELECT DISTINCT ON (name) name, setting FROM pg_file_settings WHERE name = ANY($1) ORDER BY name, seqno DESC) f
+             JOIN pg_settings s USING (name) WHERE f.setting ~ '^[0-9]+$' AND f.setting::bigint < s.setting::bigint ORDER BY 1`,
+          [STANDBY_MINIMUMS],
+        )
+      ).rows.map((r) => [r.name, Number(r.setting)]),
+    ),
   );
 }
 
@@ -307,12 +313,17 @@ async function loweredMinimums(me: Target, pw: Passwords): Promise<string[]> {
 async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Target, pw: Passwords, role: 'primary' | 'replica', primary: string): Promise<void> {
   const hash = ctx.configHash;
   const pending = await restartPending(me, pw);
-  const lowered = pending.length ? (await loweredMinimums(me, pw)).filter((n) => pending.includes(n)) : [];
+  const to = pending.length ? await loweredMinimums(me, pw) : {};
+  const lowered = Object.keys(to).filter((n) => pending.includes(n));
   const peers = ctx.peers.units.map((u) => {
     const b = ctx.peers.unit(u);
     return { unit: u, role: b.get('role'), configHash: b.get('config-hash'), restartPending: b.get('restart-pending') };
   });
-  const d = restartDecision({ role, pending, lowered, hash, peers, primary });
+  // A standby checks these against its control file at start-up, which holds the primary's
+  // values as last replayed: restarted before the primary's lowered values arrived, it refuses to start.
+  const control = role === 'replica' && lowered.length ? await w.controlSettings() : {};
+  const notReplayed = lowered.filter((n) => (control[n] ?? 0) > to[n]!);
+  const d = restartDecision({ role, pending, lowered, notReplayed, hash, peers, primary });
   if (d.kind === 'restart later') {
     ctx.peers.local.set('restart-pending', pending.join(','));
     said(ctx, { decision: d.kind, parameters: pending, ...(lowered.length ? { lowered } : {}), waitingFor: d.waitingFor, why: d.why });

@@ -313,9 +313,19 @@ export type RestartDecision =
  * Restart-class config changes (pg_settings.context = postmaster), rolling: a replica restarts
  * at once and the primary last, once every replica runs the config (`hash`). Lowering a
  * setting a hot standby needs at least as high as its primary's flips the order: the primary
- * first, a replica once the primary's bag says it runs the config.
+ * first, a replica once the primary's bag says it runs the config and it has replayed the
+ * primary's new values (its control file holds them: a standby compares them at start-up).
  */
-export function restartDecision(o: { role: 'primary' | 'replica'; pending: readonly string[]; lowered: readonly string[]; hash: string; peers: readonly ConfigPeer[]; primary: string }): RestartDecision {
+export function restartDecision(o: {
+  role: 'primary' | 'replica';
+  pending: readonly string[];
+  lowered: readonly string[];
+  /** Lowered settings this standby's control file still holds higher (the primary's change not replayed yet). */
+  notReplayed?: readonly string[];
+  hash: string;
+  peers: readonly ConfigPeer[];
+  primary: string;
+}): RestartDecision {
   if (!o.pending.length) return { kind: 'nothing', why: 'no parameter waits for a restart' };
   const runs = (p: ConfigPeer) => p.configHash === o.hash && !p.restartPending;
   if (o.role === 'primary' && !o.lowered.length) {
@@ -325,6 +335,9 @@ export function restartDecision(o: { role: 'primary' | 'replica'; pending: reado
   if (o.role === 'replica' && o.lowered.length) {
     const p = o.peers.find((x) => x.unit === o.primary);
     if (!p || !runs(p)) return { kind: 'restart later', waitingFor: [o.primary], why: 'lowered settings a standby needs at least as high as its primary: the primary restarts first' };
+    if (o.notReplayed?.length) {
+      return { kind: 'restart later', waitingFor: [o.primary], why: `the primary's lowered ${o.notReplayed.join(', ')} not replayed here yet: a standby restarted before that refuses to start` };
+    }
   }
   return { kind: 'restart', why: 'pg_settings.context is postmaster for these' };
 }

@@ -15,6 +15,12 @@ const OWNER = { user: 'postgres', group: 'postgres' };
 const resourcesSeen = new Map<string, { at: number; r: UnitResources | undefined }>();
 const RESOURCES_TTL_MS = 5 * 60_000;
 
+/**
+ * Config written since Postgres last loaded it (one Postgres per agent process). True at
+ * start-up: a write just before the agent stopped may never have been reloaded.
+ */
+let configUnapplied = true;
+
 export class ExecFailed extends Error {
   override name = 'ExecFailed';
 }
@@ -137,10 +143,25 @@ export class PostgresWorkload {
     this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloned the primary with pg_basebackup');
   }
 
-  /** The config file and pg_hba.conf; Postgres takes both on the next reload (or start). */
-  async writeConfig(params: Record<string, string>, hba: HbaSpec): Promise<void> {
-    await this.pebble.push(this.l.confFile, renderConf(params), { ...OWNER, permissions: '600' });
-    await this.pebble.push(this.l.hbaFile, renderHba(hba), { ...OWNER, permissions: '600' });
+  /**
+   * The config file and pg_hba.conf; Postgres takes both on the next reload (or start). A file
+   * that already holds the content is not written again (it is read back through the sidecar,
+   * so a clone or rewind that replaced it is noticed). Returns whether Postgres has anything
+   * to reload: a file changed, or one written earlier was not reloaded yet.
+   */
+  async writeConfig(params: Record<string, string>, hba: HbaSpec): Promise<boolean> {
+    const conf = await this.pushIfChanged(this.l.confFile, renderConf(params));
+    const rules = await this.pushIfChanged(this.l.hbaFile, renderHba(hba));
+    if (conf || rules) configUnapplied = true;
+    return configUnapplied;
+  }
+
+  /** Writes a postgres-only file unless it holds `content` already; says whether it wrote. */
+  private async pushIfChanged(path: string, content: string): Promise<boolean> {
+    const now = await this.pebble.pull(path).catch(() => undefined);
+    if (now?.toString() === content) return false;
+    await this.pebble.push(path, content, { ...OWNER, permissions: '600', makeDirs: true });
+    return true;
   }
 
   async setStandbySignal(on: boolean): Promise<void> {
@@ -227,6 +248,27 @@ export class PostgresWorkload {
     }
   }
 
+  /**
+   * The primary's settings a hot standby needs at least as high, as this cluster's control file
+   * holds them (pg_controldata; a standby updates them when it replays the primary's change).
+   */
+  async controlSettings(): Promise<Record<string, number>> {
+    const out = await this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
+    const names: Record<string, string> = {
+      max_connections: 'max_connections',
+      max_worker_processes: 'max_worker_processes',
+      max_wal_senders: 'max_wal_senders',
+      max_prepared_xacts: 'max_prepared_transactions',
+      max_locks_per_xact: 'max_locks_per_transaction',
+    };
+    const got: Record<string, number> = {};
+    for (const m of out.matchAll(/^(\w+) setting:\s+(\d+)$/gm)) {
+      const name = names[m[1]!];
+      if (name) got[name] = Number(m[2]);
+    }
+    return got;
+  }
+
   /** The stopped cluster's last checkpoint LSN (pg_controldata): what a switchover target must have. */
   async finalLsn(): Promise<string> {
     const out = await this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
@@ -244,9 +286,9 @@ export class PostgresWorkload {
   }
 
   /** The private passfile: replication (streaming, basebackup) and rewind (pg_rewind); not the superuser's. */
-  pushPassfile(pw: { replication: string; rewind: string }): Promise<void> {
+  async pushPassfile(pw: { replication: string; rewind: string }): Promise<void> {
     const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
-    return this.pushSecret(this.l.pgpass, `*:*:*:replication:${esc(pw.replication)}\n*:*:*:rewind:${esc(pw.rewind)}\n`);
+    await this.pushIfChanged(this.l.pgpass, `*:*:*:replication:${esc(pw.replication)}\n*:*:*:rewind:${esc(pw.rewind)}\n`);
   }
 
   async running(): Promise<boolean> {
@@ -259,6 +301,7 @@ export class PostgresWorkload {
    * sidecar's 1 s okay delay; a start the sidecar reports failed still fails here.
    */
   async start(ready: () => Promise<void>): Promise<void> {
+    configUnapplied = false; // a starting postmaster reads the files as they are now
     const change = this.pebble.waitChange(await this.pebble.start([SERVICE])).then(
       () => ready(),
       (e: unknown) => {
@@ -275,8 +318,9 @@ export class PostgresWorkload {
     await this.pebble.waitChange(await this.pebble.stop([SERVICE]));
   }
 
-  reload(): Promise<void> {
-    return this.pebble.sendSignal('SIGHUP', [SERVICE]);
+  async reload(): Promise<void> {
+    await this.pebble.sendSignal('SIGHUP', [SERVICE]);
+    configUnapplied = false;
   }
 }
 
