@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseBootstrapPrimary, chooseFailoverCandidate, synchronousStandbyNames } from '../../agent/charm/postgresql/decide.js';
+import { chooseBootstrapPrimary, chooseFailoverCandidate, desiredSyncSet, syncSetNames } from '../../agent/charm/postgresql/decide.js';
 import { layout, pgParams, renderConf, renderHba, slotName } from '../../agent/charm/postgresql/render.js';
 import { scramVerifier } from '../../agent/charm/postgresql/scram.js';
 import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
@@ -12,7 +12,7 @@ describe('synchronous_standby_names', () => {
     ['quorum', 1, [], ''],
     ['off', 1, ['postgresql/1'], ''],
   ] as const)('%s n=%i over %j -> %s', (mode, n, streaming, want) => {
-    expect(synchronousStandbyNames(mode, n, streaming)).toBe(want);
+    expect(syncSetNames(desiredSyncSet(mode, n, streaming))).toBe(want);
   });
 });
 

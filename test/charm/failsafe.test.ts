@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { API_TOKEN_KEY, ensureApiToken, readApiToken } from '../../agent/charm/postgresql/api-token.js';
+import { API_TOKEN_KEY } from '../../agent/charm/postgresql/api-token.js';
+import { ensureApiToken, readApiToken } from '../../agent/charm/postgresql/secrets.js';
 import { decideExtension, Failsafe, mayConfirm, probeTimeoutMs, roundBudgetMs, storeTimeoutMs, type ExtensionInput, type PeerAnswer } from '../../agent/charm/postgresql/failsafe.js';
 import type { Kube } from '../../agent/runtime/kube.js';
 import { UnitApi, callUnit } from '../../agent/runtime/unit-api.js';

@@ -1,11 +1,10 @@
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
-import { ensureApiToken, readApiToken } from './api-token.js';
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
-import { ensurePasswords, isSystemUser, readPasswords, SYSTEM_USERS, type Passwords } from './secrets.js';
+import { ensureApiToken, ensurePasswords, isSystemUser, readApiToken, readPasswords, SYSTEM_USERS, type Passwords } from './secrets.js';
 import { hbaFor } from './access.js';
 import { changePassword, primaryTarget, settlePasswordChanges } from './password-change.js';
 import { ensureSystemRoles } from './system-roles.js';
@@ -30,10 +29,8 @@ class Waiting extends Error {}
  * ends in a reconcile, update-status every 10 s: the same "replica of X" each time is debug).
  */
 function said(ctx: EventContext, fields: Record<string, unknown>): void {
-  const key = JSON.stringify(fields);
-  if (key === state.lastReconcile) ctx.log.debug(fields, 'reconcile');
-  else ctx.log.info(fields, 'reconcile');
-  state.lastReconcile = key;
+  if (state.changed('reconcile', JSON.stringify(fields))) ctx.log.info(fields, 'reconcile');
+  else ctx.log.debug(fields, 'reconcile');
 }
 
 async function inRecovery(target: Target, pw: Passwords): Promise<boolean> {
@@ -210,11 +207,11 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   };
   const toReload = await standbyConfig();
   await w.addLayer(me.port);
-  if (await w.running()) {
+  if (!(await w.running())) await startStandby();
+  else {
     if (toReload) await w.reload();
+    await waitAccepting(me, pw.operator);
   }
-  else await w.start(() => waitAccepting(me, pw.operator));
-  await waitAccepting(me, pw.operator);
   if (await diverged(me, target, pw)) {
     // This standby holds WAL the new primary never had (it was ahead of the promoted standby,
     // or a primary that crashed): it cannot follow the new timeline until rewound.
@@ -246,7 +243,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   await labelPod(ctx, 'replica');
   // A set from a past term as primary names no candidates now.
   for (const [k, v] of Object.entries(syncSetBag(NO_SYNC))) ctx.peers.local.set(k, v);
-  state.sync = state.applied = state.syncChange = undefined;
+  state.resetSync(undefined);
   said(ctx, { decision: 'replica', primary, why: 'the application bag names another unit primary' });
   const later = ctx.peers.local.get('restart-pending');
   if (state.failoverWait) await ctx.setUnitStatus({ name: 'waiting', message: state.failoverWait });

@@ -39,11 +39,6 @@ export function syncSetNames(s: SyncSet): string {
   return `ANY ${s.k} (${[...s.members].sort().map((m) => `"${m.replace(/"/g, '""')}"`).join(', ')})`;
 }
 
-/** synchronous_standby_names straight from the config and the streaming standbys. */
-export function synchronousStandbyNames(mode: string, count: number, streaming: readonly string[]): string {
-  return syncSetNames(desiredSyncSet(mode, count, streaming));
-}
-
 export function sameSyncSet(a: SyncSet, b: SyncSet): boolean {
   return a.k === b.k && [...a.members].sort().join(',') === [...b.members].sort().join(',');
 }
@@ -105,7 +100,7 @@ export interface Member {
   pos?: Position;
 }
 
-export type Choice = { unit: string; why: string; compared: string[] } | { unit?: undefined; why: string; waitingFor?: string[] };
+export type Choice = { unit: string; why: string } | { unit?: undefined; why: string };
 
 /**
  * Which standby may be promoted now that the primary's lease expired.
@@ -140,14 +135,11 @@ export function chooseFailoverCandidate(o: { mode: string; sync: SyncSet; member
     if (compared.length < needed) {
       const missing = needed - compared.length;
       const silent = set.filter((u) => !compared.some((m) => m.unit === u));
-      return {
-        why: `waiting for ${missing} more member${missing > 1 ? 's' : ''} of the synchronous set [${set.join(', ')}] to compare positions (ANY ${o.sync.k}: ${needed} needed; no position from ${silent.join(', ')})`,
-        waitingFor: silent,
-      };
+      return { why: `waiting for ${missing} more member${missing > 1 ? 's' : ''} of the synchronous set [${set.join(', ')}] to compare positions (ANY ${o.sync.k}: ${needed} needed; no position from ${silent.join(', ')})` };
     }
     const top = best(compared);
     if (top.role !== 'replica') return { why: `the most advanced member of the synchronous set, ${top.unit}, is not a replica (${top.role ?? 'no role'})` };
-    return { unit: top.unit, why: `most advanced (${top.pos!.lsn}) of ${compared.map((m) => m.unit).join(', ')}, ${needed} of the synchronous set [${set.join(', ')}] needed`, compared: compared.map((m) => m.unit) };
+    return { unit: top.unit, why: `most advanced (${top.pos!.lsn}) of ${compared.map((m) => m.unit).join(', ')}, ${needed} of the synchronous set [${set.join(', ')}] needed` };
   }
   const eligible = o.members.filter((m) => m.role === 'replica' && settled(m));
   if (eligible.length === 0) return { why: 'no reachable standby' };
@@ -158,7 +150,7 @@ export function chooseFailoverCandidate(o: { mode: string; sync: SyncSet; member
       return { why: `the most advanced standby ${top.unit} is ${lag} bytes behind the last position the primary published (${o.primaryLsn}); maximum-lag-on-failover is ${o.maxLagBytes}` };
     }
   }
-  return { unit: top.unit, why: `most advanced (${top.pos!.lsn}) of ${eligible.map((m) => m.unit).join(', ')}`, compared: eligible.map((m) => m.unit) };
+  return { unit: top.unit, why: `most advanced (${top.pos!.lsn}) of ${eligible.map((m) => m.unit).join(', ')}` };
 }
 
 /** One HA cycle's view of the world (observed by ha.ts; every field a plain value). */
@@ -199,7 +191,7 @@ export type HaAction =
   | { kind: 'promote'; cause: 'switchover' | 'failover'; previous?: string }
   | { kind: 'set synchronous'; to: SyncSet }
   | { kind: 'renew' }
-  | { kind: 'wait'; waitingFor?: string[] }
+  | { kind: 'wait' }
   | { kind: 'nothing' };
 
 /**
@@ -241,7 +233,7 @@ export function decideHa(s: HaSnapshot): HaDecision {
   const detail = { positions: Object.fromEntries(members.map((m) => [m.unit, m.pos ? `${m.pos.lsn}${m.pos.settled ? '' : ' (replaying)'}` : null])), ...(lease.primaryLsn ? { primaryLsn: lease.primaryLsn } : {}) };
   if (choice.unit === s.unit) return { kind: 'promote', cause: 'failover', ...(lease.holder ? { previous: lease.holder } : {}), why: `the primary lease of ${lease.holder ?? 'nobody'} expired; ${stable(choice.why)}`, detail };
   if (choice.unit) return { kind: 'wait', why: `the primary lease expired; ${choice.unit} is the candidate`, detail };
-  return { kind: 'wait', ...('waitingFor' in choice && choice.waitingFor ? { waitingFor: choice.waitingFor } : {}), why: `the primary lease of ${lease.holder ?? 'nobody'} expired; ${stable(choice.why)}`, detail };
+  return { kind: 'wait', why: `the primary lease of ${lease.holder ?? 'nobody'} expired; ${stable(choice.why)}`, detail };
 }
 
 /** A reason without its LSNs and byte counts, for "did the decision change" comparisons. */

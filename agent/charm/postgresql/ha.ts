@@ -20,7 +20,7 @@ import {
 import { hbaSpec } from './access.js';
 import { Failsafe, storeTimeoutMs, type RoundContext } from './failsafe.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
-import { parseAddress, POSITION_SQL, readPosition, toPosition, type PositionRow } from './positions.js';
+import { parseAddress, POSITION_SQL, readPosition, toPosition, type Position, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
 import type { Passwords } from './secrets.js';
 import { labelPod, local, state, ttlMs } from './state.js';
@@ -115,7 +115,7 @@ export async function observe(src: HaSource, probeAll = false): Promise<Observed
         .then((r) => toPosition(r[0]!))
         .catch((e: unknown) => void state.forgetPasswords(e))
     : undefined;
-  const self = mine ? { lsn: mine.have, settled: mine.settled, timeline: mine.timeline, writable: mine.writable } : undefined;
+  const self = mine ? asSelf(mine) : undefined;
   // Only peers count: pg_basebackup's WAL stream shows up in pg_stat_replication too.
   const streaming = role === 'primary' && holder === src.unit && mine?.writable ? mine.standbys.filter((u) => src.peers.has(u)) : undefined;
   const peers: Member[] = await Promise.all(
@@ -154,10 +154,14 @@ export async function observe(src: HaSource, probeAll = false): Promise<Observed
   return { snap, pw, me, w, ttl, lease };
 }
 
-async function probe(t: Target, pw: Passwords, timeoutMs = 1000): Promise<(HaSnapshot['self'] & object) | undefined> {
+/** A server's position as the decision compares it: how far it has WAL, and whether that is final. */
+function asSelf(p: Position): NonNullable<HaSnapshot['self']> {
+  return { lsn: p.have, settled: p.settled, timeline: p.timeline, writable: p.writable };
+}
+
+async function probe(t: Target, pw: Passwords, timeoutMs = 1000): Promise<HaSnapshot['self']> {
   try {
-    const p = await readPosition(t, pw.operator, timeoutMs);
-    return { lsn: p.have, settled: p.settled, timeline: p.timeline, writable: p.writable };
+    return asSelf(await readPosition(t, pw.operator, timeoutMs));
   } catch (e) {
     state.forgetPasswords(e);
     return undefined;
@@ -223,9 +227,7 @@ export async function promoteSelf(
     await o.w.promote(o.me, o.pw.operator);
     await slotsForPeers(o.me, o.pw, peers);
     await ctx.setLocal(PROMOTED);
-    state.sync = NO_SYNC;
-    state.applied = NO_SYNC;
-    state.syncChange = undefined;
+    state.resetSync(NO_SYNC);
     state.failoverWait = undefined;
     await labelPod(ctx, 'primary');
     return true;
@@ -265,8 +267,7 @@ async function setSynchronous(ctx: LoopContext, src: HaSource, o: Observed, to: 
       if (!sameSyncSet(mid, from)) await ctx.setLocal(syncSetBag(mid));
       state.sync = mid;
       const names = syncSetNames(to);
-      const bags = [...src.peers.values()].map((b) => ({ 'ingress-address': b['ingress-address'], address: b['address'] }));
-      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names, resources: await o.w.resources() }), hbaSpec(src.config, o.me.host, bags));
+      await o.w.writeConfig(pgParams(src.config, { host: o.me.host, port: o.me.port, l: o.w.l, synchronousStandbyNames: names, resources: await o.w.resources() }), hbaSpec(src.config, o.me.host, [...src.peers.values()]));
       await o.w.reload();
       await waitSetting(o.me, o.pw, 'synchronous_standby_names', names);
       state.applied = to;
@@ -302,13 +303,11 @@ async function waitSetting(me: Target, pw: Passwords, name: string, want: string
 }
 
 function logDecision(log: Logger, d: HaDecision): void {
-  const key = `${d.kind}|${d.why}`;
   const fields = { decision: d.kind, why: d.why, ...(d.detail ?? {}) };
-  if (key === state.lastDecision) {
+  if (!state.changed('ha', `${d.kind}|${d.why}`)) {
     log.debug(fields, 'ha');
     return;
   }
-  state.lastDecision = key;
   if (d.kind === 'promote' || d.kind === 'step down' || d.kind === 'hand over') log.warn(fields, 'ha');
   else log.info(fields, 'ha');
 }

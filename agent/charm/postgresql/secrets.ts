@@ -11,23 +11,47 @@ export type Passwords = Record<SystemUser, string>;
 
 export const isSystemUser = (u: string): u is SystemUser => (SYSTEM_USERS as readonly string[]).includes(u);
 
-function decode(s: V1Secret): Passwords | undefined {
-  const out: Partial<Passwords> = {};
-  for (const u of SYSTEM_USERS) {
-    const v = s.data?.[u];
-    if (!v) return undefined;
-    out[u] = Buffer.from(v, 'base64').toString('utf8');
-  }
-  return out as Passwords;
-}
-
-export async function readPasswords(kube: Kube, app: string): Promise<Passwords | undefined> {
+/** The passwords Secret's data as plain text; undefined when there is no Secret yet. */
+async function readSecretData(kube: Kube, app: string): Promise<Record<string, string> | undefined> {
+  let s: V1Secret;
   try {
-    return decode(await kube.core.readNamespacedSecret({ name: objects.passwords(app), namespace: kube.namespace }));
+    s = await kube.core.readNamespacedSecret({ name: objects.passwords(app), namespace: kube.namespace });
   } catch (e) {
     if (isNotFound(e)) return undefined;
     throw e;
   }
+  return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
+export async function readPasswords(kube: Kube, app: string): Promise<Passwords | undefined> {
+  const data = await readSecretData(kube, app);
+  if (!data || !SYSTEM_USERS.every((u) => data[u])) return undefined;
+  return Object.fromEntries(SYSTEM_USERS.map((u) => [u, data[u]!])) as Passwords;
+}
+
+/** The token units present to each other's API (api-token.ts); undefined without one. */
+export async function readApiToken(kube: Kube, app: string): Promise<string | undefined> {
+  return (await readSecretData(kube, app))?.[API_TOKEN_KEY] || undefined;
+}
+
+/** Leader only: the token, added to the passwords Secret first if it has none (undefined without a Secret). */
+export async function ensureApiToken(kube: Kube, app: string): Promise<string | undefined> {
+  const have = await readApiToken(kube, app);
+  if (have) return have;
+  if (!(await readSecretData(kube, app))) return undefined;
+  let token: string | undefined;
+  try {
+    await editPasswords(kube, app, (d) => {
+      token = d[API_TOKEN_KEY] || undefined;
+      if (token) return undefined;
+      token = generateApiToken();
+      return { ...d, [API_TOKEN_KEY]: token };
+    });
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+  return token;
 }
 
 /** Leader only: creates the Secret with generated passwords (operator from override-root-password when set). */

@@ -31,10 +31,8 @@ export class CharmState {
   syncBusy = false;
   /** A change of set applied in Postgres at WAL position `since`, not yet recorded alone. */
   syncChange: { to: SyncSet; since: string } | undefined;
-  /** The HA cycle's last decision as `kind|why`, logged again only when it changes. */
-  lastDecision = '';
-  /** The last reconcile's outcome, likewise. */
-  lastReconcile = '';
+  /** The HA cycle's last decision (`kind|why`) and the last reconcile's outcome, logged again only when they change. */
+  private last: Record<'ha' | 'reconcile', string> = { ha: '', reconcile: '' };
   /**
    * Why the HA cycle keeps this replica from taking over a primary whose lease expired; a
    * reconcile shows it instead of "replica of X" (what an operator must read first).
@@ -52,14 +50,33 @@ export class CharmState {
     return run;
   }
 
-  /**
-   * The passwords Secret, read again only when the leader says they changed (the app bag's
-   * `passwords-rotated`): the HA cycle runs every 400 ms and must not read it every time.
-   */
+  /** Records `key` as the latest of `what`; says whether it differs from the one before. */
+  changed(what: 'ha' | 'reconcile', key: string): boolean {
+    const differs = this.last[what] !== key;
+    this.last[what] = key;
+    return differs;
+  }
+
+  /** The HA cycle's last decision as `kind|why`. */
+  get lastDecision(): string {
+    return this.last.ha;
+  }
+
+  /** What this process knows of the synchronous set after a promotion (`to`) or a demotion (undefined: the bag's). */
+  resetSync(to: SyncSet | undefined): void {
+    this.sync = this.applied = to;
+    this.syncChange = undefined;
+  }
+
   /** A login was refused: the Secret changed without a `passwords-rotated` (or before it arrived). */
   forgetPasswords(e: unknown): void {
     if ((e as { code?: string } | undefined)?.code === '28P01') this.pw = undefined;
   }
+
+  /**
+   * The passwords Secret, read again only when the leader says they changed (the app bag's
+   * `passwords-rotated`): the HA cycle runs every 400 ms and must not read it every time.
+   */
 
   async passwords(kube: Kube, app: string, rotated: string | undefined): Promise<Passwords | undefined> {
     const key = rotated ?? '';

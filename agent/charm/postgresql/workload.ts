@@ -248,12 +248,17 @@ export class PostgresWorkload {
     }
   }
 
+  /** pg_controldata's report on this cluster (C locale: its labels are parsed). */
+  private controldata(): Promise<string> {
+    return this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
+  }
+
   /**
    * The primary's settings a hot standby needs at least as high, as this cluster's control file
    * holds them (pg_controldata; a standby updates them when it replays the primary's change).
    */
   async controlSettings(): Promise<Record<string, number>> {
-    const out = await this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
+    const out = await this.controldata();
     const names: Record<string, string> = {
       max_connections: 'max_connections',
       max_worker_processes: 'max_worker_processes',
@@ -271,7 +276,7 @@ export class PostgresWorkload {
 
   /** The stopped cluster's last checkpoint LSN (pg_controldata): what a switchover target must have. */
   async finalLsn(): Promise<string> {
-    const out = await this.run([`${this.l.binDir}/pg_controldata`, '-D', this.l.pgdata], { env: { LC_ALL: 'C' } });
+    const out = await this.controldata();
     const m = /^Latest checkpoint location:\s+(\S+)$/m.exec(out);
     if (!m) throw new ExecFailed('pg_controldata printed no latest checkpoint location');
     return m[1]!;
