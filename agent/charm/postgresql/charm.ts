@@ -177,6 +177,12 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await w.basebackup(target, slot, false);
   };
   const step = followStep({ hasCluster: await w.hasCluster(), wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
+  // A clone or a rewind needs the primary up. Briefly down (restarting, fenced), that is a wait,
+  // not a hook error; and a rewind that failed only because it was down would re-clone for nothing.
+  // Following needs no answer: a standby starts and streams once the primary is back.
+  if (step !== 'follow' && !(await withConnection(target, pw.operator, (c) => c.query('SELECT 1'), 1000).then(() => true, () => false))) {
+    throw new Waiting(`waiting for the primary ${primary} to accept connections (to ${step === 'clone' ? 'clone' : 'rewind'} from it)`);
+  }
   if (step === 'clone') {
     await clone();
   } else if (step === 'rewind') {
