@@ -10,6 +10,7 @@ import { connect } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
 import { Store, type Watcher } from '../runtime/store.js';
 import { startApiServer } from './apiserver/server.js';
+import type { AuditEntry } from './apiserver/auth.js';
 import { ConfigSync } from './config-sync.js';
 import { decodeDeployment } from './deployment.js';
 import { writeKubeconfig } from './kubeconfig.js';
@@ -85,12 +86,13 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const release = takeLock(paths.lock);
   const token = readOrCreateToken(paths.token);
   const namespace = namespaceFor(o.model);
-  // The agents' own identity, as a service account in a cluster: what they do is audited, so
-  // a test can hold the manifests' RBAC rules to the requests agents really make.
+  // The agents' own identity, as a service account in a cluster. What they do is audited on
+  // request only (PGCHARM_AUDIT=1): a test holds the manifests' RBAC rules to the requests
+  // agents really make, the footprint bench counts them; at idle an audit line per request
+  // was most of what a cluster wrote.
   const agentToken = readOrCreateToken(paths.agentToken);
   const agentUser = `system:serviceaccount:${namespace}:pgcharm-agent`;
-  mkdirSync(paths.logs, { recursive: true });
-  const audit = createWriteStream(paths.audit, { flags: 'a' });
+  const audit = auditRequested() ? createWriteStream(paths.audit, { flags: 'a' }) : undefined;
   const previous = readControllerInfo(o.model);
   const port = o.port ?? (previous?.port && (await portFree(previous.port)) ? previous.port : await freePort());
   const server = await startApiServer({
@@ -99,7 +101,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
     port,
     token,
     serviceAccounts: new Map([[agentToken, agentUser]]),
-    audit: (e) => audit.write(JSON.stringify(e) + '\n'),
+    ...(audit ? { audit: (e: AuditEntry) => void audit.write(JSON.stringify(e) + '\n') } : {}),
     log: log.child({ component: 'apiserver' }),
   });
   writeKubeconfig(paths.kubeconfig, { server: server.url, token, namespace, name: `pgcharm-${namespace}`, ca: server.ca });
@@ -158,6 +160,11 @@ async function stopApps(apps: Map<string, { kubelet: Kubelet; sync: ConfigSync }
       await kubelet.stop().catch((e: unknown) => log.error({ err: String(e) }, 'stopping units failed'));
     }),
   );
+}
+
+/** PGCHARM_AUDIT=1 (or true) in the environment `pgcharm deploy` or `pgcharm controller` runs in. */
+export function auditRequested(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ['1', 'true'].includes((env['PGCHARM_AUDIT'] ?? '').toLowerCase());
 }
 
 async function portFree(port: number): Promise<boolean> {

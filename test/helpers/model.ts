@@ -61,7 +61,8 @@ export function testModel(): TestModel {
         execFile(
           process.execPath,
           [CLI, args[0]!, '--model', dir, ...args.slice(1)], // before any `--`
-          { env: { ...process.env, [MARK]: marker, PGCHARM_MODEL: '' }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+          // Tests audit the agents' requests (the RBAC test reads them); a user's model does not by default.
+          { env: { ...process.env, [MARK]: marker, PGCHARM_MODEL: '', PGCHARM_AUDIT: '1' }, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
           (err: ExecFileException | null, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
         );
       });
