@@ -60,7 +60,8 @@ const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 export const AGENT_RBAC_RULES: readonly Readonly<V1PolicyRule>[] = [
   { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
   { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
-  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+  // list and watch: the agents follow the leader and primary Leases by watch, not by polling.
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
 ];
 

@@ -9,6 +9,7 @@ import { readConfigSecrets } from './config-secrets.js';
 import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
+import { LeaseCache } from './leases.js';
 import { BufferedBag } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
@@ -45,6 +46,12 @@ interface ConfigSnapshot {
 }
 
 const ERROR_RETRY_MS = [5_000, 10_000, 20_000, 40_000, 60_000];
+/** An update-status running longer than this shows "executing" in status. */
+const EXECUTING_AFTER_MS = 1000;
+/** A notice key nobody records: the agent's long-poll on it ends only by timeout or by the sidecar going away. */
+const SIDECAR_WATCH_KEY = 'pgcharm.io/agent-follows-sidecar';
+/** How often the store is listed again in case a watch missed something (it re-lists after any error). */
+const RESYNC_MS = 5 * 60_000;
 const LOG_LEVELS: readonly string[] = ['trace', 'debug', 'info', 'warn', 'error'];
 
 /**
@@ -55,6 +62,7 @@ const LOG_LEVELS: readonly string[] = ['trace', 'debug', 'info', 'warn', 'error'
 export class Agent {
   readonly store: Store;
   readonly elector: LeaderElector;
+  readonly leases: LeaseCache;
   readonly pebble: PebbleClient;
   private readonly queue = new EventQueue();
   private readonly unit: string;
@@ -97,7 +105,8 @@ export class Agent {
     this.myBag = objects.unitBag(opts.unit);
     this.log = opts.log;
     this.store = new Store(opts.kube, opts.unit.app);
-    this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log);
+    this.leases = new LeaseCache(opts.kube, (name) => name.startsWith(`${opts.unit.app}-`), this.log);
+    this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log, this.leases);
     this.pebble = new PebbleClient({ socketPath: opts.socketPath });
     this.workload = {
       address: () => {
@@ -132,8 +141,10 @@ export class Agent {
 
   /** Startup: Juju's order is install, leader-elected or leader-settings-changed, config-changed, start. */
   async start(): Promise<void> {
+    this.leases.start();
     const bag = await this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod }));
     const ann = bag.metadata?.annotations ?? {};
+    this.annotated = { ...ann };
     this.myData = { ...(bag.data ?? {}) };
     this.installed = ann[ANNOTATIONS.installed] === 'true';
     this.inError = ann[ANNOTATIONS.workloadStatus] === 'error'; // left by a previous run of this agent
@@ -141,7 +152,10 @@ export class Agent {
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
     this.config = parseConfig(await this.store.get(objects.config(this.app)));
     this.applyLogLevel();
-    this.appData = { ...((await this.store.get(objects.appBag(this.app)))?.data ?? {}) };
+    const appBag = await this.store.get(objects.appBag(this.app));
+    this.appData = { ...(appBag?.data ?? {}) };
+    this.appBagExists = Boolean(appBag);
+    this.appStatusShown = appStatusOf(appBag?.metadata?.annotations);
 
     await this.elector.start();
     this.elector.on('elected', () => this.queue.push({ name: 'leader-elected' }));
@@ -165,10 +179,15 @@ export class Agent {
         this.log,
       ),
     );
-    this.timers.push(setInterval(() => void this.checkPebble(), 1000));
     this.timers.push(setInterval(() => void this.serveApi(), 1000));
+    // A safety net only: the watches re-list after any error, so this finds nothing in a healthy store.
+    this.timers.push(setInterval(() => void this.resync(), RESYNC_MS));
+    // Loops act at once on a lease renewed, taken or expired (a standby's failover starts at expiry).
+    const wake = () => this.wakeLoops();
+    this.leases.on('change', wake);
+    this.leases.on('expired', wake);
     this.armUpdateStatus();
-    void this.checkPebble();
+    void this.followPebble();
     this.loopDone = this.loop();
     for (const l of this.opts.charm.loops ?? []) this.loops.push(this.runCharmLoop(l));
     this.log.info({ leader: this.elector.isLeader() }, 'agent started');
@@ -196,9 +215,11 @@ export class Agent {
     clearInterval(this.updateStatus);
     await (this.apiChain = this.apiChain.then(() => this.api?.close()));
     await Promise.all(this.watchers.map((w) => w.stop().catch(() => undefined)));
+    this.wakeLoops();
     await Promise.all(this.loops);
     await this.opts.charm.shutdown?.().catch((e: unknown) => this.log.warn({ err: String(e) }, 'charm shutdown failed'));
     await this.elector.stop(true);
+    await this.leases.stop();
   }
 
   private loopContext(name: string): LoopContext {
@@ -216,7 +237,7 @@ export class Agent {
       },
       setApp: async (data) => {
         if (!this.elector.isLeader()) throw new RelationDataAccessError(`unit ${this.unit} is not the leader: only the leader writes the ${this.relation} application bag`);
-        await this.store.ensure(objects.appBag(this.app), this.store.labels('app-bag'));
+        await this.ensureAppBag();
         await this.store.patch(objects.appBag(this.app), { data });
         this.appData = applyPatch(this.appData, data);
       },
@@ -224,6 +245,7 @@ export class Agent {
       pebble: this.pebble,
       workload: this.workload,
       kube: this.opts.kube,
+      leases: this.leases,
       emit: (event) => this.queue.push({ name: event }),
       log,
     };
@@ -239,9 +261,24 @@ export class Agent {
         ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'charm loop failed');
       }
       if (this.run.stopped) break;
-      await new Promise((r) => setTimeout(r, Math.max(10, l.everyMs(ctx.config()))));
+      await new Promise<void>((r) => {
+        const done = () => {
+          clearTimeout(t);
+          this.loopWakers.delete(done);
+          r();
+        };
+        const t = setTimeout(done, Math.max(10, l.everyMs(ctx.config())));
+        this.loopWakers.add(done);
+      });
     }
   }
+
+  /** Ends every loop's sleep: its next run starts now (runs still never overlap). */
+  private wakeLoops(): void {
+    for (const w of [...this.loopWakers]) w();
+  }
+
+  private readonly loopWakers = new Set<() => void>();
 
   /** Resolves when the agent has finished (after stop(), or after the unit was removed). */
   done(): Promise<void> {
@@ -425,7 +462,8 @@ export class Agent {
     );
   }
 
-  private async checkPebble(): Promise<void> {
+  /** Asks the sidecar its boot id; a new one is a (re)started sidecar: pebble-ready. False when it does not answer. */
+  private async checkPebble(): Promise<boolean> {
     try {
       const info = await this.pebble.getSystemInfo();
       if (info['boot-id'] !== this.pebbleBootId) {
@@ -433,8 +471,32 @@ export class Agent {
         this.applyLogLevel(); // a sidecar started again runs at its start-up level
         this.queue.push({ name: `${this.opts.container}-pebble-ready` });
       }
+      return true;
     } catch {
       // Not up yet (or restarting): pebble-ready fires once it answers with a new boot id.
+      return false;
+    }
+  }
+
+  /**
+   * Follows the sidecar without polling it: every second until it answers, then a long-poll
+   * of its notices API (a request a minute) that fails the moment the sidecar goes away, when
+   * it is asked again at once. A sidecar without notices (an old Pebble) is asked every second.
+   */
+  private async followPebble(): Promise<void> {
+    const pause = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+    while (!this.run.stopped) {
+      if (!(await this.checkPebble())) {
+        await pause(1000);
+        continue;
+      }
+      const asked = Date.now();
+      try {
+        await this.pebble.getNotices({ types: ['custom'], keys: [SIDECAR_WATCH_KEY], after: new Date(), timeoutMs: 60_000 });
+      } catch {
+        // Gone or restarted (checked at once), or no long-poll here: then at most once a second.
+        if (Date.now() - asked < 1000 && (await this.checkPebble())) await pause(1000);
+      }
     }
   }
 
@@ -480,7 +542,6 @@ export class Agent {
 
   /** Runs one event; returns the error when the handler failed (the unit goes into error). */
   private async dispatch(e: QueuedEvent): Promise<Error | undefined> {
-    if (e.name === 'update-status') await this.resync();
     if (this.opts.current) this.opts.current.event = e.name;
     const log = e.remoteUnit ? this.log.child({ remote: e.remoteUnit }) : this.log;
     let action: ActionRun | undefined;
@@ -530,6 +591,7 @@ export class Agent {
       pebble: this.pebble,
       workload: this.workload,
       kube: this.opts.kube,
+      leases: this.leases,
       setUnitStatus: (s) => this.setUnitStatus(s),
       setAppStatus: (s) => this.setAppStatus(s),
       defer: () => {
@@ -540,13 +602,20 @@ export class Agent {
     };
 
     const handler = this.opts.charm.handlers[e.name];
-    await this.annotate({ [ANNOTATIONS.agentStatus]: 'executing', [ANNOTATIONS.agentMessage]: `running ${e.name} hook` });
+    // "executing" while a hook runs (what `deploy` waits out before it calls the units settled),
+    // except for a quick update-status: the timer's hook that changes nothing writes nothing.
+    const executing = { [ANNOTATIONS.agentStatus]: 'executing', [ANNOTATIONS.agentMessage]: `running ${e.name} hook` };
+    let shown: Promise<void> | undefined;
+    if (e.name !== 'update-status') shown = this.annotate(executing);
+    const slow = shown ? undefined : setTimeout(() => void (shown = this.annotate(executing)), EXECUTING_AFTER_MS);
     const t0 = performance.now();
     try {
       if (handler) await handler(ctx);
       await this.commit(local, appBag);
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
+      clearTimeout(slow);
+      await shown;
       if (action) {
         await action.finish(error);
         await this.annotate({ [ANNOTATIONS.agentStatus]: 'idle', [ANNOTATIONS.agentMessage]: null });
@@ -554,9 +623,14 @@ export class Agent {
       }
       return error;
     }
+    clearTimeout(slow);
+    await shown;
     if (action) await action.finish();
     await this.afterSuccess(e, deferred, config);
-    log.info({ handled: Boolean(handler), deferred, ms: Math.round(performance.now() - t0) }, deferred ? 'event deferred' : 'event handled');
+    const fields = { handled: Boolean(handler), deferred, ms: Math.round(performance.now() - t0) };
+    // update-status is the timer's: at info it would be a line per unit every interval.
+    if (e.name === 'update-status' && !deferred) log.debug(fields, 'event handled');
+    else log.info(fields, deferred ? 'event deferred' : 'event handled');
     if (this.opts.current) this.opts.current.event = 'idle';
     return undefined;
   }
@@ -571,7 +645,7 @@ export class Agent {
     const app = appBag.patch();
     if (app) {
       if (!this.elector.isLeader()) throw new Error(`lost leadership before the application bag could be written`);
-      await this.store.ensure(objects.appBag(this.app), this.store.labels('app-bag'));
+      await this.ensureAppBag();
       await this.store.patch(objects.appBag(this.app), { data: app });
       this.appData = appBag.entries();
     }
@@ -606,7 +680,7 @@ export class Agent {
     if (deferred) this.log.debug({ deferred: this.queue.deferredNames() }, 'deferred events');
   }
 
-  /** update-status doubles as the drift resync: re-read what the watches maintain. */
+  /** The drift resync (every RESYNC_MS): re-read what the watches maintain. */
   private async resync(): Promise<void> {
     try {
       const all = await this.store.list(`${LABELS.app}=${this.app}`);
@@ -624,13 +698,34 @@ export class Agent {
   private async setAppStatus(s: Status): Promise<void> {
     if (!this.elector.isLeader()) throw new Error(`unit ${this.unit} is not the leader: only the leader sets the application status`);
     const name = objects.appBag(this.app);
-    await this.store.ensure(name, this.store.labels('app-bag'));
+    const shown = `${s.name}|${s.message}`;
+    if (this.appStatusShown === shown) return;
+    await this.ensureAppBag();
     await this.store.patch(name, { annotations: { [ANNOTATIONS.workloadStatus]: s.name, [ANNOTATIONS.workloadMessage]: s.message || null } });
+    this.appStatusShown = shown;
   }
 
+  private async ensureAppBag(): Promise<void> {
+    if (this.appBagExists) return;
+    await this.store.ensure(objects.appBag(this.app), this.store.labels('app-bag'));
+    this.appBagExists = true;
+  }
+
+  /** The application status as last written or seen (the leader writes only a change). */
+  private appStatusShown: string | undefined;
+  private appBagExists = false;
+  /** This unit's bag annotations as last written: only what differs is written again. */
+  private annotated: Record<string, string> = {};
+
   private async annotate(a: Record<string, string | null>): Promise<void> {
+    const changed = Object.fromEntries(Object.entries(a).filter(([k, v]) => (this.annotated[k] ?? null) !== v));
+    if (!Object.keys(changed).length) return;
     try {
-      await this.store.patch(this.myBag, { annotations: { ...a, [ANNOTATIONS.updated]: new Date().toISOString() } });
+      await this.store.patch(this.myBag, { annotations: { ...changed, [ANNOTATIONS.updated]: new Date().toISOString() } });
+      for (const [k, v] of Object.entries(changed)) {
+        if (v === null) delete this.annotated[k];
+        else this.annotated[k] = v;
+      }
     } catch (e) {
       this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
     }
@@ -653,6 +748,11 @@ export class Agent {
     }
     this.log.info('unit removed');
   }
+}
+
+function appStatusOf(ann: Record<string, string> | undefined): string | undefined {
+  const name = ann?.[ANNOTATIONS.workloadStatus];
+  return name ? `${name}|${ann[ANNOTATIONS.workloadMessage] ?? ''}` : undefined;
 }
 
 function applyPatch(data: Record<string, string>, p: Record<string, string | null>): Record<string, string> {

@@ -78,6 +78,8 @@ export interface EventContext {
   workload: Workload;
   /** The store (Kubernetes API) for objects the runtime does not model, e.g. the charm's Secrets. */
   kube: import('./kube.js').Kube;
+  /** The application's Leases as the watch keeps them (`<app>-*`): read without a request. */
+  leases: import('./leases.js').LeaseCache;
   setUnitStatus(status: Status): Promise<void>;
   /** Leader only. */
   setAppStatus(status: Status): Promise<void>;
@@ -109,14 +111,17 @@ export interface LoopContext {
   workload: Workload;
   /** The store (Kubernetes API) for objects the runtime does not model, e.g. a charm's own Lease. */
   kube: import('./kube.js').Kube;
+  /** The application's Leases as the watch keeps them (`<app>-*`): read without a request. */
+  leases: import('./leases.js').LeaseCache;
   /** Queues a charm event (e.g. to re-run config-changed after a role change). */
   emit(name: string): void;
   log: Logger;
 }
 
 /**
- * A loop the runtime runs beside the event queue, every `everyMs` (runs never overlap). For
- * work that must not wait behind a long hook, such as renewing a lease (Patroni's HA loop).
+ * A loop the runtime runs beside the event queue, every `everyMs` (runs never overlap), and
+ * at once when one of the application's Leases changes or expires. For work that must not
+ * wait behind a long hook, such as renewing a lease (Patroni's HA loop).
  */
 export interface CharmLoop {
   name: string;

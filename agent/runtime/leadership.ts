@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { V1MicroTime, type V1Lease } from '#client-node';
 import type { Logger } from 'pino';
 import { apiMessage, isConflict, isNotFound, type Kube } from './kube.js';
+import { leaseRecord, type LeaseCache } from './leases.js';
 
 export interface LeaseTiming {
   /** How long a holder's claim lasts without a renewal (client-go LeaseDuration). */
@@ -12,8 +13,12 @@ export interface LeaseTiming {
   retryMs: number;
 }
 
-/** Failover in ~leaseMs + retryMs; renewDeadline leaves the old leader 2 s to step down first. */
-export const DEFAULT_LEASE_TIMING: LeaseTiming = { leaseMs: 5000, renewDeadlineMs: 3000, retryMs: 1000 };
+/**
+ * Leadership moves in ~leaseMs (the others are woken at expiry by the lease watch); the leader
+ * renews every 2 s, half a write per second at idle (the primary Lease, not this one, decides
+ * how fast the database fails over); renewDeadline leaves the old leader 2 s to step down first.
+ */
+export const DEFAULT_LEASE_TIMING: LeaseTiming = { leaseMs: 6000, renewDeadlineMs: 4000, retryMs: 2000 };
 
 export function validateTiming(t: LeaseTiming): void {
   if (!(t.retryMs > 0 && t.retryMs < t.renewDeadlineMs && t.renewDeadlineMs < t.leaseMs)) {
@@ -45,9 +50,15 @@ export class LeaderElector extends EventEmitter {
     readonly identity: string,
     private readonly timing: LeaseTiming,
     private readonly log: Logger,
+    /** The lease watch: without it every round reads the Lease from the store. */
+    private readonly cache?: LeaseCache,
   ) {
     super();
     validateTiming(timing);
+    // A non-leader tries the moment the lease expires on its clock, not at its next round.
+    cache?.on('expired', (name: string) => {
+      if (name === this.leaseName && this.running && !this.leading) this.schedule(0);
+    });
   }
 
   isLeader(): boolean {
@@ -94,7 +105,8 @@ export class LeaderElector extends EventEmitter {
     if (!this.running) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      this.busy = this.tick().finally(() => this.schedule(this.timing.retryMs));
+      // After any round still running (an expiry wake-up may come during one).
+      this.busy = this.busy.then(() => this.tick()).finally(() => this.schedule(this.timing.retryMs));
     }, ms);
   }
 
@@ -112,6 +124,7 @@ export class LeaderElector extends EventEmitter {
   }
 
   private async read(): Promise<V1Lease | undefined> {
+    if (this.cache) return this.cache.fresh(this.leaseName);
     try {
       return await this.kube.coordination.readNamespacedLease({ name: this.leaseName, namespace: this.kube.namespace });
     } catch (e) {
@@ -120,12 +133,28 @@ export class LeaderElector extends EventEmitter {
     }
   }
 
+  /**
+   * The Lease to decide on, and when its record was first seen as it is: from the watch when it
+   * has listed (no request), else read now. A non-holder about to take over an expired lease
+   * reads it fresh first: a stale watch must not make a live leader look expired (the
+   * compare-and-swap would refuse the takeover anyway; this saves the failed write).
+   */
+  private async current(): Promise<{ lease: V1Lease | undefined; changedAt: number | undefined }> {
+    if (!this.cache?.ready) return { lease: await this.read(), changedAt: undefined };
+    const seen = this.cache.get(this.leaseName);
+    const holder = seen?.lease.spec?.holderIdentity ?? '';
+    const expiresAt = seen ? seen.changedAt + (seen.lease.spec?.leaseDurationSeconds ?? 0) * 1000 : 0;
+    if (seen && (holder === this.identity || (holder !== '' && expiresAt > Date.now()))) return { lease: structuredClone(seen.lease), changedAt: seen.changedAt };
+    const lease = await this.cache.fresh(this.leaseName);
+    return { lease, changedAt: this.cache.get(this.leaseName)?.changedAt };
+  }
+
   /** One round of client-go's tryAcquireOrRenew; true when we hold the lease afterwards. */
   private async tryAcquireOrRenew(): Promise<boolean> {
     // Lease times are MicroTime: client-node writes 6 fractional digits only for V1MicroTime.
     const now = new V1MicroTime();
     const leaseSeconds = Math.ceil(this.timing.leaseMs / 1000);
-    const lease = await this.read();
+    const { lease, changedAt } = await this.current();
     if (!lease) {
       try {
         await this.kube.coordination.createNamespacedLease({
@@ -141,6 +170,7 @@ export class LeaderElector extends EventEmitter {
         if (isConflict(e)) return false; // someone else created it first
         throw e;
       }
+      if (this.cache) void this.cache.fresh(this.leaseName).catch(() => undefined);
       this.observe(this.identity);
       this.setLeading(true, 'created the lease');
       return true;
@@ -148,8 +178,11 @@ export class LeaderElector extends EventEmitter {
 
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
-    const record = JSON.stringify([holder, spec.renewTime, spec.acquireTime, spec.leaseTransitions, spec.leaseDurationSeconds]);
-    if (record !== this.observedRecord) {
+    const record = leaseRecord(lease);
+    if (changedAt !== undefined) {
+      this.observedRecord = record;
+      this.observedAt = changedAt;
+    } else if (record !== this.observedRecord) {
       this.observedRecord = record;
       this.observedAt = Date.now();
     }
@@ -169,10 +202,12 @@ export class LeaderElector extends EventEmitter {
       leaseTransitions: mine ? (spec.leaseTransitions ?? 0) : (spec.leaseTransitions ?? 0) + 1,
     };
     try {
-      await this.kube.coordination.replaceNamespacedLease({ name: this.leaseName, namespace: this.kube.namespace, body: lease });
+      this.cache?.put(await this.kube.coordination.replaceNamespacedLease({ name: this.leaseName, namespace: this.kube.namespace, body: lease }), true);
     } catch (e) {
-      if (isConflict(e)) return false; // changed under us: read again next round
-      throw e;
+      if (!isConflict(e)) throw e;
+      // Changed under us (or our copy was stale): read again, decide again next round.
+      if (this.cache) await this.cache.fresh(this.leaseName).catch(() => undefined);
+      return false;
     }
     if (!mine) this.log.info({ lease: this.leaseName, previous: holder || null }, 'acquired the leader lease');
     this.observe(this.identity);

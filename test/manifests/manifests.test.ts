@@ -219,7 +219,7 @@ describe('rendered objects', () => {
     expect(m.role.rules).toEqual([
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
-      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
     ]);
     // Copies: editing a rendered Role cannot change the constant.

@@ -11,6 +11,8 @@ import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
 import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
+import { closeFences } from './fence.js';
+import { objects } from '../../runtime/names.js';
 
 /**
  * The PostgreSQL charm. Every event ends in one reconcile (Patroni's HA loop, event-driven):
@@ -50,13 +52,59 @@ function workload(ctx: EventContext): { w: PostgresWorkload; l: Layout } {
 }
 
 async function reconcile(ctx: EventContext): Promise<void> {
+  state.settledOn = undefined;
   try {
     await state.exclusive(() => reconcileOrWait(ctx));
+    // Settled: nothing waits, no restart is pending. Until its inputs change, a reconcile would do nothing.
+    if (!ctx.peers.local.get('restart-pending') && !state.failoverWait) state.settledOn = reconcileInputs(ctx);
   } catch (e) {
     if (!(e instanceof Waiting)) throw e;
     said(ctx, { decision: 'wait', why: e.message });
     await ctx.setUnitStatus({ name: 'waiting', message: e.message });
   }
+}
+
+/**
+ * What a reconcile decides on: the config, leadership, the bags and the primary lease's holder.
+ * Postgres's own state is checked apart (postgresAsLeft).
+ */
+function reconcileInputs(ctx: EventContext): string {
+  const sorted = (o: Record<string, string>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const peers = ctx.peers.units.map((u) => [u, sorted(ctx.peers.unit(u).entries())]);
+  const holder = ctx.leases.get(objects.primaryLease(ctx.app))?.lease.spec?.holderIdentity ?? '';
+  return JSON.stringify([ctx.configHash, ctx.isLeader(), sorted(ctx.peers.local.entries()), sorted(ctx.peers.app.entries()), peers, holder]);
+}
+
+/**
+ * Postgres as the last reconcile left it, asked over the kept-open connection (no new login):
+ * a primary accepts writes, a replica streams. Anything else, or no answer, and update-status
+ * reconciles in full.
+ */
+async function postgresAsLeft(ctx: EventContext): Promise<boolean> {
+  const me = ctx.workload.address();
+  const role = ctx.peers.local.get('role');
+  if (!me || (role !== 'primary' && role !== 'replica')) return false;
+  try {
+    const pw = await state.passwords(ctx.kube, ctx.app, ctx.peers.app.get('passwords-rotated'));
+    if (!pw) return false;
+    const [r] = await local.query<{ recovery: boolean; receiver: string | null }>(me, pw.operator, 'SELECT pg_is_in_recovery() AS recovery, (SELECT status FROM pg_stat_wal_receiver) AS receiver');
+    return role === 'primary' ? r?.recovery === false : r?.recovery === true && r.receiver === 'streaming';
+  } catch (e) {
+    state.forgetPasswords(e);
+    return false;
+  }
+}
+
+/**
+ * update-status does only what it must: when nothing a reconcile decides on changed since one
+ * settled, and Postgres is as it left it, it asks Postgres one question and writes nothing.
+ */
+async function updateStatus(ctx: EventContext): Promise<void> {
+  if (state.settledOn !== undefined && state.settledOn === reconcileInputs(ctx) && (await postgresAsLeft(ctx))) {
+    ctx.log.debug({ decision: 'nothing', why: 'nothing changed since the last reconcile settled' }, 'update-status');
+    return;
+  }
+  await reconcile(ctx);
 }
 
 async function reconcileOrWait(ctx: EventContext): Promise<void> {
@@ -126,7 +174,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
   const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
-  await w.addLayer(me.port);
+  await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   // The fence is armed before Postgres may accept a write.
   await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
   if (running && (await inRecovery(me, pw))) {
@@ -212,7 +260,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await waitAccepting(me, pw.operator);
   };
   const toReload = await standbyConfig();
-  await w.addLayer(me.port);
+  await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   if (!(await w.running())) await startStandby();
   else {
     if (toReload) await w.reload();
@@ -420,7 +468,6 @@ export default function postgresqlCharm(): Charm {
     'database-peers-relation-joined',
     'database-peers-relation-changed',
     'database-peers-relation-departed',
-    'update-status',
     'pgcharm-reconcile',
   ];
   return {
@@ -429,9 +476,11 @@ export default function postgresqlCharm(): Charm {
     shutdown: async () => {
       failsafe.stop();
       local.drop();
+      closeFences();
     },
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
+      'update-status': updateStatus,
       'get-primary-action': (ctx) => {
         ctx.action!.setResults({ primary: ctx.peers.app.get('primary') ?? '' });
       },

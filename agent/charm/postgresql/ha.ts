@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { PebbleClient } from '../../../sidecar/client/index.js';
 import type { CharmLoop, ConfigValue, EventContext, LoopContext } from '../../runtime/charm.js';
 import { isUnreachable, withStoreTimeout, type Kube } from '../../runtime/kube.js';
+import type { LeaseCache } from '../../runtime/leases.js';
 import { objects, parseUnit } from '../../runtime/names.js';
 import {
   decideHa,
@@ -46,6 +47,7 @@ export interface HaSource {
   unit: string;
   app: string;
   kube: Kube;
+  leases: LeaseCache;
   log: Logger;
   pebble: PebbleClient;
   config: Readonly<Record<string, ConfigValue>>;
@@ -73,12 +75,12 @@ export interface Observed {
 
 function fromLoop(ctx: LoopContext): HaSource {
   const { local, app, peers } = ctx.bags();
-  return { unit: ctx.unit, app: ctx.app, kube: ctx.kube, log: ctx.log, pebble: ctx.pebble, config: ctx.config(), local, appBag: app, peers, address: ctx.workload.address(), storage: ctx.workload.storage('pgdata') };
+  return { unit: ctx.unit, app: ctx.app, kube: ctx.kube, leases: ctx.leases, log: ctx.log, pebble: ctx.pebble, config: ctx.config(), local, appBag: app, peers, address: ctx.workload.address(), storage: ctx.workload.storage('pgdata') };
 }
 
 export function fromEvent(ctx: EventContext): HaSource {
   const peers = new Map(ctx.peers.units.map((u) => [u, ctx.peers.unit(u).entries()]));
-  return { unit: ctx.unit, app: ctx.app, kube: ctx.kube, log: ctx.log, pebble: ctx.pebble, config: ctx.config, local: ctx.peers.local.entries(), appBag: ctx.peers.app.entries(), peers, address: ctx.workload.address(), storage: ctx.workload.storage('pgdata') };
+  return { unit: ctx.unit, app: ctx.app, kube: ctx.kube, leases: ctx.leases, log: ctx.log, pebble: ctx.pebble, config: ctx.config, local: ctx.peers.local.entries(), appBag: ctx.peers.app.entries(), peers, address: ctx.workload.address(), storage: ctx.workload.storage('pgdata') };
 }
 
 /** A store request of the HA cycle, with its failsafe timeout (tracked: failsafe.ts knows the store's last answer). */
@@ -99,11 +101,16 @@ export async function observe(src: HaSource, probeAll = false): Promise<Observed
   if (!pw) return undefined;
   const ttl = ttlMs(src.config);
   const pl = state.lease(src);
-  const lease = await bounded(src, () => pl.read());
+  let lease = await bounded(src, () => pl.read());
+  let expired = lease?.spec?.holderIdentity === src.unit ? false : pl.expired(lease, ttl);
+  // The watch says the lease expired: the store has the last word (a stalled watch misses renewals).
+  if (expired && pl.watched) {
+    lease = await bounded(src, () => pl.fresh());
+    expired = lease?.spec?.holderIdentity === src.unit ? false : pl.expired(lease, ttl);
+  }
   const holder = lease?.spec?.holderIdentity || undefined;
   failsafe.observe(holder);
   const ann = lease?.metadata?.annotations ?? {};
-  const expired = holder === src.unit ? false : pl.expired(lease, ttl);
   const role = src.local['role'];
   const w = new PostgresWorkload(src.pebble, layout(src.storage, Number(src.config['postgresql-major'])), src.log);
 
@@ -213,7 +220,7 @@ const PROMOTED = { role: 'primary', ...syncSetBag(NO_SYNC) } as const;
  * took the Lease first.
  */
 export async function promoteSelf(
-  ctx: { unit: string; kube: Kube; app: string; log: Logger; setLocal(d: Record<string, string | null>): Promise<void> },
+  ctx: { unit: string; kube: Kube; app: string; leases: LeaseCache; log: Logger; setLocal(d: Record<string, string | null>): Promise<void> },
   o: Observed,
   peers: string[],
   handedOver: boolean,
@@ -391,8 +398,11 @@ function failsafeRound(ctx: LoopContext): () => RoundContext {
 
 export const haLoop: CharmLoop = {
   name: 'ha',
-  // failsafe: twice the pace while writes go on by failsafe extensions (each lasts TTL/2).
-  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 5)),
+  // A renewal every TTL/4 (the fence is TTL/2 after the last one: one late renewal is
+  // absorbed). A standby is woken by the Lease watch on a renewal, a takeover or an expiry,
+  // so its ticks find nothing to do and ask the store nothing. failsafe: 2.5× the pace while
+  // writes go on by failsafe extensions (each lasts TTL/2).
+  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 4)),
   async run(ctx: LoopContext): Promise<void> {
     // failsafe: a store that does not answer is not a cycle failure: the primary asks its peers
     // to confirm instead, and moves its fence deadline when every one of them does.

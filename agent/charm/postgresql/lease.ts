@@ -1,5 +1,6 @@
 import { V1MicroTime, type V1Lease } from '#client-node';
 import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
+import { leaseRecord, type LeaseCache } from '../../runtime/leases.js';
 import { objects } from '../../runtime/names.js';
 
 /**
@@ -7,6 +8,10 @@ import { objects } from '../../runtime/names.js';
  * it; another unit may take it only once the record stayed unchanged for a whole lease
  * duration on the taker's own clock (client-go rules, no clock comparison across units). Every
  * write is compare-and-swap on resourceVersion.
+ *
+ * Read through the agent's Lease watch (runtime/leases.ts): following the lease costs a
+ * standby no request. What decides a takeover is read fresh from the store: a stale watch
+ * must not make a live primary look expired.
  */
 export class PrimaryLease {
   private observedRecord = '';
@@ -17,19 +22,36 @@ export class PrimaryLease {
   constructor(
     private readonly kube: Kube,
     private readonly app: string,
+    private readonly cache?: LeaseCache,
   ) {}
 
   private get name(): string {
     return objects.primaryLease(this.app);
   }
 
+  /** The Lease as the watch has it (a copy), else read from the store. */
   async read(): Promise<V1Lease | undefined> {
+    if (this.cache?.ready) {
+      const seen = this.cache.get(this.name);
+      return seen ? structuredClone(seen.lease) : undefined;
+    }
+    return this.fresh();
+  }
+
+  /** The Lease read from the store now. */
+  async fresh(): Promise<V1Lease | undefined> {
+    if (this.cache) return this.cache.fresh(this.name);
     try {
       return await this.kube.coordination.readNamespacedLease({ name: this.name, namespace: this.kube.namespace });
     } catch (e) {
       if (isNotFound(e)) return undefined;
       throw e;
     }
+  }
+
+  /** Whether reads come from the watch (a caller about to act on an expiry then confirms with `fresh`). */
+  get watched(): boolean {
+    return Boolean(this.cache?.ready);
   }
 
   /** The unit recorded as primary (whether or not its lease is still fresh), or undefined. */
@@ -43,9 +65,15 @@ export class PrimaryLease {
    */
   expired(lease: V1Lease | undefined, ttlMs: number): boolean {
     if (!lease?.spec?.holderIdentity) return true;
-    const s = lease.spec;
-    const record = JSON.stringify([s.holderIdentity, s.renewTime, s.leaseTransitions]);
-    if (record !== this.observedRecord) {
+    const record = leaseRecord(lease);
+    // The watch noted when this record first arrived (usually before this caller looks).
+    const seen = this.cache?.get(this.name);
+    if (seen && leaseRecord(seen.lease) === record) {
+      if (record !== this.observedRecord || seen.changedAt < this.observedAt) {
+        this.observedRecord = record;
+        this.observedAt = seen.changedAt;
+      }
+    } else if (record !== this.observedRecord) {
       this.observedRecord = record;
       this.observedAt = Date.now();
       return false;
@@ -57,12 +85,15 @@ export class PrimaryLease {
    * Takes or renews the lease for `unit`. `mayTake` says whether taking it from someone else
    * is allowed (their lease expired on our clock). Returns true when we hold it afterwards.
    */
-  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean, publish?: { lsn?: string }, base?: V1Lease): Promise<boolean> {
+  async acquire(unit: string, ttlMs: number, mayTake: (current: V1Lease) => boolean, publish?: { lsn?: string }, base?: V1Lease, retried = false): Promise<boolean> {
     const sent = Date.now();
     const now = new V1MicroTime(sent);
     const seconds = Math.max(1, Math.ceil(ttlMs / 1000));
-    // `base`, a copy just read, saves a round trip; the compare-and-swap still catches any change since.
-    const lease = base ? micro(structuredClone(base)) : await this.read();
+    // `base`, a copy just read, saves a round trip; the compare-and-swap still catches any change
+    // since. Without one: our own lease as the watch has it (our writes keep it current), else
+    // fresh from the store (taking a lease is decided on what the store says now).
+    const cached = base ?? (this.cache?.ready ? this.cache.get(this.name)?.lease : undefined);
+    const lease = cached && cached.spec?.holderIdentity === unit ? micro(structuredClone(cached)) : base ? micro(structuredClone(base)) : await this.fresh();
     if (!lease) {
       try {
         await this.kube.coordination.createNamespacedLease({
@@ -73,6 +104,7 @@ export class PrimaryLease {
         if (isConflict(e)) return false;
         throw e;
       }
+      if (this.cache) await this.cache.fresh(this.name).catch(() => undefined);
       this.lastRenewSentAt = sent;
       return true;
     }
@@ -97,10 +129,13 @@ export class PrimaryLease {
       leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
     };
     try {
-      await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: lease });
+      this.cache?.put(await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: lease }), true);
     } catch (e) {
-      if (isConflict(e)) return false;
-      throw e;
+      if (!isConflict(e)) throw e;
+      // Someone wrote since our copy (a switchover request, a takeover): read it and decide once
+      // more now, not at the next tick (a renewal late by a tick is close to the fence).
+      if (!retried && mine) return this.acquire(unit, ttlMs, mayTake, publish, (await this.fresh()) ?? undefined, true);
+      return false;
     }
     this.lastRenewSentAt = sent;
     return true;
@@ -109,7 +144,7 @@ export class PrimaryLease {
   /** Asks the holder to hand the lease to `to` (planned switchover); the holder does the rest. */
   async requestHandover(to: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      const lease = await this.read();
+      const lease = await this.fresh();
       if (!lease) throw new Error('no primary lease to hand over');
       lease.metadata = { ...lease.metadata, annotations: { ...(lease.metadata?.annotations ?? {}), [HANDOVER_TO]: to } };
       try {
@@ -126,7 +161,7 @@ export class PrimaryLease {
    * compare-and-swap, recording the LSN the new primary must have received before promoting.
    */
   async handTo(from: string, to: string, lsn: string): Promise<boolean> {
-    const lease = await this.read();
+    const lease = await this.fresh();
     if (lease?.spec?.holderIdentity !== from) return false;
     const ann: Record<string, string> = { ...(lease.metadata?.annotations ?? {}), [HANDOVER_LSN]: lsn, [PRIMARY_LSN]: lsn };
     delete ann[HANDOVER_TO];
@@ -134,7 +169,7 @@ export class PrimaryLease {
     const now = new V1MicroTime();
     lease.spec = { ...lease.spec, holderIdentity: to, acquireTime: now, renewTime: now, leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 };
     try {
-      await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: micro(lease) });
+      this.cache?.put(await this.kube.coordination.replaceNamespacedLease({ name: this.name, namespace: this.kube.namespace, body: micro(lease) }), true);
       return true;
     } catch (e) {
       if (isConflict(e)) return false;

@@ -215,50 +215,79 @@ export function postgresLayer(l: Layout, port: number): string {
 
 export const FENCE_SERVICE = 'pgcharm-fence';
 
-/** Where the primary's agent writes, at each lease renewal, the time (epoch ms) it must be fenced by. */
-export const fenceDeadline = (l: Layout): string => `${l.private}/fence-deadline`;
-
 /**
- * The fence, a watchdog beside Postgres in the workload, so it works when the agent is frozen
- * or cut off: once the deadline written at the last lease renewal has passed, it marks PGDATA a
- * standby (so the sidecar's restart brings Postgres back read-only) and stops the postmaster
- * at once (SIGQUIT, immediate shutdown). No deadline file means this unit is not a primary.
+ * The fence, a watchdog beside Postgres in the workload, so it works when the agent is frozen,
+ * dead or cut off: once the deadline the agent wrote at its last lease renewal has passed, it
+ * marks PGDATA a standby (so the sidecar's restart brings Postgres back read-only) and stops the
+ * postmaster at once (SIGQUIT, immediate shutdown).
+ *
+ * The agent writes each deadline (epoch ms; 0 disarms) as a line into a named pipe (fence.ts);
+ * the watchdog sleeps in `read -t` until the next line or the deadline. Bash builtins only
+ * ($EPOCHREALTIME, printf -v, read, kill): at idle it forks nothing and wakes only when the
+ * agent writes. It holds the pipe open for writing too, so it never sees end-of-file and a
+ * dead agent simply stops sending deadlines. Started while Postgres already serves writes (the
+ * watchdog itself was restarted), it arms the margin from now, as if a renewal just happened.
  */
-export function fenceScript(l: Layout): string {
-  const d = fenceDeadline(l);
-  return `#!/bin/sh
+export function fenceScript(l: Layout, pipe: string, marginMs: number): string {
+  return `#!/bin/bash
 # Written by the pgcharm charm. See agent/charm/postgresql/render.ts (fenceScript).
+pipe=${shq(pipe)}
+pgdata=${shq(l.pgdata)}
+margin=${Math.round(marginMs)}
+exec 3<>"$pipe" || exit 1
+primary() { [ -f "$pgdata/postmaster.pid" ] && [ ! -e "$pgdata/standby.signal" ]; }
+deadline=0
+if primary; then us=\${EPOCHREALTIME//[!0-9]/}; deadline=$(( us / 1000 + margin )); fi
 while :; do
-  if [ -f '${d}' ] && [ ! -e '${l.pgdata}/standby.signal' ] && [ -f '${l.pgdata}/postmaster.pid' ]; then
-    deadline=$(cat '${d}' 2>/dev/null)
-    now=$(date +%s%3N)
-    if [ -n "$deadline" ] && [ "$now" -gt "$deadline" ]; then
-      : > '${l.pgdata}/standby.signal'
-      kill -QUIT "$(head -n 1 '${l.pgdata}/postmaster.pid')" 2>/dev/null
-      echo "fenced: primary lease not renewed by $deadline (now $now); postgres stopped, restarting read-only"
+  if (( deadline > 0 )); then
+    us=\${EPOCHREALTIME//[!0-9]/}
+    now=$(( us / 1000 ))
+    left=$(( deadline - now ))
+    if (( left <= 0 )); then
+      if primary; then
+        : > "$pgdata/standby.signal"
+        read -r pid < "$pgdata/postmaster.pid"
+        kill -QUIT "$pid" 2>/dev/null
+        echo "fenced: primary lease not renewed by $deadline (now $now); postgres stopped, restarting read-only"
+      fi
+      deadline=0
+      continue
     fi
+    printf -v wait '%d.%03d' $(( left / 1000 )) $(( left % 1000 ))
+    if read -r -t "$wait" -u 3 line && [[ $line =~ ^[0-9]+$ ]]; then deadline=$line; fi
+  elif read -r -u 3 line && [[ $line =~ ^[0-9]+$ ]]; then
+    deadline=$line
   fi
-  sleep 0.05
 done
 `;
 }
 
-export function fenceLayer(l: Layout): string {
+/**
+ * The watchdog runs as postgres; its group is the one that may write the pipe: postgres when
+ * the agent is root (it hands the pipe to that group), else the agent's own group (a pod).
+ */
+export function fenceLayer(l: Layout, pipe: string, marginMs: number, agentGid: number | undefined): string {
   return stringify({
     summary: 'pgcharm fence',
     services: {
       [FENCE_SERVICE]: {
         override: 'replace',
         summary: 'stops a primary whose lease was not renewed in time',
-        command: `/bin/sh ${l.private}/fence.sh`,
+        command: `/bin/bash ${l.private}/fence.sh`,
         startup: 'enabled',
         user: 'postgres',
-        group: 'postgres',
+        ...(agentGid === undefined ? { group: 'postgres' } : { 'group-id': agentGid }),
         'kill-delay': '1s',
+        // Unused by the script (it has them written in): here a new TTL changes the layer, and
+        // changing a layer is what makes the sidecar restart the watchdog with the new script.
+        environment: { PGCHARM_FENCE_PIPE: pipe, PGCHARM_FENCE_MARGIN_MS: String(Math.round(marginMs)) },
       },
     },
   });
 }
+
+/** A single-quoted shell word. */
+const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** On the unit's own pod: what Services `<app>-primary` and `<app>-replicas` select on. */
 export const ROLE_LABEL = 'pgcharm.io/role';

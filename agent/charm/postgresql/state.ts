@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { ConfigValue } from '../../runtime/charm.js';
 import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';
+import type { LeaseCache } from '../../runtime/leases.js';
 import { parseUnit, podName } from '../../runtime/names.js';
 import type { SyncSet } from './decide.js';
 import { PrimaryLease } from './lease.js';
@@ -38,10 +39,13 @@ export class CharmState {
    * reconcile shows it instead of "replica of X" (what an operator must read first).
    */
   failoverWait: string | undefined;
+  /** The inputs of the last reconcile that settled (charm.ts reconcileInputs); undefined: reconcile at the next update-status. */
+  settledOn: string | undefined;
   private pw: { key: string; value: Passwords } | undefined;
 
-  lease(ctx: { kube: Kube; app: string }): PrimaryLease {
-    return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app));
+  /** The primary Lease, read through the agent's Lease watch when the caller has it. */
+  lease(ctx: { kube: Kube; app: string; leases?: LeaseCache }): PrimaryLease {
+    return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app, ctx.leases));
   }
 
   exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -2,7 +2,10 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
 import { parseResources, resourcesScript, type UnitResources } from './profile.js';
-import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
+import { readFileSync } from 'node:fs';
+import { chown } from 'node:fs/promises';
+import { fencePipe, fenceWriter } from './fence.js';
+import { FENCE_SERVICE, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
  * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
@@ -20,6 +23,12 @@ const RESOURCES_TTL_MS = 5 * 60_000;
  * start-up: a write just before the agent stopped may never have been reloaded.
  */
 let configUnapplied = true;
+
+/** Layers this process added, by sidecar boot id and label: one is added again only when it changed (or the sidecar restarted). */
+const layersAdded = new Map<string, string>();
+
+/** How long a deadline write may wait for a watchdog that is (re)starting. */
+const FENCE_WRITE_WAIT_MS = 2000;
 
 export class ExecFailed extends Error {
   override name = 'ExecFailed';
@@ -157,24 +166,41 @@ export class PostgresWorkload {
   }
 
   /** Writes a postgres-only file unless it holds `content` already; says whether it wrote. */
-  private async pushIfChanged(path: string, content: string): Promise<boolean> {
+  private async pushIfChanged(path: string, content: string, permissions = '600'): Promise<boolean> {
     const now = await this.pebble.pull(path).catch(() => undefined);
     if (now?.toString() === content) return false;
-    await this.pebble.push(path, content, { ...OWNER, permissions: '600', makeDirs: true });
+    await this.pebble.push(path, content, { ...OWNER, permissions, makeDirs: true });
     return true;
   }
 
   async setStandbySignal(on: boolean): Promise<void> {
     const f = `${this.l.pgdata}/standby.signal`;
-    if (on) await this.pebble.push(f, '', { ...OWNER, permissions: '600' });
+    if (on) await this.pushIfChanged(f, '');
     else await this.pebble.removePath(f).catch(() => undefined);
   }
 
-  /** The Postgres layer and the fence watchdog beside it (started at once; idle without a deadline). */
-  async addLayer(port: number): Promise<void> {
-    await this.pebble.push(`${this.l.private}/fence.sh`, fenceScript(this.l), { ...OWNER, permissions: '700' });
-    await this.pebble.addLayer('postgresql', postgresLayer(this.l, port), { combine: true });
-    await this.pebble.addLayer('pgcharm-fence', fenceLayer(this.l), { combine: true });
+  /** Adds a layer unless this sidecar (same boot) already has it as it is. */
+  private async addLayerOnce(label: string, yaml: string): Promise<void> {
+    const boot = (await this.pebble.getSystemInfo())['boot-id'];
+    const key = `${this.pebble.transport.address}|${label}`;
+    if (layersAdded.get(key) === `${boot}|${yaml}`) return;
+    await this.pebble.addLayer(label, yaml, { combine: true });
+    layersAdded.set(key, `${boot}|${yaml}`);
+  }
+
+  /**
+   * The Postgres layer and the fence watchdog beside it (started at once; idle without a
+   * deadline). `fenceMarginMs` (TTL/2) is what a restarted watchdog arms while Postgres serves writes.
+   */
+  async addLayer(port: number, fenceMarginMs: number): Promise<void> {
+    const pipe = fencePipe(this.pebble);
+    await fenceWriter(pipe).ensure();
+    // Root hands the pipe to the postgres group; an unprivileged agent (a pod) shares its own group.
+    const root = process.getuid?.() === 0;
+    if (root) await chown(pipe, 0, postgresGid());
+    await this.pushIfChanged(`${this.l.private}/fence.sh`, fenceScript(this.l, pipe, fenceMarginMs), '700');
+    await this.addLayerOnce('postgresql', postgresLayer(this.l, port));
+    await this.addLayerOnce('pgcharm-fence', fenceLayer(this.l, pipe, fenceMarginMs, root ? undefined : process.getgid?.()));
     const [f] = await this.pebble.getServices([FENCE_SERVICE]);
     if (f?.current === 'active') return;
     // The watchdog only has to be running: waiting out its okay delay (1 s) would delay every start
@@ -196,23 +222,20 @@ export class PostgresWorkload {
 
   /** Arms (or moves) the fence: past `epochMs` without a newer deadline, Postgres is stopped. */
   setFenceDeadline(epochMs: number): Promise<void> {
-    return this.pebble.push(fenceDeadline(this.l), String(Math.floor(epochMs)), { ...OWNER, permissions: '600' });
+    return fenceWriter(fencePipe(this.pebble)).write(epochMs, FENCE_WRITE_WAIT_MS);
   }
 
-  /** The fence deadline in force (epoch ms), or undefined when the fence is not armed. */
-  async fenceDeadline(): Promise<number | undefined> {
-    try {
-      const v = Number((await this.pebble.pull(fenceDeadline(this.l))).toString('utf8').trim());
-      return Number.isFinite(v) && v > 0 ? v : undefined;
-    } catch (e) {
-      if ((e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404)) return undefined;
-      throw e;
-    }
+  /** The fence deadline in force (epoch ms) as this agent last set it, or undefined when not armed. */
+  fenceDeadline(): Promise<number | undefined> {
+    const last = fenceWriter(fencePipe(this.pebble)).last;
+    return Promise.resolve(last ? last : undefined);
   }
 
-  /** Disarms the fence (this unit is not, or no longer, a primary). */
+  /** Disarms the fence (this unit is not, or no longer, a primary); a watchdog not running has nothing armed by us. */
   async clearFence(): Promise<void> {
-    await this.pebble.removePath(fenceDeadline(this.l)).catch(() => undefined);
+    const f = fenceWriter(fencePipe(this.pebble));
+    if (f.last === 0) return;
+    await f.write(0, 0).catch(() => undefined);
   }
 
   /** Promotes this standby (pg_promote waits until it accepts writes). */
@@ -361,4 +384,12 @@ export async function waitAccepting(target: { host: string; port: number }, pass
     }
   }
   throw new Error(`postgres at ${target.host}:${target.port} did not accept connections in ${timeoutMs / 1000} s: ${(last as Error)?.message}`);
+}
+
+/** The postgres group's id on this machine (a local deployment: the agent and the workload share /etc/group). */
+function postgresGid(): number {
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const gid = Number(line?.split(':')[2]);
+  if (!line || !Number.isInteger(gid)) throw new Error('no postgres group in /etc/group: install the PostgreSQL server packages (scripts/install-postgres.sh)');
+  return gid;
 }
