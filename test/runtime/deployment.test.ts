@@ -260,11 +260,14 @@ describe('3-unit local deployment', () => {
     const exec = await m.cli(['exec', 'recorder/0', '--', 'sh', '-c', 'sleep 300 & echo $!']);
     const orphan = Number(exec.stdout.trim());
     expect(orphan).toBeGreaterThan(0);
+    const readyBefore = m.events('recorder-0').filter((e) => e.event === 'workload-pebble-ready').length;
     process.kill(sidecar, 'SIGKILL');
     await waitFor('the sidecar restarted and its leftover process killed', () => {
       const now = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`);
       return !now.includes(orphan) && now.some((p) => p !== sidecar && cmdline(p).some((a) => a.endsWith('sidecar/cli.js')));
     }, 30_000);
+    // The agent follows its sidecar by a long-poll that fails when the sidecar goes: a new one is pebble-ready again.
+    await waitFor('pebble-ready for the restarted sidecar', () => m.events('recorder-0').filter((e) => e.event === 'workload-pebble-ready').length === readyBefore + 1, 30_000);
   }, 150_000);
 
   it('destroys the model: every unit runs stop, and no process is left', async () => {

@@ -402,7 +402,8 @@ export const haLoop: CharmLoop = {
   // absorbed). A standby is woken by the Lease watch on a renewal, a takeover or an expiry,
   // so its ticks find nothing to do and ask the store nothing. failsafe: 2.5× the pace while
   // writes go on by failsafe extensions (each lasts TTL/2).
-  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : 4)),
+  // A standby following a live lease ticks once a TTL only (as a safety net: the watch wakes it).
+  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : state.following ? 1 : 4)),
   async run(ctx: LoopContext): Promise<void> {
     // failsafe: a store that does not answer is not a cycle failure: the primary asks its peers
     // to confirm instead, and moves its fence deadline when every one of them does.
@@ -428,6 +429,7 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
   const holder = o.snap.lease.holder;
   if (ctx.isLeader() && holder && src.appBag['primary'] !== holder) await ctx.setApp({ primary: holder });
   const d = decideHa(o.snap);
+  state.following = d.kind === 'nothing' && o.snap.role === 'replica' && Boolean(holder) && holder !== ctx.unit && !o.snap.lease.expired;
   const prev = state.lastDecision;
   logDecision(ctx.log, d);
   await act(ctx, src, o, d, prev);

@@ -39,6 +39,8 @@ export class CharmState {
    * reconcile shows it instead of "replica of X" (what an operator must read first).
    */
   failoverWait: string | undefined;
+  /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
+  following = false;
   /** The inputs of the last reconcile that settled (charm.ts reconcileInputs); undefined: reconcile at the next update-status. */
   settledOn: string | undefined;
   private pw: { key: string; value: Passwords } | undefined;
