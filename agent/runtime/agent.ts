@@ -9,7 +9,7 @@ import { readConfigSecrets } from './config-secrets.js';
 import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
-import { LeaseCache } from './leases.js';
+import { LeaseCache, leaseLabels } from './leases.js';
 import { BufferedBag } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
@@ -105,8 +105,8 @@ export class Agent {
     this.myBag = objects.unitBag(opts.unit);
     this.log = opts.log;
     this.store = new Store(opts.kube, opts.unit.app);
-    this.leases = new LeaseCache(opts.kube, (name) => name.startsWith(`${opts.unit.app}-`), this.log);
-    this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log, this.leases);
+    this.leases = new LeaseCache(opts.kube, opts.unit.app, this.log);
+    this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log, this.leases, leaseLabels(opts.unit.app));
     this.pebble = new PebbleClient({ socketPath: opts.socketPath });
     this.workload = {
       address: () => {

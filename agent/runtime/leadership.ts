@@ -52,6 +52,8 @@ export class LeaderElector extends EventEmitter {
     private readonly log: Logger,
     /** The lease watch: without it every round reads the Lease from the store. */
     private readonly cache?: LeaseCache,
+    /** Labels the Lease carries (what the watch selects on). */
+    private readonly labels: Record<string, string> = {},
   ) {
     super();
     validateTiming(timing);
@@ -162,7 +164,7 @@ export class LeaderElector extends EventEmitter {
           body: {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
-            metadata: { name: this.leaseName },
+            metadata: { name: this.leaseName, labels: this.labels },
             spec: { holderIdentity: this.identity, leaseDurationSeconds: leaseSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
           },
         });
@@ -194,6 +196,7 @@ export class LeaderElector extends EventEmitter {
     }
 
     const mine = holder === this.identity;
+    lease.metadata = { ...lease.metadata, labels: { ...(lease.metadata?.labels ?? {}), ...this.labels } };
     lease.spec = {
       holderIdentity: this.identity,
       leaseDurationSeconds: leaseSeconds,

@@ -2,7 +2,15 @@ import { EventEmitter } from 'node:events';
 import type { V1Lease } from '#client-node';
 import type { Logger } from 'pino';
 import { isNotFound, type Kube } from './kube.js';
+import { LABELS } from './names.js';
 import { watchPath, type Watcher } from './store.js';
+
+/**
+ * The labels every Lease of `app` carries: written with each create and renewal, so a Lease
+ * made before they existed gains them at its holder's next renewal. Until then the watch
+ * misses it, and a reader falls back to reading it from the store (takeovers always do).
+ */
+export const leaseLabels = (app: string): Record<string, string> => ({ [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' });
 
 /** A Lease as this process last saw it, and when its record last changed on this process's clock. */
 export interface SeenLease {
@@ -39,21 +47,27 @@ export class LeaseCache extends EventEmitter {
 
   constructor(
     private readonly kube: Kube,
-    /** Which Leases to follow (the namespace may hold other applications'). */
-    private readonly follows: (name: string) => boolean,
+    /** The application whose Leases to follow: they carry its label (leaseLabels), so the watch
+     * brings only them, not every renewal of every other application in the namespace. */
+    private readonly app: string,
     private readonly log: Logger,
   ) {
     super();
   }
 
+  private follows(name: string): boolean {
+    return name.startsWith(`${this.app}-`);
+  }
+
   start(): void {
     if (this.watcher) return;
     const ns = this.kube.namespace;
+    const selector = `${LABELS.app}=${this.app}`;
     this.watcher = watchPath<V1Lease>(
       this.kube,
       `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`,
-      () => this.kube.coordination.listNamespacedLease({ namespace: ns }),
-      '',
+      () => this.kube.coordination.listNamespacedLease({ namespace: ns, labelSelector: selector }),
+      selector,
       {
         upsert: (l) => this.put(l),
         remove: (l) => this.drop(l.metadata?.name ?? ''),

@@ -6,7 +6,7 @@ import { generateToken } from '../../agent/controller/apiserver/auth.js';
 import { writeKubeconfig } from '../../agent/controller/kubeconfig.js';
 import { connect } from '../../agent/runtime/kube.js';
 import { LeaderElector, type LeaseTiming } from '../../agent/runtime/leadership.js';
-import { LeaseCache } from '../../agent/runtime/leases.js';
+import { LeaseCache, leaseLabels } from '../../agent/runtime/leases.js';
 import { NS, startTestServer, type TestServer } from '../controller/helpers/server.js';
 
 /**
@@ -44,8 +44,8 @@ describe('lease watch', () => {
   const requestsBy = (u: string, since: number) => audit.filter((e) => e.at >= since && e.user.endsWith(`:${u}`) && e.verb !== 'watch');
 
   it('only the holder writes; the others make no request, and take over at expiry on their own clock', async () => {
-    const caches = users.map((u) => new LeaseCache(kubes[u]!, (n) => n.startsWith('app-'), log));
-    const electors = users.map((u, i) => new LeaderElector(kubes[u]!, 'app-leader', u, TIMING, log, caches[i]));
+    const caches = users.map((u) => new LeaseCache(kubes[u]!, 'app', log));
+    const electors = users.map((u, i) => new LeaderElector(kubes[u]!, 'app-leader', u, TIMING, log, caches[i], leaseLabels('app')));
     try {
       for (const c of caches) c.start();
       await electors[0]!.start();
@@ -54,13 +54,18 @@ describe('lease watch', () => {
       expect(electors.filter((e) => e.isLeader())).toHaveLength(1);
       await sleep(500); // the watches have listed
 
+      // Another application in the namespace, its name sharing the prefix: its renewals reach nobody here.
+      const other = new LeaderElector(kubes['c']!, 'app-x-leader', 'x', TIMING, log, undefined, leaseLabels('app-x'));
+      await other.start();
       const since = Date.now();
       await sleep(3000);
+      await other.stop(false);
+      expect(caches.map((c) => c.get('app-x-leader'))).toEqual([undefined, undefined, undefined]);
       const leader = requestsBy('a', since);
       expect(leader.length).toBeGreaterThanOrEqual(5); // a renewal every 400 ms
       expect(new Set(leader.map((e) => `${e.verb} ${e.resource}`))).toEqual(new Set(['update leases']));
       expect(requestsBy('b', since)).toEqual([]);
-      expect(requestsBy('c', since)).toEqual([]);
+      expect(requestsBy('c', since).filter((e) => e.name !== 'app-x-leader')).toEqual([]);
 
       // The leader stops renewing without giving the lease up (a frozen or killed unit).
       const stoppedAt = Date.now();
@@ -80,9 +85,9 @@ describe('lease watch', () => {
   }, 30_000);
 
   it("a stale watch does not make a live holder look expired: the taker reads the store first", async () => {
-    const caches = ['a', 'b'].map((u) => new LeaseCache(kubes[u]!, (n) => n.startsWith('app-'), log));
+    const caches = ['a', 'b'].map((u) => new LeaseCache(kubes[u]!, 'app', log));
     const [ca, cb] = caches as [LeaseCache, LeaseCache];
-    const a = new LeaderElector(kubes['a']!, 'app-stale', 'a', TIMING, log, ca);
+    const a = new LeaderElector(kubes['a']!, 'app-stale', 'a', TIMING, log, ca, leaseLabels('app'));
     try {
       ca.start();
       cb.start();
@@ -90,7 +95,7 @@ describe('lease watch', () => {
       await sleep(500);
       // b stops hearing renewals (its watch is gone) while a keeps renewing.
       await cb.stop();
-      const b = new LeaderElector(kubes['b']!, 'app-stale', 'b', TIMING, log, cb);
+      const b = new LeaderElector(kubes['b']!, 'app-stale', 'b', TIMING, log, cb, leaseLabels('app'));
       await b.start();
       await sleep(TIMING.leaseMs * 2);
       expect(a.isLeader()).toBe(true);

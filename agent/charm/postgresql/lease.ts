@@ -1,6 +1,6 @@
 import { V1MicroTime, type V1Lease } from '#client-node';
 import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
-import { leaseRecord, type LeaseCache } from '../../runtime/leases.js';
+import { leaseLabels, leaseRecord, type LeaseCache } from '../../runtime/leases.js';
 import { objects } from '../../runtime/names.js';
 
 /**
@@ -98,7 +98,7 @@ export class PrimaryLease {
       try {
         await this.kube.coordination.createNamespacedLease({
           namespace: this.kube.namespace,
-          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name, ...(publish?.lsn ? { annotations: { [PRIMARY_LSN]: publish.lsn } } : {}) }, spec: { holderIdentity: unit, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
+          body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.name, labels: leaseLabels(this.app), ...(publish?.lsn ? { annotations: { [PRIMARY_LSN]: publish.lsn } } : {}) }, spec: { holderIdentity: unit, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } },
         });
       } catch (e) {
         if (isConflict(e)) return false;
@@ -120,7 +120,7 @@ export class PrimaryLease {
     }
     // Riding on the renewal (no extra write): what a lagging async standby is measured against.
     if (publish?.lsn) ann[PRIMARY_LSN] = publish.lsn;
-    lease.metadata = { ...lease.metadata, annotations: ann };
+    lease.metadata = { ...lease.metadata, labels: { ...(lease.metadata?.labels ?? {}), ...leaseLabels(this.app) }, annotations: ann };
     lease.spec = {
       holderIdentity: unit,
       leaseDurationSeconds: seconds,
