@@ -1,4 +1,5 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, unwatchFile, watch, watchFile, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { CharmYamlError, ProblemsError, renderProblems, revalidateConfig, parseCharmYaml } from '../charm-meta/index.js';
 import { apiMessage } from '../runtime/kube.js';
@@ -14,6 +15,7 @@ import { markRejected, readConfig, writeConfig } from './config-store.js';
 export class ConfigSync {
   private lastText: string | undefined;
   private running: Promise<void> = Promise.resolve();
+  private watcher: FSWatcher | undefined;
 
   constructor(
     private readonly store: Store,
@@ -23,12 +25,34 @@ export class ConfigSync {
   ) {}
 
   start(): void {
-    // watchFile polls stat(), which survives editors that replace the file instead of writing it.
-    watchFile(this.charmPath, { interval: this.pollMs }, () => this.kick());
+    // The directory, not the file: editors that save by writing a new file and renaming it
+    // over the old one replace the inode a file watch would follow. inotify: nothing runs
+    // until something in the directory changes (stat() polling cost 4 calls a second, for ever).
+    try {
+      const name = basename(this.charmPath);
+      this.watcher = watch(dirname(this.charmPath), { persistent: false }, (_event, file) => {
+        if (file === null || file === name) this.kick();
+      });
+      this.watcher.on('error', (e) => {
+        this.log.warn({ path: this.charmPath, err: e.message }, 'cannot watch charm.yaml; polling it instead');
+        this.watcher?.close();
+        this.watcher = undefined;
+        this.poll();
+      });
+    } catch (e) {
+      // A filesystem without inotify (some network mounts): polling stat() still works there.
+      this.log.warn({ path: this.charmPath, err: (e as Error).message }, 'cannot watch charm.yaml; polling it instead');
+      this.poll();
+    }
     this.kick();
   }
 
+  private poll(): void {
+    watchFile(this.charmPath, { interval: this.pollMs }, () => this.kick());
+  }
+
   stop(): void {
+    this.watcher?.close();
     unwatchFile(this.charmPath);
   }
 
