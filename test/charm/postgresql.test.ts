@@ -9,6 +9,7 @@ import { testModel, type TestModel } from '../helpers/model.js';
 import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
 import { Writer } from '../../bench/writer.js';
 import { AGENT_RBAC_RULES } from '../../agent/manifests/render.js';
+import { PebbleClient } from '../../sidecar/client/index.js';
 
 /** The real thing: 3 units of the PostgreSQL charm, PostgreSQL 15 as the postgres user. */
 describe('PostgreSQL charm: 3-unit deployment', () => {
@@ -94,19 +95,30 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect((await m.cli(['status', '--format', 'yaml'])).stdout).not.toContain(pw);
   });
 
-  it('at idle sends no SIGHUP and rewrites no config file (update-status runs every 10 s)', async () => {
-    const logs = () => Object.fromEntries(readdirSync(join(m.dir, 'logs')).filter((f) => f.endsWith('.sidecar.log')).map((f) => [f, readFileSync(join(m.dir, 'logs', f), 'utf8')]));
+  it('at idle sends no SIGHUP, rewrites no config file and logs no update-status run (update-status runs every 10 s)', async () => {
+    const read = (suffix: string) => Object.fromEntries(readdirSync(join(m.dir, 'logs')).filter((f) => f.endsWith(suffix)).map((f) => [f, readFileSync(join(m.dir, 'logs', f), 'utf8')]));
     const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length;
     const configWrite = /"msg":"push file"/;
     const configFile = /pgcharm\.conf|pg_hba\.conf|pgpass/;
-    const before = logs();
-    await new Promise((r) => setTimeout(r, 25_000));
-    const after = logs();
-    for (const [f, text] of Object.entries(after)) {
-      const added = text.slice(before[f]?.length ?? 0);
-      expect(count(added, /received SIGHUP/), `${f}: SIGHUPs at idle`).toBe(0);
-      // The primary's fence deadline is the one file an idle unit writes (its lease renewals).
-      expect(added.split('\n').filter((l) => configWrite.test(l) && configFile.test(l)), `${f}: config files written at idle`).toEqual([]);
+    // File API calls are logged at debug only: the sidecars go to debug for this look.
+    const sidecars = readdirSync(join(m.dir, 'units')).map((pod) => new PebbleClient({ socketPath: join(m.dir, 'units', pod, 'pebble', '.pebble.socket') }));
+    for (const c of sidecars) await c.setLogLevel('debug');
+    try {
+      const before = { ...read('.sidecar.log'), ...read('.agent.log') };
+      await new Promise((r) => setTimeout(r, 25_000));
+      for (const [f, text] of Object.entries(read('.sidecar.log'))) {
+        const added = text.slice(before[f]?.length ?? 0);
+        expect(count(added, /received SIGHUP/), `${f}: SIGHUPs at idle`).toBe(0);
+        // The primary's fence deadline is the one file an idle unit writes (its lease renewals).
+        expect(added.split('\n').filter((l) => configWrite.test(l) && configFile.test(l)), `${f}: config files written at idle`).toEqual([]);
+      }
+      // An update-status that changed nothing is a debug line (agents stay at info).
+      for (const [f, text] of Object.entries(read('.agent.log'))) {
+        const added = text.slice(before[f]?.length ?? 0);
+        expect(added.split('\n').filter((l) => /"level":30,.*"event":"update-status".*"msg":"event handled"/.test(l)), `${f}: update-status at info`).toEqual([]);
+      }
+    } finally {
+      for (const c of sidecars) await c.setLogLevel('info').catch(() => undefined);
     }
   }, 60_000);
 
