@@ -16,6 +16,7 @@ import { gatherStatus, renderStatus } from './commands/status.js';
 import { psql, psqlInvocation, uris } from './commands/uri.js';
 import { addUnits, killUnit, removeUnit, reviveUnit } from './commands/units.js';
 import { runSingle } from './single.js';
+import { ROTATION_ENV, rotationFrom, type Rotation } from '../sidecar/logs/rotate.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string) => {
@@ -26,6 +27,33 @@ function int(name: string, min: number, max: number) {
 }
 
 const say = (s: string) => process.stderr.write(s + '\n');
+
+/** --log-file and its caps, for the processes a local controller starts in the background. */
+function logFileOptions(cmd: Command): Command {
+  return cmd
+    .option('--log-file <path>', 'log to this file, rotated by size, instead of stdout')
+    .option('--log-max-size <size>', `with --log-file: rotate past this size, e.g. 512K, 10M (default $${ROTATION_ENV.maxSize}, else 10M)`)
+    .option('--log-max-files <n>', `with --log-file: rotated files kept, FILE.1 … FILE.n (default $${ROTATION_ENV.maxFiles}, else 3)`);
+}
+
+interface LogFileFlags {
+  logFile?: string;
+  logMaxSize?: string;
+  logMaxFiles?: string;
+}
+
+function logFileOf(o: LogFileFlags): { logFile?: { path: string; limits: Rotation } } {
+  if (!o.logFile) {
+    if (o.logMaxSize !== undefined || o.logMaxFiles !== undefined) throw new UserError('--log-max-size and --log-max-files go with --log-file');
+    return {};
+  }
+  try {
+    return { logFile: { path: o.logFile, limits: rotationFrom({ maxSize: o.logMaxSize, maxFiles: o.logMaxFiles }) } };
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+}
+
 const modelOption = () => new Option('-m, --model <dir>', 'model directory (default: $PGCHARM_MODEL, else /var/lib/pgcharm/default as root, ~/.local/share/pgcharm/default otherwise)').default(defaultModelDir(), '$PGCHARM_MODEL or per-user default');
 let exitCode = 0;
 
@@ -209,19 +237,18 @@ program
     await destroy(o.model, { keepData: o.keepData, timeoutMs: 120_000, say });
   });
 
-program
-  .command('controller')
+logFileOptions(program.command('controller'))
   .description('run the local controller of a model in the foreground (deploy starts it in the background)')
   .addOption(modelOption())
   .option('--port <port>', 'API port (default: the previous one, else a free one)', int('--port', 1, 65535))
   .addOption(new Option('--reschedule-delay <ms>', 'delay before a killed unit comes back').argParser(int('--reschedule-delay', 0, 600_000)).hideHelp())
-  .action(async (o: { model: string; port?: number; rescheduleDelay?: number }) => {
+  .action(async (o: { model: string; port?: number; rescheduleDelay?: number } & LogFileFlags) => {
+    const logFile = logFileOf(o);
     const { runController } = await import('./controller/main.js');
-    await runController({ model: o.model, ...(o.port ? { port: o.port } : {}), ...(o.rescheduleDelay !== undefined ? { rescheduleDelayMs: o.rescheduleDelay } : {}) });
+    await runController({ model: o.model, ...(o.port ? { port: o.port } : {}), ...(o.rescheduleDelay !== undefined ? { rescheduleDelayMs: o.rescheduleDelay } : {}), ...logFile });
   });
 
-program
-  .command('agent', { hidden: true })
+logFileOptions(program.command('agent', { hidden: true }))
   .description("one unit's charm agent (started by the controller, or as the charm container's entrypoint)")
   .requiredOption('--unit <unit>', 'unit name, e.g. postgresql/0')
   .requiredOption('--socket <path>', "the workload container's sidecar socket")
@@ -229,14 +256,15 @@ program
   .option('--namespace <ns>', 'namespace (default: the kubeconfig context)')
   .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
   .option('--charm-module <path>', 'the charm code', DEFAULT_CHARM_MODULE)
-  .action(async (o: { unit: string; socket: string; kubeconfig?: string; namespace?: string; charm: string; charmModule: string }) => {
+  .action(async (o: { unit: string; socket: string; kubeconfig?: string; namespace?: string; charm: string; charmModule: string } & LogFileFlags) => {
+    const logFile = logFileOf(o);
     // A SIGTERM while the runtime loads must still run the stop hook once the agent is up.
     const early: NodeJS.Signals[] = [];
     const note = (s: NodeJS.Signals) => early.push(s);
     process.on('SIGTERM', note).on('SIGINT', note);
     const { runAgent } = await import('./runtime/main.js');
     process.off('SIGTERM', note).off('SIGINT', note);
-    await runAgent({ ...(early[0] ? { stopRequested: early[0] } : {}), unit: o.unit, socket: o.socket, charm: o.charm, charmModule: o.charmModule, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
+    await runAgent({ ...(early[0] ? { stopRequested: early[0] } : {}), ...logFile, unit: o.unit, socket: o.socket, charm: o.charm, charmModule: o.charmModule, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
   });
 
 program

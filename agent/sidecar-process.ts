@@ -30,6 +30,8 @@ export interface SpawnSidecarOptions {
   hold?: boolean;
   http?: string;
   env?: Record<string, string>;
+  /** More `run` flags (--log-file …). */
+  args?: string[];
   /** Copy the sidecar's output to ours as well (the demo does; tests keep it). */
   echo?: boolean;
   readyTimeoutMs?: number;
@@ -41,6 +43,7 @@ export async function spawnSidecar(opts: SpawnSidecarOptions): Promise<SidecarPr
   const args = [...SIDECAR_NODE_FLAGS, sidecarCli(), 'run', '--dir', opts.dir];
   if (opts.hold) args.push('--hold');
   if (opts.http) args.push('--http', opts.http);
+  args.push(...(opts.args ?? []));
   const env = { ...process.env, ...opts.env };
   delete env['PEBBLE_SOCKET'];
   const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });

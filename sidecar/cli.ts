@@ -10,6 +10,7 @@ import { formatLogLine, formatMode, formatSize, formatTime, parseGlob, table } f
 import type { CheckLevel, Ownership } from './client/types.js';
 import { parseDuration } from './plan/duration.js';
 import { LOG_LEVELS } from './api/system.js';
+import { ROTATION_ENV, rotationFrom, type Rotation } from './logs/rotate.js';
 
 /**
  * `pgcharm-sidecar`: runs the sidecar (`run`) and drives it like the `pebble` CLI does,
@@ -141,16 +142,28 @@ export function buildProgram(io: CliIO, state: State = { exitCode: 0 }): Command
     .option('--http <address>', 'Also serve the API over HTTP on host:port')
     .option('--socket-group <gid>', 'Also let this group (numeric gid) use the socket: mode 0660 (default: owner only, 0600)')
     .option('--log-level <level>', `Level of the sidecar's own log: ${LOG_LEVELS.join(', ')} (default $PEBBLE_LOG_LEVEL, else info; POST /v1/log-level changes it while running)`)
-    .action(async (o: { dir?: string; hold?: boolean; http?: string; socketGroup?: string; logLevel?: string }) => {
+    .option('--log-file <path>', "Write the sidecar's log and the services' output to this file, rotated by size, instead of stderr and stdout")
+    .option('--log-max-size <size>', `With --log-file: rotate past this size, e.g. 512K, 10M (default $${ROTATION_ENV.maxSize}, else 10M)`)
+    .option('--log-max-files <n>', `With --log-file: rotated files kept, FILE.1 … FILE.n (default $${ROTATION_ENV.maxFiles}, else 3)`)
+    .action(async (o: { dir?: string; hold?: boolean; http?: string; socketGroup?: string; logLevel?: string; logFile?: string; logMaxSize?: string; logMaxFiles?: string }) => {
       const dir = o.dir ?? io.env['PEBBLE'];
       if (!dir) throw new CliError('--dir: no sidecar directory given and $PEBBLE is not set');
       const group = o.socketGroup ?? io.env['PEBBLE_SOCKET_GROUP'];
       if (group !== undefined && !/^[0-9]+$/.test(group)) throw new CliError(`--socket-group: must be a numeric gid, got ${JSON.stringify(group)}`);
       const level = o.logLevel ?? io.env['PEBBLE_LOG_LEVEL'] ?? 'info';
       if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new CliError(`--log-level: must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+      let logFile: { path: string; limits: Rotation } | undefined;
+      if (!o.logFile && (o.logMaxSize !== undefined || o.logMaxFiles !== undefined)) throw new CliError('--log-max-size and --log-max-files go with --log-file');
+      if (o.logFile) {
+        try {
+          logFile = { path: o.logFile, limits: rotationFrom({ maxSize: o.logMaxSize, maxFiles: o.logMaxFiles }, io.env) };
+        } catch (e) {
+          throw new CliError((e as Error).message);
+        }
+      }
       // Loaded lazily: client commands should not pay for (or depend on) the daemon's modules.
       const { runDaemon } = await import('./daemon.js');
-      await runDaemon({ dir, hold: o.hold ?? false, logLevel: level, ...(o.http ? { http: o.http } : {}), ...(group !== undefined ? { socketGroup: Number(group) } : {}) });
+      await runDaemon({ dir, hold: o.hold ?? false, logLevel: level, ...(o.http ? { http: o.http } : {}), ...(group !== undefined ? { socketGroup: Number(group) } : {}), ...(logFile ? { logFile } : {}) });
     });
 
   program

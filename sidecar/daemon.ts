@@ -18,6 +18,7 @@ import { logLevelRoutes, systemRoutes } from './api/system.js';
 import { ChangeStore } from './changes/state.js';
 import { CheckManager } from './checks/manager.js';
 import { LogStore } from './logs/buffer.js';
+import { openProcessLog, type Rotation } from './logs/rotate.js';
 import { NoticeStore } from './notices/state.js';
 import { startReaper } from './osutil/reaper.js';
 import { checksWithDefaults } from './plan/combine.js';
@@ -38,6 +39,11 @@ export interface DaemonOptions {
   socketGroup?: number;
   /** pino level of the sidecar's own log (default info); POST /v1/log-level changes it later. */
   logLevel?: string;
+  /**
+   * Write the sidecar's log and the services' output to this file, size-capped and rotated,
+   * instead of stderr and stdout (a local unit: no container runtime collects its output).
+   */
+  logFile?: { path: string; limits: Rotation };
   log?: Logger;
 }
 
@@ -71,7 +77,9 @@ function contextOf(svc: Service): ReturnType<ExecDeps['serviceContext']> {
 
 /** Runs the sidecar until SIGTERM/SIGINT or a service's shutdown action; never returns normally. */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
-  const log = opts.log ?? pino({ name: 'pgcharm-sidecar', base: { pid: process.pid }, level: opts.logLevel ?? 'info' }, pino.destination(2));
+  const own = opts.logFile ? openProcessLog(opts.logFile.path, opts.logFile.limits) : undefined;
+  const log = opts.log ?? pino({ name: 'pgcharm-sidecar', base: { pid: process.pid }, level: opts.logLevel ?? 'info' }, own?.file ?? pino.destination(2));
+  own?.logCrashes(log);
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
 
   const plans = new PlanManager();
@@ -80,7 +88,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const changes = new ChangeStore();
   const notices = new NoticeStore();
   const logs = new LogStore();
-  const echo = (line: string) => process.stdout.write(line);
+  const echo = (line: string) => (own ? own.file.write(line) : process.stdout.write(line));
   const services = new ServiceManager(changes, { log, logs, echo });
   const serviceContext = (name: string) => contextOf(services.context(name));
   const checks = new CheckManager({ log, serviceContext });

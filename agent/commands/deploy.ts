@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import https from 'node:https';
 import { KubeConfig } from '#client-node';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/index.js';
@@ -9,6 +9,7 @@ import { initConfig } from '../controller/config-store.js';
 import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
 import { LABELS } from '../runtime/names.js';
+import { rotateIfOver, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { Store } from '../runtime/store.js';
 import { openController, openModel, UserError, type ModelContext } from './context.js';
 import { gatherStatus, type ModelStatus } from './status.js';
@@ -25,8 +26,14 @@ export async function ensureController(model: string, timeoutMs = 20_000): Promi
   const info = readControllerInfo(model);
   if (info && pidAlive(info.pid) && (await healthy(model, info.url))) return;
   mkdirSync(paths.logs, { recursive: true });
-  const out = openSync(paths.controllerLog, 'a');
-  const child = spawn(process.execPath, [join(here, '..', 'cli.js'), 'controller', '--model', model], { detached: true, stdio: ['ignore', out, out] });
+  // Its log rotates itself (caps from PGCHARM_LOG_MAX_SIZE/FILES, which it and its units inherit);
+  // stdout and stderr keep only what bypasses the log (a crash trace), bounded too.
+  const limits = logLimits();
+  rotateIfOver(paths.controllerStderr, limits);
+  const out = openSync(paths.controllerStderr, 'a');
+  const args = ['controller', '--model', model, '--log-file', paths.controllerLog, '--log-max-size', String(limits.maxBytes), '--log-max-files', String(limits.files)];
+  const child = spawn(process.execPath, [join(here, '..', 'cli.js'), ...args], { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
   child.unref();
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -35,8 +42,18 @@ export async function ensureController(model: string, timeoutMs = 20_000): Promi
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const tail = existsSync(paths.controllerLog) ? readFileSync(paths.controllerLog, 'utf8').split('\n').slice(-15).join('\n') : '';
+  const last = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').slice(-15).join('\n') : '');
+  const tail = [last(paths.controllerLog), last(paths.controllerStderr)].filter(Boolean).join('\n');
   throw new UserError(`the controller for ${model} did not start:\n${tail}`);
+}
+
+/** The log caps from the environment; a bad value is the user's to fix. */
+function logLimits(): Rotation {
+  try {
+    return rotationFrom({});
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
 }
 
 /** GET /readyz with the model's kubeconfig (the controller's self-signed CA and token). */

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
@@ -9,6 +9,7 @@ import { cmdline, hasEnv, killMarked, pidsWithEnv } from '../procs.js';
 import { apiMessage, isNotFound, mergePatch, SERVICE_ACCOUNT_DIR, type Kube } from '../runtime/kube.js';
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
+import { rotateIfOver, type Rotation } from '../../sidecar/logs/rotate.js';
 import { signalGroup } from '../../sidecar/osutil/signal.js';
 import { decodeDeployment, type Deployment } from './deployment.js';
 
@@ -35,6 +36,8 @@ export interface KubeletOptions {
    */
   serviceAccount?: { host: string; port: number; token: string; ca: string; namespace: string };
   log: Logger;
+  /** Caps of the units' log files (logs/<pod>.<agent|sidecar>.log, rotated by the processes) and their stderr files. */
+  logLimits: Rotation;
   /** Delay before a killed unit comes back, like a pod being rescheduled (default 10 s: longer than the leader lease, so a killed leader is replaced rather than resumed). */
   rescheduleDelayMs?: number;
 }
@@ -47,6 +50,8 @@ interface Proc {
   timer?: NodeJS.Timeout;
   /** Liveness polling of an adopted process (not our child, so no exit event). */
   poll?: NodeJS.Timeout;
+  /** Where this run's output starts in its stderr file (reported if it dies). */
+  stderrFrom?: number;
 }
 
 interface LocalUnit {
@@ -64,7 +69,10 @@ interface LocalUnit {
  * a removed unit is torn down once its agent ran the remove hook.
  *
  * Units outlive the controller, as pods outlive an API server outage: they write their logs
- * to files themselves, and a controller started again adopts the processes named in the
+ * to files themselves (logs/<pod>.<agent|sidecar>.log, size-capped and rotated, Postgres's
+ * output in the sidecar's); what reaches their stdout and stderr regardless (a crash trace,
+ * V8's fatal errors) goes to logs/<pod>.<agent|sidecar>.stderr, bounded too, and its tail is
+ * logged here when the process dies. A controller started again adopts the processes named in the
  * units' pid files instead of starting second copies. A sidecar that dies takes what it ran
  * with it (a container's processes end with its PID 1) before it is started again.
  */
@@ -217,6 +225,10 @@ export class Kubelet {
     return join(this.unitDir(u.pod), `${which}.pid`);
   }
 
+  private stderrFile(u: LocalUnit, which: 'sidecar' | 'agent'): string {
+    return join(this.opts.model, 'logs', `${u.pod}.${which}.stderr`);
+  }
+
   private markers(u: LocalUnit, which: 'sidecar' | 'agent'): Record<string, string> {
     return { [UNIT_MARKER]: this.marker(u.pod), [CONTAINER_MARKER]: CONTAINER[which] };
   }
@@ -234,6 +246,7 @@ export class Kubelet {
     if (!pid || !hasEnv(pid, this.markers(u, which)) || !cmdline(pid).includes(own)) return false;
     const p = u[which];
     p.pid = pid;
+    p.stderrFrom = sizeOf(this.stderrFile(u, which));
     p.poll = setInterval(() => {
       if (hasEnv(pid, this.markers(u, which))) return;
       clearInterval(p.poll);
@@ -273,9 +286,14 @@ export class Kubelet {
     delete env['PEBBLE_SOCKET'];
     if (which === 'agent' && this.opts.serviceAccount) Object.assign(env, this.mountServiceAccount(dir, this.opts.serviceAccount));
     // The process writes its log file itself: no pipe through this controller that its death would break.
-    const out = openSync(join(this.opts.model, 'logs', `${u.pod}.${which}.log`), 'a');
+    const { maxBytes, files } = this.opts.logLimits;
+    args.push('--log-file', join(this.opts.model, 'logs', `${u.pod}.${which}.log`), '--log-max-size', String(maxBytes), '--log-max-files', String(files));
+    const stderr = this.stderrFile(u, which);
+    rotateIfOver(stderr, this.opts.logLimits);
+    const out = openSync(stderr, 'a');
     let child: ChildProcess;
     try {
+      p.stderrFrom = fstatSync(out).size;
       child = spawn(cmd!, args, { env, stdio: ['ignore', out, out], detached: true });
     } finally {
       closeSync(out);
@@ -295,7 +313,8 @@ export class Kubelet {
     p.pid = undefined;
     if (this.stopped || u.stopping) return;
     p.restarts++;
-    this.opts.log.warn({ unit: u.pod, process: which, code, signal, restarts: p.restarts }, 'unit process exited; restarting');
+    const stderr = tail(this.stderrFile(u, which), p.stderrFrom ?? 0, 4096);
+    this.opts.log.warn({ unit: u.pod, process: which, code, signal, restarts: p.restarts, ...(stderr ? { stderr } : {}) }, 'unit process exited; restarting');
     void this.reportStatus(u);
     p.timer = setTimeout(() => {
       this.spawn(u, which);
@@ -456,3 +475,29 @@ export class Kubelet {
   }
 }
 
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Up to the last `max` bytes of `path` from offset `from` (from 0 if the file was emptied since), trimmed. */
+function tail(path: string, from: number, max: number): string {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const start = Math.max(size < from ? 0 : from, size - max);
+    const buf = Buffer.alloc(size - start);
+    readSync(fd, buf, 0, buf.length, start);
+    return buf.toString('utf8').trim();
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { V1ConfigMap } from '#client-node';
 import { pino, type Logger } from 'pino';
+import { openProcessLog, RotatingFile, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { freePort } from '../ports.js';
 import { connect } from '../runtime/kube.js';
@@ -71,6 +72,8 @@ export interface ControllerOptions {
   port?: number;
   /** Delay before a killed unit is recreated. */
   rescheduleDelayMs?: number;
+  /** Log to this size-capped, rotated file instead of stdout (deploy starts the controller so). */
+  logFile?: { path: string; limits: Rotation };
 }
 
 /**
@@ -82,8 +85,13 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const paths = modelPaths(o.model);
   mkdirSync(paths.root, { recursive: true, mode: 0o755 });
   mkdirSync(paths.logs, { recursive: true });
-  const log = pino({ name: 'pgcharm-controller' });
+  // The units' log files get the same caps (their stdout/stderr files too): from the flags, else the environment.
+  const limits = o.logFile?.limits ?? rotationFrom({});
   const release = takeLock(paths.lock);
+  // Opened once the model is ours: a second controller refused here must not rotate the first one's log.
+  const own = o.logFile ? openProcessLog(o.logFile.path, o.logFile.limits) : undefined;
+  const log = own ? pino({ name: 'pgcharm-controller' }, own.file) : pino({ name: 'pgcharm-controller' });
+  own?.logCrashes(log);
   const token = readOrCreateToken(paths.token);
   const namespace = namespaceFor(o.model);
   // The agents' own identity, as a service account in a cluster. What they do is audited on
@@ -92,7 +100,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
   // was most of what a cluster wrote.
   const agentToken = readOrCreateToken(paths.agentToken);
   const agentUser = `system:serviceaccount:${namespace}:pgcharm-agent`;
-  const audit = auditRequested() ? createWriteStream(paths.audit, { flags: 'a' }) : undefined;
+  const audit = auditRequested() ? new RotatingFile(paths.audit, limits) : undefined;
   const previous = readControllerInfo(o.model);
   const port = o.port ?? (previous?.port && (await portFree(previous.port)) ? previous.port : await freePort());
   const server = await startApiServer({
@@ -127,6 +135,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
         kubeconfig: paths.kubeconfig,
         serviceAccount: { host: '127.0.0.1', port: server.port, token: agentToken, ca: server.ca, namespace },
         log: log.child({ app, component: 'kubelet' }),
+        logLimits: limits,
         ...(o.rescheduleDelayMs !== undefined ? { rescheduleDelayMs: o.rescheduleDelayMs } : {}),
       },
       app,

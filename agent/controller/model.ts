@@ -10,6 +10,10 @@ import { join, resolve } from 'node:path';
  *   controller.lock  pid of owner    token       (0600)     logs/<pod>.{agent,sidecar}.log
  *   store/           the API objects (journal + snapshot)   logs/controller.log
  *   agent-token      (0600) the agents' service account    logs/audit.jsonl (their requests)
+ *
+ * Every log is size-capped and rotated (x.log.1 … x.log.N; PGCHARM_LOG_MAX_SIZE and
+ * PGCHARM_LOG_MAX_FILES); what a process writes to stdout or stderr regardless of its log (a
+ * crash trace) goes to logs/<pod>.{agent,sidecar}.stderr and logs/controller.stderr, rotated alike.
  */
 
 export function defaultModelDir(): string {
@@ -34,6 +38,7 @@ export const modelPaths = (model: string) => ({
   unit: (pod: string) => join(model, 'units', pod),
   logs: join(model, 'logs'),
   controllerLog: join(model, 'logs', 'controller.log'),
+  controllerStderr: join(model, 'logs', 'controller.stderr'),
 });
 
 export interface ControllerInfo {

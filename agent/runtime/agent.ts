@@ -566,6 +566,7 @@ export class Agent {
     );
     const others = new Map([...this.peers].map(([u, d]) => [u, new BufferedBag(d, () => `unit ${this.unit} cannot write the bag of unit ${u}: each unit writes only its own`)]));
     let deferred = false;
+    const statuses = { unit: this.shownStatus.unit, app: this.shownStatus.app };
     const ctx: EventContext = {
       name: e.name,
       unit: this.unit,
@@ -609,9 +610,10 @@ export class Agent {
     if (e.name !== 'update-status') shown = this.annotate(executing);
     const slow = shown ? undefined : setTimeout(() => void (shown = this.annotate(executing)), EXECUTING_AFTER_MS);
     const t0 = performance.now();
+    let wrote = false;
     try {
       if (handler) await handler(ctx);
-      await this.commit(local, appBag);
+      wrote = await this.commit(local, appBag);
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       clearTimeout(slow);
@@ -627,15 +629,15 @@ export class Agent {
     await shown;
     if (action) await action.finish();
     await this.afterSuccess(e, deferred, config);
-    const fields = { handled: Boolean(handler), deferred, ms: Math.round(performance.now() - t0) };
-    // update-status is the timer's: at info it would be a line per unit every interval.
-    if (e.name === 'update-status' && !deferred) log.debug(fields, 'event handled');
-    else log.info(fields, deferred ? 'event deferred' : 'event handled');
+    // update-status runs every few seconds: it is worth a line at info only when it changed something.
+    const quiet = e.name === 'update-status' && !deferred && !action && !wrote && statuses.unit === this.shownStatus.unit && statuses.app === this.shownStatus.app;
+    log[quiet ? 'debug' : 'info']({ handled: Boolean(handler), deferred, ms: Math.round(performance.now() - t0) }, deferred ? 'event deferred' : 'event handled');
     if (this.opts.current) this.opts.current.event = 'idle';
     return undefined;
   }
 
-  private async commit(local: BufferedBag, appBag: BufferedBag): Promise<void> {
+  /** Writes what the hook changed in the bags; says whether there was anything. */
+  private async commit(local: BufferedBag, appBag: BufferedBag): Promise<boolean> {
     const mine = local.patch();
     if (mine) {
       await this.store.patch(this.myBag, { data: mine });
@@ -649,6 +651,7 @@ export class Agent {
       await this.store.patch(objects.appBag(this.app), { data: app });
       this.appData = appBag.entries();
     }
+    return Boolean(mine || app);
   }
 
   private async afterSuccess(e: QueuedEvent, deferred: boolean, config: ConfigSnapshot | undefined): Promise<void> {
@@ -691,12 +694,17 @@ export class Agent {
     }
   }
 
+  /** The statuses last set (`name: message`), to tell a hook that changed one from one that set it again. */
+  private readonly shownStatus = { unit: '', app: '' };
+
   private async setUnitStatus(s: Status): Promise<void> {
+    this.shownStatus.unit = `${s.name}: ${s.message}`;
     await this.annotate({ [ANNOTATIONS.workloadStatus]: s.name, [ANNOTATIONS.workloadMessage]: s.message || null });
   }
 
   private async setAppStatus(s: Status): Promise<void> {
     if (!this.elector.isLeader()) throw new Error(`unit ${this.unit} is not the leader: only the leader sets the application status`);
+    this.shownStatus.app = `${s.name}: ${s.message}`;
     const name = objects.appBag(this.app);
     const shown = `${s.name}|${s.message}`;
     if (this.appStatusShown === shown) return;

@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
+import { openProcessLog, type Rotation } from '../../sidecar/logs/rotate.js';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { Agent } from './agent.js';
 import type { Charm, CharmFactory } from './charm.js';
@@ -18,6 +19,8 @@ export interface AgentProcessOptions {
   leaseMs?: number;
   /** A termination signal that arrived before this function was called. */
   stopRequested?: string;
+  /** Log to this size-capped, rotated file instead of stdout (a local unit). */
+  logFile?: { path: string; limits: Rotation };
 }
 
 export async function loadCharmModule(path: string): Promise<Charm> {
@@ -37,7 +40,10 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
   process.on('SIGINT', () => onStop('SIGINT'));
   const unit = parseUnit(o.unit);
   const current = { event: 'idle' };
-  const log = pino({ base: { unit: unitName(unit) }, mixin: () => ({ event: current.event }) });
+  const own = o.logFile ? openProcessLog(o.logFile.path, o.logFile.limits) : undefined;
+  const logOpts = { base: { unit: unitName(unit) }, mixin: () => ({ event: current.event }) };
+  const log = own ? pino(logOpts, own.file) : pino(logOpts);
+  own?.logCrashes(log);
   const meta = await loadCharmYaml(o.charm);
   const peerRelation = Object.keys(meta.peers)[0];
   const container = Object.keys(meta.containers)[0];

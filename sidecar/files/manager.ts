@@ -223,7 +223,7 @@ export class WriteSession {
       this.errors.set(path, spec.error);
       return drain(source);
     }
-    this.log?.info({ path }, 'push file');
+    this.log?.debug({ path }, 'push file');
     let tmp: string | undefined;
     let fh: FileHandle | undefined;
     try {
@@ -385,7 +385,7 @@ export class FilesManager {
    */
   async openRead(path: string): Promise<ReadSource> {
     if (!path.startsWith('/')) throw new FileError(`paths must be absolute, got ${JSON.stringify(path)}`);
-    this.log?.info({ path }, 'pull file');
+    this.log?.debug({ path }, 'pull file');
     let st: Stats;
     try {
       st = await stat(path);

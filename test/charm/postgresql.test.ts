@@ -94,7 +94,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect((await m.cli(['status', '--format', 'yaml'])).stdout).not.toContain(pw);
   });
 
-  it('at idle: no SIGHUP, no file written, no store request but lease renewals (30 s, three update-status rounds)', async () => {
+  it('at idle: no SIGHUP, no file written, no log line, no store request but lease renewals (30 s, three update-status rounds)', async () => {
     // Every regular file of every unit (layers, config, passfile, scripts, signal files), except
     // what Postgres itself keeps in its data directory; pgcharm's own files there are included.
     const ours = /\/(pgcharm\.conf|pg_hba\.conf|standby\.signal|postgresql\.auto\.conf)$/;
@@ -112,7 +112,8 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       const st = statSync(p);
       out.set(p, `${st.mtimeMs}:${st.size}`);
     };
-    const sidecarLogs = () => Object.fromEntries(readdirSync(join(m.dir, 'logs')).filter((f) => f.endsWith('.sidecar.log')).map((f) => [f, readFileSync(join(m.dir, 'logs', f), 'utf8')]));
+    // The units' own logs (Postgres's output is in the sidecar's): at idle, not a line at info.
+    const sidecarLogs = () => Object.fromEntries(readdirSync(join(m.dir, 'logs')).filter((f) => /\.(sidecar|agent)\.log$/.test(f)).map((f) => [f, readFileSync(join(m.dir, 'logs', f), 'utf8')]));
     const auditLines = () => readFileSync(join(m.dir, 'logs', 'audit.jsonl'), 'utf8').trim().split('\n');
     const before = { files: files(join(m.dir, 'units')), logs: sidecarLogs(), audit: auditLines().length };
     const t0 = Date.now();
@@ -122,6 +123,7 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     for (const [f, text] of Object.entries(after.logs)) {
       const added = text.slice(before.logs[f]?.length ?? 0);
       expect(added.split('\n').filter((l) => /received SIGHUP/.test(l)), `${f}: SIGHUPs at idle`).toEqual([]);
+      expect(added.split('\n').filter((l) => l.trim() !== ''), `${f}: lines logged at idle`).toEqual([]);
     }
     const changed = [...after.files].filter(([p, v]) => before.files.get(p) !== v).map(([p]) => p.slice(m.dir.length));
     expect(changed, 'files written at idle').toEqual([]);

@@ -18,14 +18,14 @@ export interface TestSidecar extends SidecarProcess {
  * A real `pgcharm-sidecar run` in a temp dir. Every process it starts inherits a marker in
  * its environment, so cleanup can find and kill leftovers even when a test failed midway.
  */
-export async function startTestSidecar(opts: { hold?: boolean; layers?: Record<string, string>; http?: string; env?: Record<string, string> } = {}): Promise<TestSidecar> {
+export async function startTestSidecar(opts: { hold?: boolean; layers?: Record<string, string>; http?: string; env?: Record<string, string>; args?: (tmp: string) => string[] } = {}): Promise<TestSidecar> {
   const tmp = mkdtempSync(join(tmpdir(), 'pgcharm-test-'));
   chmodSync(tmp, 0o755);
   const dir = join(tmp, 'pebble');
   mkdirSync(join(dir, 'layers'), { recursive: true });
   for (const [file, text] of Object.entries(opts.layers ?? {})) writeFileSync(join(dir, 'layers', file), text);
   const marker = randomUUID();
-  const sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}) });
+  const sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}), ...(opts.args ? { args: opts.args(tmp) } : {}) });
   return {
     ...sc,
     tmp,
