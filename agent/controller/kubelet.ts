@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '#client-node';
 import type { Logger } from 'pino';
@@ -301,6 +302,10 @@ export class Kubelet {
     p.child = child;
     p.pid = child.pid;
     if (child.pid) writeFileSync(this.pidFile(u, which), `${child.pid}\n`);
+    // The agent's CPU share, as its container's CPU request gives it in a pod (manifests): it must
+    // renew the primary Lease on time while Postgres saturates the machine. The sidecar gets the
+    // default back (it inherits this controller's), or Postgres, which it starts, would have it too.
+    if (child.pid) raisePriority(child.pid, this.opts.log, which === 'agent' ? HA_NICE : 0);
     child.on('exit', (code, signal) => {
       if (p.child !== child) return;
       this.exited(u, which, code, signal);
@@ -499,5 +504,19 @@ function tail(path: string, from: number, max: number): string {
     return buf.toString('utf8').trim();
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Niceness of the HA processes on a local deployment (root only: others may not lower theirs). */
+export const HA_NICE = -5;
+
+/** Gives `pid` (default: this process) the HA processes' priority (or `nice`) when allowed; a no-op otherwise. */
+export function raisePriority(pid: number | undefined, log: Logger, nice = HA_NICE): void {
+  if (process.getuid?.() !== 0) return;
+  try {
+    if (pid === undefined) setPriority(nice);
+    else setPriority(pid, nice);
+  } catch (e) {
+    log.debug({ pid, err: (e as Error).message }, 'could not raise the process priority');
   }
 }

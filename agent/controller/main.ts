@@ -15,7 +15,7 @@ import type { AuditEntry } from './apiserver/auth.js';
 import { ConfigSync } from './config-sync.js';
 import { decodeDeployment } from './deployment.js';
 import { writeKubeconfig } from './kubeconfig.js';
-import { Kubelet } from './kubelet.js';
+import { Kubelet, raisePriority } from './kubelet.js';
 import { modelPaths, namespaceFor, pidAlive, readControllerInfo, type ControllerInfo } from './model.js';
 
 export class ModelInUseError extends Error {
@@ -91,6 +91,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
   // Opened once the model is ours: a second controller refused here must not rotate the first one's log.
   const own = o.logFile ? openProcessLog(o.logFile.path, o.logFile.limits) : undefined;
   const log = own ? pino({ name: 'pgcharm-controller' }, own.file) : pino({ name: 'pgcharm-controller' });
+  // The store answers lease renewals: it gets the agents' CPU share (kubelet.ts raisePriority).
+  raisePriority(undefined, log);
   own?.logCrashes(log);
   const token = readOrCreateToken(paths.token);
   const namespace = namespaceFor(o.model);

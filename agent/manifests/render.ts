@@ -32,6 +32,9 @@ export { ROLE_LABEL };
 /** The agent image's user and group (Dockerfile): not root, and the group the sidecar's socket is shared with. */
 export const AGENT_UID = 10001;
 
+/** The charm container's CPU request (what keeps lease renewals on time when Postgres saturates the node). */
+export const AGENT_CPU_REQUEST = '100m';
+
 /** Where the sidecar keeps its layers and socket, in both containers (Juju's path for Pebble). */
 export const PEBBLE_DIR = '/var/lib/pebble/default';
 export const PEBBLE_SOCKET = `${PEBBLE_DIR}/.pebble.socket`;
@@ -251,6 +254,9 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
       { name: 'pebble', mountPath: PEBBLE_DIR },
       { name: 'kube-api-access', mountPath: TOKEN_DIR, readOnly: true },
     ],
+    // A CPU share of its own: with Postgres saturating the node the agent must still renew the
+    // primary Lease every TTL/4 (a late one fences the primary), as it does locally at nice -5.
+    resources: { requests: { cpu: AGENT_CPU_REQUEST } },
     // Not root: the sidecar hands its socket to the agent's group (PEBBLE_SOCKET_GROUP below, mode 0660).
     securityContext: { runAsUser: AGENT_UID, runAsGroup: AGENT_UID, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
   };
