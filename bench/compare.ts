@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { healthyPrimary, probe, until, type Cluster } from './cluster.js';
+import { healthyPrimary, probe, saveLogs, until, type Cluster } from './cluster.js';
 import { ensurePatroni, PATRONI_PROFILES, PatroniCluster } from './patroni.js';
 import { PgcharmCluster } from './pgcharm.js';
 import { summary } from './stats.js';
@@ -70,6 +70,7 @@ export async function bootstrap(system: string, runs: number, log: (s: string) =
       ms.push(Date.now() - t0);
       log(`${system}: bootstrap ${i + 1}/${runs}: ${ms.at(-1)} ms`);
     } catch (e) {
+      log(`${system}: bootstrap ${i + 1} failed; logs kept in ${saveLogs(cluster, 'bootstrap')}`);
       await cluster.destroy();
       throw e;
     }

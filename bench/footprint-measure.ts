@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { haEvents } from './ha-events.js';
 import { LogWatch, topLines, type LogFile } from './log-stats.js';
 import { classify, CLK_TCK, cpuTicks, pss, snapshot, type Class, type Proc, type Refine, type Root } from './proc-stats.js';
 
@@ -59,6 +60,8 @@ export interface Footprint {
   log_bytes_per_minute_apart: Record<string, number>;
   log_top_lines_per_minute: Record<string, Record<string, number>>;
   sighups_per_minute: number;
+  /** pgcharm's HA machinery acting in the window: fences, promotions, step-downs (see ha-events.ts). */
+  ha_events: { fences: number; failovers: number; step_downs: number; fence_lines: string[] };
   /** null when nothing logs file writes (see push_files_note). */
   push_files_per_minute: Record<string, number> | null;
   config_file_writes_per_minute: number | null;
@@ -138,6 +141,7 @@ export async function measure(s: Subject, seconds: number, sampleMs = 5000): Pro
   const perMin = (x: number) => Math.round(x / minutes);
   const inTotal = Object.entries(bytes).filter(([g]) => !s.apart.includes(g));
   const sighups = Object.entries(text).filter(([g]) => s.postgresLog(g)).reduce((n, [, t]) => n + (t.match(/received SIGHUP/g)?.length ?? 0), 0);
+  const ha = haEvents(text);
   const push = s.pushLog ? pushes(text, s.logs(), s.pushLog) : undefined;
   const fig: Footprint = {
     system: s.name,
@@ -156,6 +160,7 @@ export async function measure(s: Subject, seconds: number, sampleMs = 5000): Pro
         .map(([g, t]) => [g, Object.fromEntries(topLines(t, 4).map(([k, n]) => [k, round(n / minutes, 1)]))]),
     ),
     sighups_per_minute: round(sighups / minutes),
+    ha_events: { fences: ha.fences, failovers: ha.promotions, step_downs: ha.step_downs, fence_lines: ha.fence_lines },
     push_files_per_minute: push ? Object.fromEntries(Object.entries(push.byFile).map(([f, n]) => [f, round(n / minutes, 1)])) : null,
     config_file_writes_per_minute: push?.logged ? round(Object.entries(push.byFile).filter(([f]) => !NOT_CONFIG.has(f)).reduce((a, [, n]) => a + n, 0) / minutes) : null,
   };

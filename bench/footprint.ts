@@ -219,6 +219,7 @@ export function footprintTable(systems: Record<string, Footprint>): string[] {
     ['Postgres PSS MB, all nodes', ...role('postgres', (k) => k.pss_total_mb)],
     ['log bytes/min (pgcharm: audit apart)', ...figs.map((x) => String(x.log_bytes_per_minute_total))],
     ['SIGHUPs/min', ...figs.map((x) => String(x.sighups_per_minute))],
+    ['fences / failovers in the window', ...figs.map((x) => `${x.ha_events.fences} / ${x.ha_events.failovers}`)],
     ['config file writes/min', ...figs.map((x) => (x.config_file_writes_per_minute === null ? 'n/a' : String(x.config_file_writes_per_minute)))],
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -233,6 +234,7 @@ export function footprintSummary(p: Measured): string[] {
   const noisy = Object.entries(p.log_top_lines_per_minute).flatMap(([g, m]) => Object.entries(m).map(([l, n]) => [`${g}: ${l}`, n] as const)).sort((a, b) => b[1] - a[1]).slice(0, 4);
   lines.push(`noisiest log lines (per minute): ${noisy.map(([l, n]) => `${n} x ${l}`).join('; ')}`);
   lines.push(`audit.jsonl (apart): ${p.log_bytes_per_minute_apart['audit.jsonl'] ?? 0} bytes/min`);
+  for (const l of p.ha_events.fence_lines) lines.push(`FENCED at idle: ${l}`);
   for (const e of p.bootstrap_hook_errors ?? []) lines.push(`while settling (the units got over it): ${e}`);
   if (p.push_files_note) lines.push(p.push_files_note);
   else lines.push(`files pushed per minute: ${Object.entries(p.push_files_per_minute ?? {}).map(([f, n]) => `${f} ${n}`).join(', ') || 'none'}`);

@@ -15,7 +15,7 @@ import { benchSidecar } from './sidecar.js';
  * `npm run bench -- --only compare --runs 3 --systems pgcharm,patroni-tuned` narrows it down
  * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS). The footprint
  * groups of issue 13 run only when asked for by name: `--only footprint [--seconds 60]`,
- * `--only scale [--runs 3] [--seconds 60]`, `--only saturation [--minutes 10]`.
+ * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`.
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     if (f.failed) failures['footprint'] = `failed: ${Object.keys(f.failed).join(', ')}`;
   });
   if (want('scale')) await group('scale', async () => {
-    const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: 10, seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });
+    const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: positive('clusters', 10), seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });
     result['scale'] = sc;
     for (const v of Object.values(sc.sizes)) {
       const boot = v.bootstrap_to_standbys_streaming_ms;

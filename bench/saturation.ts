@@ -9,7 +9,8 @@ import { freePort } from '../agent/ports.js';
 import { objects } from '../agent/runtime/names.js';
 import { watchPath, type Watcher } from '../agent/runtime/store.js';
 import { healthyPrimary, saveLogs, until } from './cluster.js';
-import { LogWatch, lineKey, rotatedGroup } from './log-stats.js';
+import { haEvents } from './ha-events.js';
+import { LogWatch, rotatedGroup } from './log-stats.js';
 import { PgcharmCluster } from './pgcharm.js';
 
 /**
@@ -100,31 +101,6 @@ async function readLease(model: string, app: string): Promise<{ holder: string; 
   const ctx = await openModel(model, app);
   const l = await ctx.kube.coordination.readNamespacedLease({ name: objects.primaryLease(app), namespace: ctx.kube.namespace });
   return { holder: l.spec?.holderIdentity ?? '', transitions: l.spec?.leaseTransitions ?? 0 };
-}
-
-/** Fences, promotions, step-downs and the agents' warnings in what the logs got during the run. */
-function haEvents(text: Record<string, string>) {
-  const out = { fences: 0, fence_lines: [] as string[], promotions: 0, step_downs: 0, warnings: {} as Record<string, number> };
-  for (const [group, t] of Object.entries(text)) {
-    for (const l of t.split('\n')) {
-      // The sidecar prefixes a service's output with its name: "<time> [pgcharm-fence] fenced: ...".
-      if (group.endsWith('.sidecar.log') && /^\S+ \[[^\]]+\] fenced:/.test(l)) {
-        out.fences++;
-        if (out.fence_lines.length < 5) out.fence_lines.push(`${group}: ${l}`);
-      }
-      if (!group.endsWith('.agent.log') || !l.startsWith('{')) continue;
-      let e: { level?: number; msg?: string; decision?: string };
-      try {
-        e = JSON.parse(l) as typeof e;
-      } catch {
-        continue;
-      }
-      if (e.msg === 'ha' && e.decision === 'promoted') out.promotions++;
-      if (e.msg === 'ha' && e.decision === 'step down') out.step_downs++;
-      if ((e.level ?? 0) >= 40) out.warnings[lineKey(l)] = (out.warnings[lineKey(l)] ?? 0) + 1;
-    }
-  }
-  return out;
 }
 
 async function pgcharmRun(o: SaturationOptions) {
