@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     result['saturation'] = s;
     const p = s.pgcharm;
     lines.push(
-      `saturation (${positive('minutes', 10)} min of pgbench + a busy loop per core): pgcharm ${p.pgbench.tps ?? 'n/a'} TPS, plain PostgreSQL ${s.plain.pgbench.tps ?? 'n/a'} TPS, ratio ${s.tps_ratio_pgcharm_over_plain ?? 'n/a'}`,
+      `saturation (${positive('minutes', 10)} min of pgbench + a busy loop per core): pgcharm ${p.pgbench.tps ?? 'n/a'} TPS, plain PostgreSQL ${s.plain.pgbench.tps ?? 'n/a'} TPS, ratio ${s.tps_ratio_pgcharm_over_plain ?? `n/a (${s.tps_ratio_note ?? 'no TPS'})`}`,
       `  ${s.goals.met ? 'met' : 'MISSED'} (goal 0 each): primary-lease changes ${p.lease_transitions}, fences ${p.fences}, failovers ${p.failovers}; step-downs ${p.step_downs}; primary ${p.primary_before} -> ${p.primary_after ?? 'no healthy cluster after the run'}`,
     );
     if (p.pgbench.exit_code !== 0) lines.push(`  pgbench against pgcharm exited ${p.pgbench.exit_code}, ${p.pgbench.aborted_clients} of ${clients} clients aborted: ${p.pgbench.errors[0] ?? ''}`);
