@@ -5,7 +5,7 @@ import { loadCharmYaml, prepareAction, ProblemsError } from './charm-meta/index.
 import { readConfig } from './controller/config-store.js';
 import { defaultModelDir } from './controller/model.js';
 import { configCommand, settingsFromFile } from './commands/config.js';
-import { clusterApp, openModel, UserError } from './commands/context.js';
+import { checkAppName, clusterApp, openModel, UserError } from './commands/context.js';
 import { debugLog } from './commands/debug-log.js';
 import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE, deploy } from './commands/deploy.js';
 import { destroy } from './commands/destroy.js';
@@ -55,6 +55,8 @@ function logFileOf(o: LogFileFlags): { logFile?: { path: string; limits: Rotatio
 }
 
 const modelOption = () => new Option('-m, --model <dir>', 'model directory (default: $PGCHARM_MODEL, else /var/lib/pgcharm/default as root, ~/.local/share/pgcharm/default otherwise)').default(defaultModelDir(), '$PGCHARM_MODEL or per-user default');
+/** Which application of the model (inferred when it has one). */
+const appOption = () => new Option('--app <name>', 'the application (needed when the model has several)');
 let exitCode = 0;
 
 const program = new Command('pgcharm')
@@ -67,19 +69,20 @@ program
   .addOption(modelOption())
   .option('-n, --units <n>', 'number of units', int('--units', 1, 9), 3)
   .option('--charm <path>', 'charm.yaml to deploy', DEFAULT_CHARM)
+  .option('--app <name>', "application name (default: the charm's name); another name deploys another application into the same model")
   .addOption(new Option('--charm-module <path>', 'the charm code (for charm development)').default(DEFAULT_CHARM_MODULE).hideHelp())
   .option('--timeout <seconds>', 'how long to wait for the units', int('--timeout', 1, 3600), 300)
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
   .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
-  .action(async (o: { model: string; units: number; charm: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
+  .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
     const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
-    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
+    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
     process.stdout.write(renderStatus(s, 'tabular'));
-    const ctx = await openModel(o.model);
+    const ctx = await openModel(o.model, s.application.name);
     const uri = await uris(ctx, 'primary').catch(() => []);
     if (uri.length) {
       process.stdout.write(`\nConnection string (primary): ${uri[0]}\n`);
-      process.stdout.write(`More: pgcharm uri replicas | pgcharm psql | pgcharm status | pgcharm debug-log   (--model ${o.model})\n`);
+      process.stdout.write(`More: pgcharm uri replicas | pgcharm psql | pgcharm status | pgcharm debug-log   (--model ${o.model}${o.app !== undefined ? ` --app ${ctx.app}` : ''})\n`);
     }
   });
 
@@ -87,9 +90,10 @@ program
   .command('status')
   .description('application, units, leader, workload and agent status (like juju status)')
   .addOption(modelOption())
+  .addOption(appOption())
   .addOption(new Option('--format <format>', 'output format').choices(['tabular', 'yaml', 'json']).default('tabular'))
-  .action(async (o: { model: string; format: 'tabular' | 'yaml' | 'json' }) => {
-    const ctx = await openModel(o.model);
+  .action(async (o: { model: string; app?: string; format: 'tabular' | 'yaml' | 'json' }) => {
+    const ctx = await openModel(o.model, o.app);
     process.stdout.write(renderStatus(await gatherStatus(ctx), o.format));
   });
 
@@ -103,10 +107,10 @@ program
   .option('--file <path>', 'settings from a YAML map too (keeps secret values off the command line)')
   .option('--kubeconfig <path>', 'a Kubernetes cluster instead of a local model (with --namespace and --app)')
   .option('--namespace <ns>', 'with --kubeconfig: the namespace (default: the kubeconfig context)')
-  .option('--app <name>', 'with --kubeconfig: the application', 'postgresql')
-  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; file?: string; kubeconfig?: string; namespace?: string; app: string }) => {
+  .option('--app <name>', 'the application (needed when the model has several; with --kubeconfig, default postgresql)')
+  .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; file?: string; kubeconfig?: string; namespace?: string; app?: string }) => {
     // On a cluster the same validated write of <app>-config: the agents reload or restart Postgres in place.
-    const ctx = o.kubeconfig ? clusterApp(o.kubeconfig, o.namespace, o.app) : await openModel(o.model);
+    const ctx = o.kubeconfig ? clusterApp(o.kubeconfig, o.namespace, checkAppName(o.app ?? 'postgresql')) : await openModel(o.model, o.app);
     const all = [...args, ...(o.file ? settingsFromFile(o.file, '--file') : [])];
     process.stdout.write(await configCommand(ctx, { args: all, reset: o.reset, diff: o.diff, color: Boolean(process.stdout.isTTY) }));
   });
@@ -115,14 +119,15 @@ program
   .command('run')
   .description('run an action on a unit (or on the leader) and print its outcome as YAML')
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('<unit>', 'postgresql/0, 0, or leader')
   .argument('<action>', 'action name from charm.yaml')
   .argument('[params...]', 'key=value params')
   .option('--params <file>', 'read params from a JSON file (keeps secrets off the command line)')
   .option('--wait', 'wait for the outcome, showing log lines and progress', false)
   .option('--timeout <seconds>', 'with --wait: how long', int('--timeout', 1, 86400), 600)
-  .action(async (unit: string, action: string, params: string[], o: { model: string; params?: string; wait: boolean; timeout: number }) => {
-    const ctx = await openModel(o.model);
+  .action(async (unit: string, action: string, params: string[], o: { model: string; app?: string; params?: string; wait: boolean; timeout: number }) => {
+    const ctx = await openModel(o.model, o.app);
     const meta = (await readConfig(ctx.store))?.meta ?? (await loadCharmYaml(ctx.deployment.charm));
     const prepared = prepareAction(meta, action, [...params, ...(o.params ? paramsFromFile(o.params) : [])]);
     const writeOnly = Object.entries(prepared.action.params).filter(([, p]) => p['writeOnly'] === true).map(([k]) => k);
@@ -135,9 +140,10 @@ program
   .command('add-unit')
   .description('add units (new unit numbers, never reused)')
   .addOption(modelOption())
+  .addOption(appOption())
   .option('-n, --num-units <n>', 'how many', int('--num-units', 1, 9), 1)
-  .action(async (o: { model: string; numUnits: number }) => {
-    const added = await addUnits(await openModel(o.model), o.numUnits);
+  .action(async (o: { model: string; app?: string; numUnits: number }) => {
+    const added = await addUnits(await openModel(o.model, o.app), o.numUnits);
     say(`added ${added.join(', ')}`);
   });
 
@@ -145,20 +151,22 @@ program
   .command('remove-unit')
   .description('remove a unit: it leaves the peer relation, stops, and its directory is deleted')
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('<unit>')
-  .action(async (unit: string, o: { model: string }) => {
-    say(`removing ${await removeUnit(await openModel(o.model), unit)}`);
+  .action(async (unit: string, o: { model: string; app?: string }) => {
+    say(`removing ${await removeUnit(await openModel(o.model, o.app), unit)}`);
   });
 
 program
   .command('kill')
   .description('SIGKILL a whole unit (agent, sidecar, Postgres), like a node failure; it comes back after a delay')
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('<unit>', 'postgresql/0, 0, or leader')
   .option('--no-restart', 'leave it dead (until `pgcharm kill --revive UNIT`)')
   .option('--revive', 'bring back a unit killed with --no-restart', false)
-  .action(async (unit: string, o: { model: string; restart: boolean; revive: boolean }) => {
-    const ctx = await openModel(o.model);
+  .action(async (unit: string, o: { model: string; app?: string; restart: boolean; revive: boolean }) => {
+    const ctx = await openModel(o.model, o.app);
     if (o.revive) say(`reviving ${await reviveUnit(ctx, unit)}`);
     else say(`killed ${await killUnit(ctx, unit, !o.restart)}${o.restart ? '; it will be rescheduled' : ' (held down)'}`);
   });
@@ -167,13 +175,14 @@ program
   .command('exec')
   .description("run a command in a unit's workload container, through its sidecar")
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('<unit>')
   .argument('<command...>')
   .option('-t, --terminal', 'allocate a terminal', false)
   .option('-u, --user <user>', 'run as this user')
   .option('-w, --working-dir <dir>', 'working directory')
-  .action(async (unit: string, cmd: string[], o: { model: string; terminal: boolean; user?: string; workingDir?: string }) => {
-    const code = await execCommand(await openModel(o.model), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
+  .action(async (unit: string, cmd: string[], o: { model: string; app?: string; terminal: boolean; user?: string; workingDir?: string }) => {
+    const code = await execCommand(await openModel(o.model, o.app), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
     // Exit now: the forwarded stdin would keep us alive after the command finished (as in pgcharm-sidecar exec).
     process.stdout.write('', () => process.exit(code));
   });
@@ -195,22 +204,24 @@ program
   .command('uri')
   .description('print a libpq connection URI with the operator credentials')
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('[target]', 'primary, replicas, or a unit', 'primary')
-  .action(async (target: string, o: { model: string }) => {
-    for (const u of await uris(await openModel(o.model), target)) process.stdout.write(u + '\n');
+  .action(async (target: string, o: { model: string; app?: string }) => {
+    for (const u of await uris(await openModel(o.model, o.app), target)) process.stdout.write(u + '\n');
   });
 
 program
   .command('psql')
   .description('open psql on the primary (or a unit) as the operator')
   .addOption(modelOption())
+  .addOption(appOption())
   .argument('[target]', 'primary, replicas, or a unit', 'primary')
   .argument('[psql-args...]', 'more psql arguments (after --)')
-  .action(async (_target: string, _args: string[], o: { model: string }, cmd: Command) => {
+  .action(async (_target: string, _args: string[], o: { model: string; app?: string }, cmd: Command) => {
     // `pgcharm psql -- -c "select 1"`: what follows `--` is psql's, even when no target came before it.
     const dd = process.argv.indexOf('--');
     const call = psqlInvocation(cmd.args, dd < 0 ? [] : process.argv.slice(dd + 1));
-    exitCode = await psql(await openModel(o.model), call.target, call.args);
+    exitCode = await psql(await openModel(o.model, o.app), call.target, call.args);
   });
 
 program

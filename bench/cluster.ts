@@ -1,3 +1,5 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 
 /**
@@ -83,4 +85,12 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined> | 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Copies the cluster's logs to `.bench/logs/<name>-<time>/` (before a destroy deletes them); returns that directory. */
+export function saveLogs(cluster: Pick<Cluster, 'name' | 'logs'>, why: string): string {
+  const dir = join('.bench', 'logs', `${cluster.name}-${why}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  mkdirSync(dir, { recursive: true });
+  for (const [name, path] of Object.entries(cluster.logs())) if (existsSync(path)) copyFileSync(path, join(dir, name.includes('.') ? name : `${name}.log`));
+  return dir;
 }

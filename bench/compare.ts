@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { healthyPrimary, probe, until, type Cluster } from './cluster.js';
+import { healthyPrimary, probe, saveLogs, until, type Cluster } from './cluster.js';
 import { ensurePatroni, PATRONI_PROFILES, PatroniCluster } from './patroni.js';
 import { PgcharmCluster } from './pgcharm.js';
 import { summary } from './stats.js';
@@ -53,15 +53,16 @@ function makeCluster(system: string): Cluster {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function healthy(cluster: Cluster, timeoutMs = 240_000): Promise<string> {
+export async function healthy(cluster: Cluster, timeoutMs = 240_000): Promise<string> {
   const c = await cluster.credentials();
   return until(`${cluster.name}: one primary and every other node streaming`, () => healthyPrimary(cluster, c), timeoutMs, 20);
 }
 
-async function bootstrap(system: string, runs: number, log: (s: string) => void): Promise<{ ms: number[]; last: Cluster }> {
+/** `runs` fresh clusters from deploy to healthy; all but the last destroyed. `make` gives other than 3-node clusters. */
+export async function bootstrap(system: string, runs: number, log: (s: string) => void, make = () => makeCluster(system)): Promise<{ ms: number[]; last: Cluster }> {
   const ms: number[] = [];
   for (let i = 0; ; i++) {
-    const cluster = makeCluster(system);
+    const cluster = make();
     try {
       const t0 = Date.now();
       await cluster.start();
@@ -69,6 +70,7 @@ async function bootstrap(system: string, runs: number, log: (s: string) => void)
       ms.push(Date.now() - t0);
       log(`${system}: bootstrap ${i + 1}/${runs}: ${ms.at(-1)} ms`);
     } catch (e) {
+      log(`${system}: bootstrap ${i + 1} failed; logs kept in ${saveLogs(cluster, 'bootstrap')}`);
       await cluster.destroy();
       throw e;
     }
@@ -77,7 +79,7 @@ async function bootstrap(system: string, runs: number, log: (s: string) => void)
   }
 }
 
-async function failover(cluster: Cluster, run: number, log: (s: string) => void) {
+export async function failover(cluster: Cluster, run: number, log: (s: string) => void) {
   const c = await cluster.credentials();
   const old = await healthy(cluster);
   const w = new Writer({ ports: () => cluster.ports(), ...c });

@@ -2,6 +2,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { compare, type SystemFigures } from './compare.js';
+import { benchFootprint, footprintSummary, footprintTable } from './footprint.js';
+import { benchSaturation } from './saturation.js';
+import { benchScale } from './scale.js';
 import { benchPostgres } from './postgres.js';
 import { benchRuntime } from './runtime.js';
 import { benchSidecar } from './sidecar.js';
@@ -10,7 +13,9 @@ import { benchSidecar } from './sidecar.js';
  * `npm run bench`: JSON on stdout (`npm run -s bench` leaves out npm's banners) and in
  * .bench/latest.json, a human summary on stderr, failover timelines as .bench/failover-run-N.svg.
  * `npm run bench -- --only compare --runs 3 --systems pgcharm,patroni-tuned` narrows it down
- * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS).
+ * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS). The footprint
+ * groups of issue 13 run only when asked for by name: `--only footprint [--seconds 60]`,
+ * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`.
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,12 +29,17 @@ const num = (name: string, dflt: number) => {
   if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(process.env[name])}`);
   return v;
 };
-const runs = () => {
-  const v = arg('runs') ?? process.env['BENCH_RUNS'];
-  if (v === undefined) return 5;
-  if (!/^[1-9][0-9]*$/.test(v)) throw new Error(`--runs must be a positive integer, got ${JSON.stringify(v)}`);
+/** A positive integer option (`--runs 3`), else `dflt`. */
+const positive = (name: string, dflt: number, env?: string) => {
+  const v = arg(name) ?? (env ? process.env[env] : undefined);
+  if (v === undefined) return dflt;
+  if (!/^[1-9][0-9]*$/.test(v)) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return Number(v);
 };
+const runs = (dflt = 5) => positive('runs', dflt, 'BENCH_RUNS');
+const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation'];
+/** Long and only on request: not part of a plain `npm run bench`. */
+const ON_REQUEST = ['footprint', 'scale', 'saturation'];
 
 async function main(): Promise<void> {
   // A group that fails is reported and the others still run: one run of the whole bench is long.
@@ -43,14 +53,15 @@ async function main(): Promise<void> {
     }
   };
   const only = arg('only') ?? process.env['BENCH_ONLY'];
-  if (only && !['sidecar', 'runtime', 'postgres', 'compare'].includes(only)) throw new Error(`--only must be sidecar, runtime, postgres or compare, got ${JSON.stringify(only)}`);
+  if (only && !GROUPS.includes(only)) throw new Error(`--only must be one of ${GROUPS.join(', ')}, got ${JSON.stringify(only)}`);
+  const want = (g: string) => (only ? only === g : !ON_REQUEST.includes(g));
   const started = new Date();
   const lines: string[] = [];
   const result: Record<string, unknown> = {
     started: started.toISOString(),
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version },
   };
-  if (!only || only === 'sidecar') await group('sidecar', async () => {
+  if (want('sidecar')) await group('sidecar', async () => {
     const s = await benchSidecar({ killRuns: num('BENCH_KILL_RUNS', 5), execRuns: num('BENCH_EXEC_RUNS', 20) });
     result['sidecar'] = s;
     lines.push(
@@ -59,7 +70,7 @@ async function main(): Promise<void> {
       `exec true round trip: median ${s.exec_true_round_trip_ms.median} ms, max ${s.exec_true_round_trip_ms.max} ms (goal median <= 50 ms)`,
     );
   });
-  if (!only || only === 'runtime') await group('runtime', async () => {
+  if (want('runtime')) await group('runtime', async () => {
     const r = await benchRuntime({ failoverRuns: num('BENCH_FAILOVER_RUNS', 5), configRuns: num('BENCH_CONFIG_RUNS', 5) });
     result['runtime'] = r;
     lines.push(
@@ -67,7 +78,7 @@ async function main(): Promise<void> {
       `charm.yaml edit -> config-changed on all units: median ${r.charm_yaml_edit_to_config_changed_all_units_ms.median} ms`,
     );
   });
-  if (!only || only === 'postgres') await group('postgres', async () => {
+  if (want('postgres')) await group('postgres', async () => {
     const p = await benchPostgres();
     result['postgres'] = p;
     lines.push(
@@ -76,7 +87,7 @@ async function main(): Promise<void> {
       `rolling restart, longest write gap: ${p.rolling_restart_longest_write_gap_ms.value} ms (goal <= 2000 ms), writes lost: ${p.rolling_restart_longest_write_gap_ms.acknowledged_writes_lost}`,
     );
   });
-  if (!only || only === 'compare') await group('compare', async () => {
+  if (want('compare')) await group('compare', async () => {
     const systems = (arg('systems') ?? process.env['BENCH_SYSTEMS'] ?? 'pgcharm,patroni-defaults,patroni-tuned').split(',').map((x) => x.trim());
     const n = runs();
     const c = await compare({ systems, failoverRuns: n, crashRuns: n, bootstrapRuns: num('BENCH_COMPARE_BOOTSTRAP_RUNS', 3), outDir: '.bench', log: (x) => process.stderr.write(`  ${x}\n`) });
@@ -86,6 +97,46 @@ async function main(): Promise<void> {
     lines.push(`timelines: ${c.pictures.join(', ')}`);
     for (const [system, e] of Object.entries(c.failed ?? {})) lines.push(`${system} FAILED: ${e}`);
     if (c.failed) failures['compare'] = `failed: ${Object.keys(c.failed).join(', ')}`;
+  });
+  if (want('footprint')) await group('footprint', async () => {
+    const systems = (arg('systems') ?? process.env['BENCH_SYSTEMS'] ?? 'pgcharm,patroni-defaults,patroni-tuned').split(',').map((x) => x.trim());
+    const f = await benchFootprint({ systems, seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['footprint'] = f;
+    if (Object.keys(f.systems).length) lines.push('', `idle footprint, ${positive('seconds', 60)} s window (3 nodes each):`, ...footprintTable(f.systems), '');
+    if (f.systems['pgcharm']) lines.push('pgcharm against the goals of issue 13:', ...footprintSummary(f.systems['pgcharm']).map((l) => `  ${l}`));
+    for (const [system, e] of Object.entries(f.failed ?? {})) lines.push(`${system} FAILED: ${e}`);
+    if (f.failed) failures['footprint'] = `failed: ${Object.keys(f.failed).join(', ')}`;
+  });
+  if (want('scale')) await group('scale', async () => {
+    const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: positive('clusters', 10), seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['scale'] = sc;
+    for (const v of Object.values(sc.sizes)) {
+      const boot = v.bootstrap_to_standbys_streaming_ms;
+      const fo = v.failover_kill9_primary_unit_to_first_acked_write_ms;
+      lines.push(`${v.units} units: bootstrap median ${boot.median} ms (max ${boot.max}); kill -9 primary -> first acked write median ${fo.median} ms (max ${fo.max}), ${v.failover_acknowledged_writes_lost.total} acknowledged writes lost`);
+    }
+    if (sc.apps) {
+      const a = sc.apps;
+      lines.push('', `idle footprint, one 3-unit application vs ${a.clusters} on one controller:`, ...footprintTable({ 'one app': a.one, [`${a.clusters} apps`]: a.many }));
+      lines.push(`ratios (goal <= ${a.clusters}): ${Object.entries(a.ratios).map(([m, r]) => `${m} x${r}`).join(', ')}`);
+      for (const e of [...(a.one.bootstrap_hook_errors ?? []), ...(a.many.bootstrap_hook_errors ?? [])]) lines.push(`while settling (the units got over it): ${e}`);
+    }
+    for (const [what, e] of Object.entries(sc.failed ?? {})) lines.push(`${what} FAILED: ${e}`);
+    if (sc.failed) failures['scale'] = `failed: ${Object.keys(sc.failed).join(', ')}`;
+  });
+  if (want('saturation')) await group('saturation', async () => {
+    const clients = 8;
+    const s = await benchSaturation({ minutes: positive('minutes', 10), clients, threads: 2, log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['saturation'] = s;
+    const p = s.pgcharm;
+    lines.push(
+      `saturation (${positive('minutes', 10)} min of pgbench + a busy loop per core): pgcharm ${p.pgbench.tps ?? 'n/a'} TPS, plain PostgreSQL ${s.plain.pgbench.tps ?? 'n/a'} TPS, ratio ${s.tps_ratio_pgcharm_over_plain ?? `n/a (${s.tps_ratio_note ?? 'no TPS'})`}`,
+      `  ${s.goals.met ? 'met' : 'MISSED'} (goal 0 each): primary-lease changes ${p.lease_transitions}, fences ${p.fences}, failovers ${p.failovers}; step-downs ${p.step_downs}; primary ${p.primary_before} -> ${p.primary_after ?? 'no healthy cluster after the run'}`,
+    );
+    if (p.pgbench.exit_code !== 0) lines.push(`  pgbench against pgcharm exited ${p.pgbench.exit_code}, ${p.pgbench.aborted_clients} of ${clients} clients aborted: ${p.pgbench.errors[0] ?? ''}`);
+    for (const l of p.fence_lines) lines.push(`  ${l}`);
+    const warn = Object.entries(p.agent_warnings).sort((a, b) => b[1] - a[1]).slice(0, 5);
+    if (warn.length) lines.push(`  agent warnings: ${warn.map(([k, n]) => `${n} x ${k}`).join('; ')}`);
   });
   if (Object.keys(failures).length) result['failed'] = failures;
   const json = JSON.stringify(result, null, 2) + '\n';

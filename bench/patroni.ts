@@ -6,6 +6,9 @@ import { stringify } from 'yaml';
 import { freePort } from '../agent/ports.js';
 import { pidsWithEnv } from '../agent/procs.js';
 import type { Cluster } from './cluster.js';
+import { CountingProxy } from './dcs-proxy.js';
+import type { LogFile } from './log-stats.js';
+import type { Root } from './proc-stats.js';
 
 /**
  * Patroni + etcd on loopback, as Debian ships them, for the side-by-side benchmark: one etcd
@@ -104,10 +107,13 @@ export class PatroniCluster implements Cluster {
   private etcdPort = 0;
   private nodes: Node[] = [];
   private timers = new Set<NodeJS.Timeout>();
+  private proxy?: CountingProxy;
 
+  /** `countDcs`: Patroni reaches etcd through a CountingProxy (see dcsRequests). */
   constructor(
     readonly profile: PatroniProfile,
     private readonly reviveAfterMs: number,
+    private readonly o: { countDcs?: boolean } = {},
   ) {
     this.dir = join(tmpdir(), `pgcharm-bench-${profile.name}-${process.pid}-${Date.now()}`);
     this.name = profile.name;
@@ -138,6 +144,7 @@ export class PatroniCluster implements Cluster {
       ],
       { stdio: ['ignore', etcdLog, etcdLog], env: { ...process.env, BENCH_NODE: `${this.marker}-etcd` } },
     );
+    if (this.o.countDcs) this.proxy = await CountingProxy.start(this.etcdPort);
     for (let i = 0; i < 3; i++) {
       const n: Node = { name: `node${i}`, pgPort: await freePort(), apiPort: await freePort(), dir: join(this.dir, `node${i}`) };
       mkdirSync(n.dir, { recursive: true, mode: 0o700 });
@@ -156,7 +163,8 @@ export class PatroniCluster implements Cluster {
       scope: 'bench',
       name: n.name,
       restapi: { listen: `127.0.0.1:${n.apiPort}`, connect_address: `127.0.0.1:${n.apiPort}` },
-      etcd3: { hosts: `127.0.0.1:${this.etcdPort}` },
+      // use_proxies: no discovery of etcd's members, whose advertised address would bypass the proxy.
+      etcd3: this.proxy ? { hosts: `127.0.0.1:${this.proxy.port}`, use_proxies: true } : { hosts: `127.0.0.1:${this.etcdPort}` },
       bootstrap: {
         dcs: {
           ttl: p.ttl,
@@ -265,6 +273,29 @@ export class PatroniCluster implements Cluster {
     return t;
   }
 
+  /** Requests Patroni made of etcd so far, by "METHOD /path" (with countDcs). */
+  dcsRequests(): Record<string, number> {
+    if (!this.proxy) throw new Error(`${this.name}: DCS requests are counted only with countDcs`);
+    return this.proxy.snapshot();
+  }
+
+  /** The processes to measure: etcd, each node's Patroni, each node's postmaster (its children follow it). */
+  processRoots(): Root[] {
+    const roots: Root[] = this.etcd?.pid ? [{ pid: this.etcd.pid, kind: 'etcd', label: 'etcd' }] : [];
+    for (const n of this.nodes) {
+      const pm = postmasterTree(join(n.dir, 'data'))[0];
+      // Postgres started by Patroni inherits its marker; it is counted as Postgres, not Patroni.
+      for (const pid of pidsWithEnv('BENCH_NODE', `${this.marker}-${n.name}`)) if (pid !== pm) roots.push({ pid, kind: 'patroni', label: n.name });
+      if (pm) roots.push({ pid: pm, kind: 'postgres', label: n.name });
+    }
+    return roots;
+  }
+
+  /** Log files as the footprint bench reads them: each node's patroni.log (Postgres's log too) and etcd's. */
+  logFiles(): LogFile[] {
+    return Object.entries(this.logs()).map(([group, path]) => ({ path, group: `${group}.log`, live: true }));
+  }
+
   logs(): Record<string, string> {
     const out: Record<string, string> = { etcd: join(this.dir, 'etcd.log') };
     for (const n of this.nodes) out[n.name] = join(n.dir, 'patroni.log');
@@ -284,6 +315,7 @@ export class PatroniCluster implements Cluster {
       }
     }
     this.etcd?.kill('SIGKILL');
+    await this.proxy?.close();
     await new Promise((r) => setTimeout(r, 200));
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
+import type { V1ConfigMap } from '#client-node';
 import { connect, type Kube } from '../runtime/kube.js';
-import { LABELS } from '../runtime/names.js';
+import { APP_NAME_RULE, LABELS, validAppName } from '../runtime/names.js';
 import { Store } from '../runtime/store.js';
 import { decodeDeployment, type Deployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo, type ControllerInfo } from '../controller/model.js';
@@ -32,13 +33,45 @@ export function openController(model: string): { controller: ControllerInfo; kub
   return { controller, kube: connect({ kubeconfig: paths.kubeconfig, namespace: controller.namespace }) };
 }
 
-export async function openModel(model: string): Promise<ModelContext> {
-  const { controller, kube } = openController(model);
+/** An application name given as `field`: returned when valid, else an error naming the field and the rule. */
+export function checkAppName(app: string, field = '--app'): string {
+  if (!validAppName(app)) throw new UserError(`${field}: ${JSON.stringify(app)} is not a valid application name: ${APP_NAME_RULE}`);
+  return app;
+}
+
+/**
+ * Which application a command acts on: `wanted` (--app) if the model has it; else the only
+ * one. Several and no --app is an error listing them.
+ */
+export function pickApp(model: string, apps: readonly string[], wanted?: string): string {
+  const list = [...apps].sort().join(', ');
+  if (wanted !== undefined) {
+    checkAppName(wanted);
+    if (!apps.includes(wanted)) throw new UserError(`--app: model ${model} has no application ${wanted}${apps.length ? `: applications are ${list}` : ''}`);
+    return wanted;
+  }
+  if (apps.length === 1) return apps[0]!;
+  if (!apps.length) throw new UserError(`model ${model} has a controller but no application: run \`pgcharm deploy --model ${model}\``);
+  throw new UserError(`model ${model} has several applications (${list}): pass --app`);
+}
+
+/** The deployment ConfigMaps of a model, by application. */
+export async function deployments(kube: Kube): Promise<Map<string, V1ConfigMap>> {
   const list = await kube.core.listNamespacedConfigMap({ namespace: kube.namespace, labelSelector: `${LABELS.kind}=deployment` });
-  const cm = list.items[0];
-  const app = cm?.metadata?.labels?.[LABELS.app];
-  if (!cm || !app) throw new UserError(`model ${model} has a controller but no application: run \`pgcharm deploy --model ${model}\``);
-  return { model, controller, kube, app, store: new Store(kube, app), deployment: decodeDeployment(cm) };
+  const out = new Map<string, V1ConfigMap>();
+  for (const cm of list.items) {
+    const app = cm.metadata?.labels?.[LABELS.app];
+    if (app) out.set(app, cm);
+  }
+  return out;
+}
+
+/** Opens a model and one of its applications (see pickApp). */
+export async function openModel(model: string, app?: string): Promise<ModelContext> {
+  const { controller, kube } = openController(model);
+  const deps = await deployments(kube);
+  const name = pickApp(model, [...deps.keys()], app);
+  return { model, controller, kube, app: name, store: new Store(kube, name), deployment: decodeDeployment(deps.get(name)!) };
 }
 
 /** An application on a Kubernetes cluster (no local model): what `pgcharm config --kubeconfig` needs. */

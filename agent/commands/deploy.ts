@@ -8,10 +8,9 @@ import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/
 import { initConfig } from '../controller/config-store.js';
 import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
-import { LABELS } from '../runtime/names.js';
 import { rotateIfOver, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { Store } from '../runtime/store.js';
-import { openController, openModel, UserError, type ModelContext } from './context.js';
+import { checkAppName, deployments, openController, openModel, UserError, type ModelContext } from './context.js';
 import { gatherStatus, type ModelStatus } from './status.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/commands
@@ -85,6 +84,8 @@ export interface DeployOptions {
   charm: string;
   charmModule: string;
   timeoutMs: number;
+  /** Application name (default: charm.yaml's name); several applications can share a model. */
+  app?: string;
   /** `key=value` config settings (from --config and --config-file), checked like `pgcharm config`. */
   config?: readonly string[];
   /** Progress lines for the terminal. */
@@ -98,28 +99,25 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const settings = parseConfigArgs(meta, o.config ?? []).set; // bad settings: refused before anything starts
   const effective = validateSettings(meta, settings);
   if (!existsSync(o.charmModule)) throw new UserError(`charm code ${o.charmModule} not found: run \`npm run build\` first`);
+  const app = o.app === undefined ? checkAppName(meta.name, `${charmPath}: name (pass --app)`) : checkAppName(o.app);
   await ensureController(o.model);
   const { kube } = openController(o.model);
-  const existing = await kube.core.listNamespacedConfigMap({ namespace: kube.namespace, labelSelector: `${LABELS.kind}=deployment` });
-  const other = existing.items[0]?.metadata?.labels?.[LABELS.app];
-  if (other && other !== meta.name) {
-    throw new UserError(`model ${o.model} already has application ${other} deployed: \`pgcharm status\` shows it, \`pgcharm destroy\` removes it, or deploy into another --model`);
+  const existing = (await deployments(kube)).has(app);
+  if (existing && o.config?.length) {
+    throw new UserError(`${app} is already deployed in model ${o.model}: change its config with \`pgcharm config\` (deploy --config applies to a new deployment only)`);
   }
-  if (other && o.config?.length) {
-    throw new UserError(`${other} is already deployed in model ${o.model}: change its config with \`pgcharm config\` (deploy --config applies to a new deployment only)`);
-  }
-  if (other) {
+  if (existing) {
     // Deploying again (npm start twice, or after a reboot): the controller is up again, so are the units.
-    o.say(`${other} is already deployed in model ${o.model}; waiting for its units to settle (\`pgcharm destroy\` starts over)`);
-    return waitSettled(await openModel(o.model), o.timeoutMs);
+    o.say(`${app} is already deployed in model ${o.model}; waiting for its units to settle (\`pgcharm destroy\` starts over)`);
+    return waitSettled(await openModel(o.model, app), o.timeoutMs);
   }
-  const store = new Store(kube, meta.name);
+  // Objects are named after the application, so another one in the same model shares nothing with it.
+  const store = new Store(kube, app);
   await initConfig(store, meta, { settings, effective }, readFileSync(charmPath, 'utf8'));
   const units = Array.from({ length: o.units }, (_, i) => i);
-  await store.ensure(deploymentName(meta.name), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false }));
-  o.say(`deployed ${meta.name} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);
-  const ctx = await openModel(o.model);
-  return waitSettled(ctx, o.timeoutMs);
+  await store.ensure(deploymentName(app), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false }));
+  o.say(`deployed ${app} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);
+  return waitSettled(await openModel(o.model, app), o.timeoutMs);
 }
 
 /** Every unit has run its start hook, is idle, and the application has a leader. */

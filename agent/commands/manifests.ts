@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { loadCharmYaml, parseConfigArgs } from '../charm-meta/index.js';
 import { isQuantity, jujuSizeToQuantity, manifestsYaml, quantityBytes, renderManifests } from '../manifests/render.js';
 import { validAppName } from '../runtime/names.js';
-import { UserError } from './context.js';
+import { checkAppName, UserError } from './context.js';
 
 export interface ManifestsOptions {
   /** Path of charm.yaml. */
@@ -31,9 +31,7 @@ export async function manifestsCommand(o: ManifestsOptions): Promise<string> {
       `--namespace: ${JSON.stringify(o.namespace)} is not a valid namespace: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (a DNS-1123 label)`,
     );
   }
-  if (o.app !== undefined && !validAppName(o.app)) {
-    throw new UserError(`--app: ${JSON.stringify(o.app)} is not a valid application name: lowercase letters, digits and '-', starting with a letter, at most 40 characters`);
-  }
+  if (o.app !== undefined) checkAppName(o.app);
   if (o.storageSize !== undefined && !isQuantity(o.storageSize)) {
     throw new UserError(`--storage-size: ${JSON.stringify(o.storageSize)} is not a Kubernetes quantity; use e.g. 10Gi or 500Mi`);
   }

@@ -23,6 +23,9 @@ export function validAppName(app: string): boolean {
   return APP.test(app);
 }
 
+/** What validAppName accepts, for error messages (object names are `<app>-...`, so it is shorter than a DNS label). */
+export const APP_NAME_RULE = "lowercase letters, digits and '-', starting with a letter and ending with a letter or digit, at most 40 characters";
+
 export const unitName = (u: UnitName): string => `${u.app}/${u.index}`;
 export const podName = (u: UnitName): string => `${u.app}-${u.index}`;
 
