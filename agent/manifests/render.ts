@@ -255,7 +255,7 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
       { name: 'kube-api-access', mountPath: TOKEN_DIR, readOnly: true },
     ],
     // A CPU share of its own: with Postgres saturating the node the agent must still renew the
-    // primary Lease every TTL/4 (a late one fences the primary), as it does locally at nice -5.
+    // primary Lease every TTL/5 (a late one fences the primary), as it does locally at nice -5.
     resources: { requests: { cpu: AGENT_CPU_REQUEST } },
     // Not root: the sidecar hands its socket to the agent's group (PEBBLE_SOCKET_GROUP below, mode 0660).
     securityContext: { runAsUser: AGENT_UID, runAsGroup: AGENT_UID, runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },

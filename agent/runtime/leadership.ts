@@ -15,10 +15,11 @@ export interface LeaseTiming {
 
 /**
  * Leadership moves in ~leaseMs (the others are woken at expiry by the lease watch); the leader
- * renews every 2 s, half a write per second at idle (the primary Lease, not this one, decides
- * how fast the database fails over); renewDeadline leaves the old leader 2 s to step down first.
+ * renews every 3 s, a third of a write per second at idle (the primary Lease, not this one,
+ * decides how fast the database fails over); renewDeadline leaves the old leader 2 s to step
+ * down first. Shorter than the local kubelet's 10 s reschedule: a killed leader is replaced.
  */
-export const DEFAULT_LEASE_TIMING: LeaseTiming = { leaseMs: 6000, renewDeadlineMs: 4000, retryMs: 2000 };
+export const DEFAULT_LEASE_TIMING: LeaseTiming = { leaseMs: 8000, renewDeadlineMs: 6000, retryMs: 3000 };
 
 export function validateTiming(t: LeaseTiming): void {
   if (!(t.retryMs > 0 && t.retryMs < t.renewDeadlineMs && t.renewDeadlineMs < t.leaseMs)) {

@@ -89,11 +89,22 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const creds = await cluster.credentials();
     const ttlMs = 2000;
     let primary = await until('the first healthy cluster', () => healthyPrimary(cluster, creds), 240_000, 50);
-    // Some bulk, so a clone takes long enough to be interrupted.
-    const c = new pg.Client({ host: '127.0.0.1', port: cluster.portOf(primary), ...creds, database: 'postgres' });
-    await c.connect();
-    await c.query("CREATE TABLE ballast AS SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 200000) i");
-    await c.end();
+    // Some bulk, so a clone takes long enough to be interrupted. A bulk write on a busy machine
+    // may meet a failover of its own: then again, on whichever unit is primary then.
+    for (let attempt = 1; ; attempt++) {
+      const c = new pg.Client({ host: '127.0.0.1', port: cluster.portOf(primary), ...creds, database: 'postgres' });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        await c.query("CREATE TABLE IF NOT EXISTS ballast AS SELECT i, repeat('x', 200) AS pad FROM generate_series(1, 200000) i");
+        break;
+      } catch (e) {
+        if (attempt >= 3) throw e;
+        primary = await until('a healthy cluster after the ballast write failed', () => healthyPrimary(cluster, creds), 120_000, 50);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
     writer = new Writer({ ports: () => cluster.ports(), ...creds });
     await writer.start();
     // Every unit probed every 50 ms: two writable at once is the one thing that must never happen.

@@ -4,7 +4,7 @@ import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from '.
 import { layout, pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
-import { ensureApiToken, ensurePasswords, isSystemUser, readApiToken, readPasswords, SYSTEM_USERS, type Passwords } from './secrets.js';
+import { ensureApiToken, ensurePasswords, isSystemUser, readApiToken, readPasswords, readPending, SYSTEM_USERS, type Passwords } from './secrets.js';
 import { hbaFor } from './access.js';
 import { changePassword, primaryTarget, settlePasswordChanges } from './password-change.js';
 import { ensureSystemRoles } from './system-roles.js';
@@ -64,6 +64,9 @@ async function reconcile(ctx: EventContext): Promise<void> {
   }
 }
 
+/** How often an idle leader looks for a password change left pending in the Secret. */
+const PENDING_CHECK_MS = 30_000;
+
 /**
  * What a reconcile decides on: the config, leadership, the bags and the primary lease's holder.
  * Postgres's own state is checked apart (postgresAsLeft).
@@ -100,6 +103,12 @@ async function postgresAsLeft(ctx: EventContext): Promise<boolean> {
  * settled, and Postgres is as it left it, it asks Postgres one question and writes nothing.
  */
 async function updateStatus(ctx: EventContext): Promise<void> {
+  // A password change a leader left half done (it died between ALTER ROLE and the commit) is in
+  // the Secret only: the leader looks for one every half minute (a read, no write).
+  if (ctx.isLeader() && Date.now() - state.pendingCheckedAt >= PENDING_CHECK_MS) {
+    state.pendingCheckedAt = Date.now();
+    if (Object.keys(await readPending(ctx.kube, ctx.app).catch(() => ({}))).length) state.settledOn = undefined;
+  }
   if (state.settledOn !== undefined && state.settledOn === reconcileInputs(ctx) && (await postgresAsLeft(ctx))) {
     ctx.log.debug({ decision: 'nothing', why: 'nothing changed since the last reconcile settled' }, 'update-status');
     return;

@@ -11,7 +11,7 @@ import type { PebbleClient } from '../../../sidecar/client/index.js';
  * renewal writes the new deadline as one line; the watchdog blocks in `read -t` until the
  * next line or the deadline, whichever comes first.
  *
- * A pipe rather than a file: a renewal every TTL/4 was a file written (and a line in the
+ * A pipe rather than a file: a renewal every TTL/5 was a file written (and a line in the
  * sidecar's log) twice a second, for ever, and the watchdog polled the file 20 times a second.
  * The agent creates the pipe 0660 for itself and the watchdog's group (workload.ts addLayer):
  * no other process can push a deadline out. The watchdog opens it read-write (render.ts).

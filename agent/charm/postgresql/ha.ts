@@ -19,7 +19,7 @@ import {
   type SyncSet,
 } from './decide.js';
 import { hbaSpec } from './access.js';
-import { Failsafe, storeTimeoutMs, type RoundContext } from './failsafe.js';
+import { Failsafe, roundBudgetMs, storeTimeoutMs, type RoundContext } from './failsafe.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
 import { parseAddress, POSITION_SQL, readPosition, toPosition, type Position, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
@@ -398,12 +398,12 @@ function failsafeRound(ctx: LoopContext): () => RoundContext {
 
 export const haLoop: CharmLoop = {
   name: 'ha',
-  // A renewal every TTL/4 (the fence is TTL/2 after the last one: one late renewal is
-  // absorbed). A standby is woken by the Lease watch on a renewal, a takeover or an expiry,
-  // so its ticks find nothing to do and ask the store nothing. failsafe: 2.5× the pace while
-  // writes go on by failsafe extensions (each lasts TTL/2).
-  // A standby following a live lease ticks once a TTL only (as a safety net: the watch wakes it).
-  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : state.following ? 1 : 4)),
+  // A renewal every TTL/5: the fence is TTL/2 after the last one, and the next tick, a store
+  // request and a failsafe round must fit before it (failsafe.ts). A standby following a live
+  // lease ticks once a TTL only, as a safety net: the Lease watch wakes it when the lease is
+  // taken, handed over or expires. failsafe: twice the pace while writes go on by failsafe
+  // extensions (each lasts TTL/2).
+  everyMs: (config) => Math.max(100, ttlMs(config) / (failsafe.engaged() ? 10 : state.following ? 1 : 5)),
   async run(ctx: LoopContext): Promise<void> {
     // failsafe: a store that does not answer is not a cycle failure: the primary asks its peers
     // to confirm instead, and moves its fence deadline when every one of them does.
@@ -419,11 +419,21 @@ export const haLoop: CharmLoop = {
   },
 };
 
+/**
+ * A store request's first timeout: the failsafe's (150 ms at 2 s), or for the holder all the
+ * time left before its fence deadline but what a failsafe round needs. A store slowed by a
+ * saturated machine then answers a renewal instead of being taken for gone.
+ */
+function firstAttemptMs(ttl: number): number {
+  const left = state.lastRenewSentAt + ttl / 2 - Date.now() - roundBudgetMs(ttl);
+  return Math.max(storeTimeoutMs(ttl), Math.round(left));
+}
+
 /** One HA cycle: observe, decide, act. */
 async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<void> {
   const config = ctx.config();
   failsafe.configure({ unit: ctx.unit, app: ctx.app, kube: ctx.kube, config, log: ctx.log });
-  const src: HaSource = { ...fromLoop(ctx), storeTimeoutMs: () => (storeUntil === undefined ? storeTimeoutMs(ttlMs(config)) : Math.max(20, storeUntil - Date.now())) };
+  const src: HaSource = { ...fromLoop(ctx), storeTimeoutMs: () => (storeUntil === undefined ? firstAttemptMs(ttlMs(config)) : Math.max(20, storeUntil - Date.now())) };
   const o = await observe(src);
   if (!o) return;
   const holder = o.snap.lease.holder;

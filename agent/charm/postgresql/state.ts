@@ -39,6 +39,8 @@ export class CharmState {
    * reconcile shows it instead of "replica of X" (what an operator must read first).
    */
   failoverWait: string | undefined;
+  /** When the leader's update-status last looked for a pending password change (charm.ts). */
+  pendingCheckedAt = 0;
   /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
   following = false;
   /** The inputs of the last reconcile that settled (charm.ts reconcileInputs); undefined: reconcile at the next update-status. */
@@ -48,6 +50,11 @@ export class CharmState {
   /** The primary Lease, read through the agent's Lease watch when the caller has it. */
   lease(ctx: { kube: Kube; app: string; leases?: LeaseCache }): PrimaryLease {
     return (this.primaryLease ??= new PrimaryLease(ctx.kube, ctx.app, ctx.leases));
+  }
+
+  /** When this process last renewed the primary Lease (0: it never did). */
+  get lastRenewSentAt(): number {
+    return this.primaryLease?.lastRenewSentAt ?? 0;
   }
 
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
