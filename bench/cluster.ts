@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { BootstrapTimeline } from './bootstrap-timeline.js';
 
 /**
  * What the side-by-side benchmark and the chaos suite need from a 3-node HA PostgreSQL, so the
@@ -22,6 +23,11 @@ export interface Cluster {
   revive(node: string): Promise<void>;
   /** SIGKILL of the node's postmaster only. Returns the kill time. */
   killPostmaster(node: string): Promise<number>;
+  /**
+   * Where the bootstrap just measured spent its time (ms from `t0`, the start of the
+   * processes, to each step), for systems that can tell.
+   */
+  bootstrapTimeline?(t0: number, healthyAt: number): Promise<BootstrapTimeline>;
   /** Log files worth reading when something went wrong. */
   logs(): Record<string, string>;
   destroy(): Promise<void>;

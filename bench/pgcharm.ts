@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { openModel } from '../agent/commands/context.js';
 import { uris } from '../agent/commands/uri.js';
 import { pidsWithEnv } from '../agent/procs.js';
+import { pgcharmBootstrapTimeline, type BootstrapTimeline } from './bootstrap-timeline.js';
 import type { Cluster } from './cluster.js';
 
 /** A 3-unit pgcharm deployment in a fresh local model, driven through the `pgcharm` CLI. */
@@ -98,6 +99,18 @@ export class PgcharmCluster implements Cluster {
     const t = Date.now();
     process.kill(pid, 'SIGKILL');
     return t;
+  }
+
+  async bootstrapTimeline(t0: number, healthyAt: number): Promise<BootstrapTimeline> {
+    const ctx = await openModel(this.model);
+    const lease = async (name: string) => {
+      const l = await ctx.kube.coordination.readNamespacedLease({ name: `${ctx.app}-${name}`, namespace: ctx.kube.namespace }).catch(() => undefined);
+      const holder = l?.spec?.holderIdentity;
+      const at = l?.spec?.acquireTime ? new Date(l.spec.acquireTime).getTime() : undefined;
+      return holder && at ? { holder, at } : undefined;
+    };
+    const [leader, primary] = await Promise.all([lease('leader'), lease('primary')]);
+    return pgcharmBootstrapTimeline(this.model, t0, { ...(leader ? { leader } : {}), ...(primary ? { primary } : {}) }, healthyAt);
   }
 
   /** The whole model's logs (controller, agents, sidecars) are in one directory. */

@@ -19,6 +19,7 @@ import { ChangeStore } from './changes/state.js';
 import { CheckManager } from './checks/manager.js';
 import { LogStore } from './logs/buffer.js';
 import { NoticeStore } from './notices/state.js';
+import { cpuMs } from './osutil/cpu.js';
 import { startReaper } from './osutil/reaper.js';
 import { checksWithDefaults } from './plan/combine.js';
 import { PlanManager } from './plan/manager.js';
@@ -129,7 +130,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     info.httpAddress = `${a.host}:${a.port}`;
   }
   const reaper = startReaper(log);
-  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services) }, 'sidecar ready');
+  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services), processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'sidecar ready');
 
   let stopping = false;
   const shutdown = async (code: number, why: string) => {

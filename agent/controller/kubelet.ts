@@ -148,8 +148,9 @@ export class Kubelet {
     this.units.set(index, u);
     const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
     for (const which of ['sidecar', 'agent'] as const) if (!adopted.includes(which)) this.spawn(u, which);
-    await this.reportStatus(u);
+    // Logged when the processes were spawned, not after the status report (the bootstrap timeline reads it).
     this.opts.log.info({ unit: unitName({ app: this.app, index }), ...(adopted.length ? { adopted } : {}) }, adopted.length ? 'unit found running; adopted' : 'unit started');
+    await this.reportStatus(u);
   }
 
   /**

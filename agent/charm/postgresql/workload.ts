@@ -91,6 +91,7 @@ export class PostgresWorkload {
   }
 
   async initdb(operatorPassword: string, checksums: boolean): Promise<void> {
+    this.log.info({ pgdata: this.l.pgdata }, 'initialising a new cluster');
     const pwfile = `${this.l.private}/initdb-password`;
     await this.pushSecret(pwfile, operatorPassword);
     try {
@@ -118,6 +119,7 @@ export class PostgresWorkload {
    * left behind is deleted: this charm made it, and it never held a usable cluster.
    */
   async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean): Promise<void> {
+    this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloning the primary with pg_basebackup');
     const partial = `${this.l.pgdata}.cloning`;
     if (await this.exists(partial)) {
       this.log.warn({ path: partial }, 'removing what an interrupted clone left behind');
