@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
-import { parseResources, resourcesScript, type UnitResources } from './profile.js';
+import { parseResources, resourcesScript, syncfsReportsErrors, type UnitResources } from './profile.js';
 import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
@@ -90,36 +90,64 @@ export class PostgresWorkload {
     await this.pebble.push(path, content, { ...OWNER, permissions: '600', makeDirs: true });
   }
 
+  /**
+   * Whether one syncfs of the storage's filesystem (`sync -f`) may replace fsyncing each file
+   * a tool writes (initdb, pg_basebackup): the kernel must report the errors of the writes it
+   * waited for (syncfsReportsErrors). Otherwise the tools sync each file as they always did.
+   */
+  private async syncfs(): Promise<boolean> {
+    return syncfsReportsErrors((await this.resources())?.kernel);
+  }
+
+  /**
+   * A new cluster, built beside PGDATA and renamed into place once it is on disk, so that a
+   * PGDATA with PG_VERSION is always complete and durable (an initdb cut short, which leaves
+   * PG_VERSION behind, never looks like a cluster; what it left is deleted, as for a clone).
+   * Where syncfs can be trusted, initdb --no-sync and one syncfs instead of initdb's fsync of
+   * each of its ~1000 files: the same guarantee before Postgres starts, in a fraction of the
+   * time. An fsync of the storage directory makes the rename durable.
+   */
   async initdb(operatorPassword: string, checksums: boolean): Promise<void> {
     this.log.info({ pgdata: this.l.pgdata }, 'initialising a new cluster');
+    const syncfs = await this.syncfs();
+    const fresh = `${this.l.pgdata}.initdb`;
+    if (await this.exists(fresh)) {
+      this.log.warn({ path: fresh }, 'removing what an interrupted initdb left behind');
+      await this.run(['rm', '-rf', '--one-file-system', fresh]);
+    }
     const pwfile = `${this.l.private}/initdb-password`;
     await this.pushSecret(pwfile, operatorPassword);
     try {
       await this.run([
         `${this.l.binDir}/initdb`,
-        '-D', this.l.pgdata,
+        '-D', fresh,
         '-U', 'operator',
         `--pwfile=${pwfile}`,
         '--auth-local=peer',
         '--auth-host=scram-sha-256',
         '--encoding=UTF8',
         '--locale=C.UTF-8',
+        '--no-instructions',
+        ...(syncfs ? ['--no-sync'] : []),
         ...(checksums ? ['--data-checksums'] : []),
       ]);
     } finally {
       await this.pebble.removePath(pwfile).catch(() => undefined);
     }
+    await this.moveIntoPlace(fresh, syncfs);
     this.log.info({ pgdata: this.l.pgdata }, 'initialised a new cluster');
   }
 
-  /** Clones PGDATA from the primary over the replication protocol (physical slot `slot`). */
   /**
-   * Clones into a directory beside PGDATA and renames it into place when complete, so a clone
-   * cut short (the unit killed mid-copy) never looks like a data directory. What such a clone
-   * left behind is deleted: this charm made it, and it never held a usable cluster.
+   * Clones PGDATA from the primary over the replication protocol (physical slot `slot`), into
+   * a directory beside PGDATA renamed into place when complete and on disk, so a clone cut
+   * short (the unit killed mid-copy) never looks like a data directory. What such a clone left
+   * behind is deleted: this charm made it, and it never held a usable cluster. As for initdb,
+   * --no-sync and one syncfs replace the fsync of every file where syncfs can be trusted.
    */
   async basebackup(primary: { host: string; port: number }, slot: string, createSlot: boolean): Promise<void> {
     this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloning the primary with pg_basebackup');
+    const syncfs = await this.syncfs();
     const partial = `${this.l.pgdata}.cloning`;
     if (await this.exists(partial)) {
       this.log.warn({ path: partial }, 'removing what an interrupted clone left behind');
@@ -137,12 +165,23 @@ export class PostgresWorkload {
         '-S', slot,
         ...(createSlot ? ['-C'] : []),
         '-w',
+        ...(syncfs ? ['--no-sync'] : []),
       ],
       { env: { PGPASSFILE: this.l.pgpass }, timeoutMs: 3_600_000 },
     );
-    // -T: fails rather than moving the clone inside an existing non-empty PGDATA.
-    await this.run(['mv', '-T', partial, this.l.pgdata]);
+    await this.moveIntoPlace(partial, syncfs);
     this.log.info({ from: `${primary.host}:${primary.port}`, slot }, 'cloned the primary with pg_basebackup');
+  }
+
+  /**
+   * Renames a data directory made beside PGDATA into place, durably: its files synced first
+   * (one syncfs, when the tool that made it did not sync them), the rename made durable by an
+   * fsync of the storage directory, so that a crash never leaves a PGDATA whose content is not
+   * on disk, nor loses a PGDATA a server has already written to. mv -T fails rather than
+   * moving it inside an existing non-empty PGDATA.
+   */
+  private async moveIntoPlace(dir: string, syncfs: boolean): Promise<void> {
+    await this.run(['/bin/sh', '-c', `${syncfs ? 'sync -f "$1" && ' : ''}mv -T "$1" "$2" && sync "$3"`, 'sh', dir, this.l.pgdata, this.l.storage]);
   }
 
   /**
