@@ -132,18 +132,24 @@ export class Agent {
 
   /** Startup: Juju's order is install, leader-elected or leader-settings-changed, config-changed, start. */
   async start(): Promise<void> {
-    const bag = await this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod }));
+    // Independent reads and the first leadership round at once: this is on the way to every unit's first hook.
+    const [bag, config, appBag] = await Promise.all([
+      this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod })),
+      this.store.get(objects.config(this.app)),
+      this.store.get(objects.appBag(this.app)),
+      this.elector.start(),
+    ]);
     const ann = bag.metadata?.annotations ?? {};
+    for (const [k, v] of Object.entries(ann)) this.written.set(k, v);
     this.myData = { ...(bag.data ?? {}) };
     this.installed = ann[ANNOTATIONS.installed] === 'true';
     this.inError = ann[ANNOTATIONS.workloadStatus] === 'error'; // left by a previous run of this agent
     this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
-    this.config = parseConfig(await this.store.get(objects.config(this.app)));
+    this.config = parseConfig(config);
     this.applyLogLevel();
-    this.appData = { ...((await this.store.get(objects.appBag(this.app)))?.data ?? {}) };
+    this.appData = { ...(appBag?.data ?? {}) };
 
-    await this.elector.start();
     this.elector.on('elected', () => this.queue.push({ name: 'leader-elected' }));
     if (!this.installed) this.queue.push({ name: 'install' });
     this.queue.push({ name: this.elector.isLeader() ? 'leader-elected' : 'leader-settings-changed' });
@@ -602,7 +608,13 @@ export class Agent {
       ann[ANNOTATIONS.workloadStatus] = 'unknown';
       ann[ANNOTATIONS.workloadMessage] = null;
     }
-    await this.annotate(ann);
+    if (this.queue.size > 0 && !this.stopAfter) {
+      // The next event runs at once and says `executing`: no `idle` in between (a start-up or a
+      // burst of relation events is a dozen events); what this one recorded goes with its write.
+      delete ann[ANNOTATIONS.agentStatus];
+      delete ann[ANNOTATIONS.agentMessage];
+      this.carried = { ...this.carried, ...ann };
+    } else await this.annotate(ann);
     if (deferred) this.log.debug({ deferred: this.queue.deferredNames() }, 'deferred events');
   }
 
@@ -628,12 +640,28 @@ export class Agent {
     await this.store.patch(name, { annotations: { [ANNOTATIONS.workloadStatus]: s.name, [ANNOTATIONS.workloadMessage]: s.message || null } });
   }
 
-  private async annotate(a: Record<string, string | null>): Promise<void> {
-    try {
-      await this.store.patch(this.myBag, { annotations: { ...a, [ANNOTATIONS.updated]: new Date().toISOString() } });
-    } catch (e) {
-      this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
-    }
+  /** Annotations as this agent last stored them (only it writes its bag's): a write changing none is skipped. */
+  private readonly written = new Map<string, string | null>();
+  /** What a finished event recorded while the next one was already waiting; stored with that one's status. */
+  private carried: Record<string, string | null> = {};
+  /** Status writes one after another (events and loops both write): `written` then matches the store. */
+  private annotating: Promise<void> = Promise.resolve();
+
+  private annotate(a: Record<string, string | null>): Promise<void> {
+    this.annotating = this.annotating.then(async () => {
+      const changed = Object.fromEntries(Object.entries({ ...this.carried, ...a }).filter(([k, v]) => this.written.get(k) !== v));
+      this.carried = {};
+      // Every event used to write its status twice and a waiting unit the same status again: each
+      // write is a store request and a watch event for every other agent.
+      if (!Object.keys(changed).length) return;
+      try {
+        await this.store.patch(this.myBag, { annotations: { ...changed, [ANNOTATIONS.updated]: new Date().toISOString() } });
+        for (const [k, v] of Object.entries(changed)) this.written.set(k, v);
+      } catch (e) {
+        this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
+      }
+    });
+    return this.annotating;
   }
 
   /** After `remove`: the bag goes (peers see departed), the lease is released, the kubelet reaps the pod. */
