@@ -11,9 +11,15 @@ import { FENCE_SERVICE, fenceDeadline, fenceLayer, fenceScript, postgresLayer, r
 
 const OWNER = { user: 'postgres', group: 'postgres' };
 
-/** What each storage's workload reported, and when: re-read every few minutes (a volume can grow), not at every reconcile. */
-const resourcesSeen = new Map<string, { at: number; r: UnitResources | undefined }>();
+/**
+ * What each storage's workload reported, and when: re-read every few minutes (a volume can
+ * grow), not at every reconcile. A read under way is shared by those who ask meanwhile.
+ */
+const resourcesSeen = new Map<string, { at: number; r: Promise<UnitResources | undefined> }>();
 const RESOURCES_TTL_MS = 5 * 60_000;
+
+/** Storages whose directories this process made (prepareStorage). */
+const storagePrepared = new Set<string>();
 
 /**
  * Config written since Postgres last loaded it (one Postgres per agent process). True at
@@ -57,9 +63,15 @@ export class PostgresWorkload {
    * (its cgroup, /proc/meminfo, statfs of the storage): what the profile and the slot WAL bound
    * are sized from. Undefined (and a warning) when they cannot be read: the defaults apply.
    */
-  async resources(): Promise<UnitResources | undefined> {
+  resources(): Promise<UnitResources | undefined> {
     const seen = resourcesSeen.get(this.l.storage);
     if (seen && Date.now() - seen.at < RESOURCES_TTL_MS) return seen.r;
+    const r = this.readResources(seen?.r);
+    resourcesSeen.set(this.l.storage, { at: Date.now(), r });
+    return r;
+  }
+
+  private async readResources(before: Promise<UnitResources | undefined> | undefined): Promise<UnitResources | undefined> {
     let r: UnitResources | undefined;
     try {
       const out = await this.run(['/bin/sh', '-c', resourcesScript(this.l.storage)], { timeoutMs: 10_000 });
@@ -68,8 +80,8 @@ export class PostgresWorkload {
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'could not read the resources of the workload; PostgreSQL memory defaults apply');
     }
-    if (r && (!seen?.r || JSON.stringify(seen.r) !== JSON.stringify(r))) this.log.info({ resources: r }, 'workload resources');
-    resourcesSeen.set(this.l.storage, { at: Date.now(), r });
+    const prev = await before;
+    if (r && (!prev || JSON.stringify(prev) !== JSON.stringify(r))) this.log.info({ resources: r }, 'workload resources');
     return r;
   }
 
@@ -78,11 +90,19 @@ export class PostgresWorkload {
     return this.exists(`${this.l.pgdata}/PG_VERSION`);
   }
 
-  /** The storage layout: PGDATA's parent, the charm's private directory and the socket directory. */
+  /**
+   * The storage layout: PGDATA's parent, the charm's private directory and the socket
+   * directory. Made once per agent process and storage: every event runs a reconcile, and
+   * nothing the charm does removes them.
+   */
   async prepareStorage(): Promise<void> {
+    if (storagePrepared.has(this.l.storage)) return;
     await this.pebble.makeDir(this.l.storage, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists);
-    await this.pebble.makeDir(this.l.private, { makeParents: true, ...OWNER, permissions: '700' }).catch(ignoreExists);
-    await this.pebble.makeDir(this.l.socketDir, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists);
+    await Promise.all([
+      this.pebble.makeDir(this.l.private, { makeParents: true, ...OWNER, permissions: '700' }).catch(ignoreExists),
+      this.pebble.makeDir(this.l.socketDir, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists),
+    ]);
+    storagePrepared.add(this.l.storage);
   }
 
   /** A file only postgres can read, for a secret (initdb --pwfile, PGPASSFILE). */
@@ -398,7 +418,8 @@ export async function waitAccepting(target: { host: string; port: number }, pass
       return;
     } catch (e) {
       last = e;
-      await new Promise((r) => setTimeout(r, 100));
+      // Short: a start is on the path of a bootstrap, a clone and a restart; a refused attempt costs little.
+      await new Promise((r) => setTimeout(r, 25));
     }
   }
   throw new Error(`postgres at ${target.host}:${target.port} did not accept connections in ${timeoutMs / 1000} s: ${(last as Error)?.message}`);
