@@ -100,7 +100,8 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const store = new Store(kube, meta.name);
   await initConfig(store, meta, { settings, effective }, readFileSync(charmPath, 'utf8'));
   const units = Array.from({ length: o.units }, (_, i) => i);
-  await store.ensure(deploymentName(meta.name), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false }));
+  const container = Object.keys(meta.containers)[0];
+  await store.ensure(deploymentName(meta.name), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false, ...(container ? { container } : {}) }));
   o.say(`deployed ${meta.name} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);
   const ctx = await openModel(o.model);
   return waitSettled(ctx, o.timeoutMs);

@@ -166,8 +166,9 @@ export class Kubelet {
     return port;
   }
 
-  /** The workload container's name from charm.yaml (read once per deployment). */
+  /** The workload container's name: the deployment's record of it, else charm.yaml's (read once per deployment). */
   private async workloadContainer(): Promise<string> {
+    this.container ??= this.deployment?.container;
     if (!this.container) {
       const meta = await loadCharmYaml(this.deployment?.charm ?? '');
       this.container = Object.keys(meta.containers)[0] ?? 'workload';
