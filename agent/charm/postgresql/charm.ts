@@ -170,8 +170,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const slot = slotName(ctx.unit);
   // Read in the workload meanwhile (cached; the clone and the config need it).
   const resources = w.resources();
-  await w.clearFence();
-  await w.pushPassfile(pw);
+  const [, , hasCluster] = await Promise.all([w.clearFence(), w.pushPassfile(pw), w.hasCluster()]);
   const makeSlot = async (c: pg.Client) => {
     await c.query('SET synchronous_commit = local');
     await ensureSlot(c, slot);
@@ -181,7 +180,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!slotMade) await withConnection(target, pw.operator, makeSlot);
     await w.basebackup(target, slot, false);
   };
-  const step = followStep({ hasCluster: await w.hasCluster(), wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
+  const step = followStep({ hasCluster, wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
   // A clone or a rewind needs the primary up. Briefly down (restarting, fenced), that is a wait,
   // not a hook error; and a rewind that failed only because it was down would re-clone for nothing.
   // Following needs no answer: a standby starts and streams once the primary is back. For a

@@ -211,8 +211,7 @@ export class PostgresWorkload {
    * to reload: a file changed, or one written earlier was not reloaded yet.
    */
   async writeConfig(params: Record<string, string>, hba: HbaSpec): Promise<boolean> {
-    const conf = await this.pushIfChanged(this.l.confFile, renderConf(params));
-    const rules = await this.pushIfChanged(this.l.hbaFile, renderHba(hba));
+    const [conf, rules] = await Promise.all([this.pushIfChanged(this.l.confFile, renderConf(params)), this.pushIfChanged(this.l.hbaFile, renderHba(hba))]);
     if (conf || rules) configUnapplied = true;
     return configUnapplied;
   }
