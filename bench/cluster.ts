@@ -1,6 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { BootstrapTimeline } from './bootstrap-timeline.js';
 
 /**
  * What the side-by-side benchmark and the chaos suite need from a 3-node HA PostgreSQL, so the
@@ -24,6 +25,11 @@ export interface Cluster {
   revive(node: string): Promise<void>;
   /** SIGKILL of the node's postmaster only. Returns the kill time. */
   killPostmaster(node: string): Promise<number>;
+  /**
+   * Where the bootstrap just measured spent its time (ms from `t0`, the start of the
+   * processes, to each step), for systems that can tell.
+   */
+  bootstrapTimeline?(t0: number, healthyAt: number): Promise<BootstrapTimeline>;
   /** Log files worth reading when something went wrong. */
   logs(): Record<string, string>;
   destroy(): Promise<void>;
@@ -35,31 +41,60 @@ export interface ServerState {
   receiver: string | null;
 }
 
-/** One query to one server: is it writable, how many standbys stream from it, is its WAL receiver streaming. */
-export async function probe(port: number, c: { user: string; password: string }, timeoutMs = 500): Promise<ServerState | undefined> {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: c.user, password: c.password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 2000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const r = (
-      await client.query<{ writable: boolean; streaming: number; receiver: string | null }>(
-        `SELECT NOT pg_is_in_recovery() AS writable,
+const STATE_SQL = `SELECT NOT pg_is_in_recovery() AS writable,
                 (SELECT count(*)::int FROM pg_stat_replication WHERE state = 'streaming') AS streaming,
-                (SELECT status FROM pg_stat_wal_receiver) AS receiver`,
-      )
-    ).rows[0]!;
-    return r;
+                (SELECT status FROM pg_stat_wal_receiver) AS receiver`;
+
+const connect = (port: number, c: { user: string; password: string }, timeoutMs: number) => {
+  // query_timeout: a frozen server would otherwise keep a query on an open connection waiting for ever.
+  const client = new pg.Client({ host: '127.0.0.1', port, user: c.user, password: c.password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 2000, query_timeout: timeoutMs + 2000 });
+  client.on('error', () => undefined);
+  return client;
+};
+
+/**
+ * Connections `probe(..., { keep: true })` keeps open between calls: a wait polled every 20 ms
+ * otherwise made 3 connections (fork, SCRAM on both sides) per round, ~150 a second once the
+ * servers are up, on the 2 cores it is measuring. Closed by closeProbes.
+ */
+const kept = new Map<string, pg.Client>();
+
+/**
+ * One query to one server: is it writable, how many standbys stream from it, is its WAL
+ * receiver streaming. `keep`: on a connection kept open (made again after any error).
+ */
+export async function probe(port: number, c: { user: string; password: string }, timeoutMs = 500, o: { keep?: boolean } = {}): Promise<ServerState | undefined> {
+  const key = `${port}\0${c.user}\0${c.password}`;
+  let client = o.keep ? kept.get(key) : undefined;
+  const fresh = !client;
+  try {
+    if (!client) {
+      client = connect(port, c, timeoutMs);
+      await client.connect();
+      if (o.keep) kept.set(key, client);
+    }
+    return (await client.query<ServerState>(STATE_SQL)).rows[0]!;
   } catch {
+    kept.delete(key);
+    await client?.end().catch(() => undefined);
+    client = undefined;
     return undefined;
   } finally {
-    await client.end().catch(() => undefined);
+    if (!o.keep && fresh) await client?.end().catch(() => undefined);
   }
 }
 
+/** Closes the connections kept by probes with `keep`. */
+export async function closeProbes(): Promise<void> {
+  const all = [...kept.values()];
+  kept.clear();
+  await Promise.all(all.map((c) => c.end().catch(() => undefined)));
+}
+
 /** Every node's state at once. */
-export async function states(cluster: Cluster, c: { user: string; password: string }): Promise<Record<string, ServerState | undefined>> {
+export async function states(cluster: Cluster, c: { user: string; password: string }, o: { keep?: boolean } = {}): Promise<Record<string, ServerState | undefined>> {
   const names = cluster.nodeNames();
-  const got = await Promise.all(names.map((n) => probe(cluster.portOf(n), c)));
+  const got = await Promise.all(names.map((n) => probe(cluster.portOf(n), c, 500, o)));
   return Object.fromEntries(names.map((n, i) => [n, got[i]]));
 }
 
@@ -69,8 +104,8 @@ export async function writableNodes(cluster: Cluster, c: { user: string; passwor
 }
 
 /** One writable node with every other node streaming from it: the node's name, else undefined. */
-export async function healthyPrimary(cluster: Cluster, c: { user: string; password: string }): Promise<string | undefined> {
-  const s = await states(cluster, c);
+export async function healthyPrimary(cluster: Cluster, c: { user: string; password: string }, o: { keep?: boolean } = {}): Promise<string | undefined> {
+  const s = await states(cluster, c, o);
   const w = Object.entries(s).filter(([, x]) => x?.writable);
   if (w.length !== 1) return undefined;
   const others = Object.entries(s).filter(([n]) => n !== w[0]![0]);

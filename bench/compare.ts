@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { healthyPrimary, probe, saveLogs, until, type Cluster } from './cluster.js';
+import { medianTimeline, type BootstrapTimeline } from './bootstrap-timeline.js';
+import { closeProbes, healthyPrimary, probe, saveLogs, until, type Cluster } from './cluster.js';
 import { ensurePatroni, PATRONI_PROFILES, PatroniCluster } from './patroni.js';
 import { PgcharmCluster } from './pgcharm.js';
 import { summary } from './stats.js';
@@ -19,6 +20,8 @@ type Summary = ReturnType<typeof summary>;
 
 export interface SystemFigures {
   bootstrap_3_nodes_to_standbys_streaming_ms: Summary;
+  /** pgcharm: ms from deploy start to each step, the median of the runs and each run's. */
+  bootstrap_timeline_ms?: { median: Record<string, number>; runs: BootstrapTimeline[] };
   failover_kill9_primary_node_to_first_acked_write_ms: Summary;
   failover_acknowledged_writes_lost: { runs: number[]; total: number };
   failover_killed_node_streaming_again_ms: Summary;
@@ -55,28 +58,58 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function healthy(cluster: Cluster, timeoutMs = 240_000): Promise<string> {
   const c = await cluster.credentials();
-  return until(`${cluster.name}: one primary and every other node streaming`, () => healthyPrimary(cluster, c), timeoutMs, 20);
+  // Polled every 20 ms on connections kept open: the same for every system, and light on the machine measured.
+  try {
+    return await until(`${cluster.name}: one primary and every other node streaming`, () => healthyPrimary(cluster, c, { keep: true }), timeoutMs, 20);
+  } finally {
+    await closeProbes();
+  }
 }
 
 /** `runs` fresh clusters from deploy to healthy; all but the last destroyed. `make` gives other than 3-node clusters. */
-export async function bootstrap(system: string, runs: number, log: (s: string) => void, make = () => makeCluster(system)): Promise<{ ms: number[]; last: Cluster }> {
+export async function bootstrap(system: string, runs: number, log: (s: string) => void, make = () => makeCluster(system)): Promise<{ ms: number[]; timelines: BootstrapTimeline[]; last: Cluster }> {
   const ms: number[] = [];
+  const timelines: BootstrapTimeline[] = [];
   for (let i = 0; ; i++) {
     const cluster = make();
     try {
       const t0 = Date.now();
       await cluster.start();
       await healthy(cluster);
-      ms.push(Date.now() - t0);
-      log(`${system}: bootstrap ${i + 1}/${runs}: ${ms.at(-1)} ms`);
+      const healthyAt = Date.now();
+      ms.push(healthyAt - t0);
+      const tl = await cluster.bootstrapTimeline?.(t0, healthyAt);
+      if (tl) timelines.push(tl);
+      log(`${system}: bootstrap ${i + 1}/${runs}: ${ms.at(-1)} ms${tl ? ` (${timelineLine(tl)})` : ''}`);
     } catch (e) {
       log(`${system}: bootstrap ${i + 1} failed; logs kept in ${saveLogs(cluster, 'bootstrap')}`);
       await cluster.destroy();
       throw e;
     }
-    if (i + 1 >= runs) return { ms, last: cluster };
+    if (i + 1 >= runs) return { ms, timelines, last: cluster };
     await cluster.destroy();
   }
+}
+
+/** The main steps of one bootstrap on one line. */
+function timelineLine(t: BootstrapTimeline): string {
+  const units = Object.values(t.units);
+  const max = (f: (u: (typeof units)[number]) => number | undefined) => Math.max(...units.map((u) => f(u) ?? NaN));
+  const standbys = units.filter((u) => u.role === 'standby');
+  const steps: [string, number | undefined][] = [
+    ['controller', t.controller_ready],
+    ['spawned', max((u) => u.spawned)],
+    ['sidecars', max((u) => u.sidecar_ready)],
+    ['agents', max((u) => u.agent_started)],
+    ['leader', t.leader_elected],
+    ['initdb', t.initdb_start],
+    ['-', t.initdb_end],
+    ['writable', t.primary_accepting_writes],
+    ['clones', Math.min(...standbys.map((u) => u.clone_start ?? NaN))],
+    ['-', Math.max(...standbys.map((u) => u.clone_end ?? NaN))],
+    ['streaming', t.standbys_streaming],
+  ];
+  return steps.map(([k, v]) => `${k} ${v === undefined || Number.isNaN(v) ? '?' : v}`).join(', ').replace(/, - /g, '-');
 }
 
 export async function failover(cluster: Cluster, run: number, log: (s: string) => void) {
@@ -137,6 +170,7 @@ export async function compare(o: CompareOptions) {
       const b = await bootstrap(system, o.bootstrapRuns, o.log);
       cluster = b.last;
       const boot = b.ms;
+      const timeline = b.timelines.length ? { bootstrap_timeline_ms: { median: medianTimeline(b.timelines), runs: b.timelines } } : {};
       const fo = [];
       for (let i = 1; i <= o.failoverRuns; i++) fo.push(await failover(cluster, i, o.log));
       const crash = [];
@@ -144,6 +178,7 @@ export async function compare(o: CompareOptions) {
       timelines.push(...fo.map((f) => f.timeline));
       const r: SystemFigures = {
         bootstrap_3_nodes_to_standbys_streaming_ms: summary(boot),
+        ...timeline,
         failover_kill9_primary_node_to_first_acked_write_ms: summary(fo.map((f) => f.toFirstWrite)),
         failover_acknowledged_writes_lost: { runs: fo.map((f) => f.lost), total: fo.reduce((a, f) => a + f.lost, 0) },
         failover_killed_node_streaming_again_ms: summary(fo.map((f) => f.rejoinMs)),

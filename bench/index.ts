@@ -93,6 +93,10 @@ async function main(): Promise<void> {
     const c = await compare({ systems, failoverRuns: n, crashRuns: n, bootstrapRuns: num('BENCH_COMPARE_BOOTSTRAP_RUNS', 3), outDir: '.bench', log: (x) => process.stderr.write(`  ${x}\n`) });
     result['compare'] = c;
     lines.push('', 'side by side (median / max of the runs, ms; lost = acknowledged writes lost in all runs):', ...compareTable(c.systems), '');
+    for (const [system, f] of Object.entries(c.systems)) {
+      const t = f.bootstrap_timeline_ms?.median;
+      if (t) lines.push(`${system} bootstrap, median ms from deploy start: ${Object.entries(t).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    }
     for (const [k, v] of Object.entries(c.ratios)) lines.push(`${k}: ${Object.entries(v).map(([m, r]) => `${m} x${r}`).join(', ')}`);
     lines.push(`timelines: ${c.pictures.join(', ')}`);
     for (const [system, e] of Object.entries(c.failed ?? {})) lines.push(`${system} FAILED: ${e}`);

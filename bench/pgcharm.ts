@@ -3,11 +3,12 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openModel } from '../agent/commands/context.js';
+import { openModel, type ModelContext } from '../agent/commands/context.js';
+import { readPasswords } from '../agent/charm/postgresql/secrets.js';
 import { settled } from '../agent/commands/deploy.js';
 import { gatherStatus } from '../agent/commands/status.js';
-import { uris } from '../agent/commands/uri.js';
 import { pidsWithEnv } from '../agent/procs.js';
+import { pgcharmBootstrapTimeline, type BootstrapTimeline } from './bootstrap-timeline.js';
 import type { Cluster } from './cluster.js';
 
 /** A 3-unit pgcharm deployment in a fresh local model, driven through the `pgcharm` CLI. */
@@ -84,14 +85,19 @@ export class PgcharmCluster implements Cluster {
 
   async credentials(): Promise<{ user: string; password: string }> {
     for (const deadline = Date.now() + 180_000; !this.password; ) {
-      // In-process: a `pgcharm uri` child per poll would take a core from the units being measured.
-      const uri = (await openModel(this.model).then((ctx) => uris(ctx, 'primary')).catch(() => []))[0];
-      if (uri) this.password = decodeURIComponent(/operator:([^@]+)@/.exec(uri)![1]!);
-      else if (Date.now() > deadline) throw new Error('pgcharm: no primary with a password within 180 s');
+      // In-process (a `pgcharm` child per poll would take a core from the units being measured),
+      // one model context for the whole wait, and only the Secret: each poll costs the
+      // controller being measured one request. The probes find the primary.
+      this.ctx ??= await openModel(this.model).catch(() => undefined);
+      const pw = this.ctx ? await readPasswords(this.ctx.kube, this.ctx.app).catch(() => undefined) : undefined;
+      if (pw) this.password = pw.operator;
+      else if (Date.now() > deadline) throw new Error('pgcharm: no password within 180 s');
       else await new Promise((r) => setTimeout(r, 50));
     }
     return { user: 'operator', password: this.password };
   }
+
+  private ctx: ModelContext | undefined;
 
   private pods(): string[] {
     const dir = join(this.model, 'units');
@@ -133,6 +139,18 @@ export class PgcharmCluster implements Cluster {
     const t = Date.now();
     process.kill(pid, 'SIGKILL');
     return t;
+  }
+
+  async bootstrapTimeline(t0: number, healthyAt: number): Promise<BootstrapTimeline> {
+    const ctx = await openModel(this.model);
+    const lease = async (name: string) => {
+      const l = await ctx.kube.coordination.readNamespacedLease({ name: `${ctx.app}-${name}`, namespace: ctx.kube.namespace }).catch(() => undefined);
+      const holder = l?.spec?.holderIdentity;
+      const at = l?.spec?.acquireTime ? new Date(l.spec.acquireTime).getTime() : undefined;
+      return holder && at ? { holder, at } : undefined;
+    };
+    const [leader, primary] = await Promise.all([lease('leader'), lease('primary')]);
+    return pgcharmBootstrapTimeline(this.model, t0, { ...(leader ? { leader } : {}), ...(primary ? { primary } : {}) }, healthyAt);
   }
 
   /** The whole model's logs (controller, agents, sidecars) are in one directory. */

@@ -20,6 +20,7 @@ import { CheckManager } from './checks/manager.js';
 import { LogStore } from './logs/buffer.js';
 import { openProcessLog, type Rotation } from './logs/rotate.js';
 import { NoticeStore } from './notices/state.js';
+import { cpuMs } from './osutil/cpu.js';
 import { startReaper } from './osutil/reaper.js';
 import { checksWithDefaults } from './plan/combine.js';
 import { PlanManager } from './plan/manager.js';
@@ -137,7 +138,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     info.httpAddress = `${a.host}:${a.port}`;
   }
   const reaper = startReaper(log);
-  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services) }, 'sidecar ready');
+  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services), processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'sidecar ready');
 
   let stopping = false;
   const shutdown = async (code: number, why: string) => {

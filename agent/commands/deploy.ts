@@ -39,7 +39,8 @@ export async function ensureController(model: string, timeoutMs = 20_000): Promi
     const now = readControllerInfo(model);
     if (now && now.pid === child.pid && (await healthy(model, now.url))) return;
     if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
+    // Short: the controller's start-up is on the path of every deploy; a look at controller.json is cheap.
+    await new Promise((r) => setTimeout(r, 20));
   }
   const last = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').slice(-15).join('\n') : '');
   const tail = [last(paths.controllerLog), last(paths.controllerStderr)].filter(Boolean).join('\n');
@@ -115,7 +116,8 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const store = new Store(kube, app);
   await initConfig(store, meta, { settings, effective }, readFileSync(charmPath, 'utf8'));
   const units = Array.from({ length: o.units }, (_, i) => i);
-  await store.ensure(deploymentName(app), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false }));
+  const container = Object.keys(meta.containers)[0];
+  await store.ensure(deploymentName(app), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false, ...(container ? { container } : {}) }));
   o.say(`deployed ${app} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);
   return waitSettled(await openModel(o.model, app), o.timeoutMs);
 }

@@ -15,6 +15,11 @@ export interface Deployment {
   /** Absolute path of the charm's code module. */
   charmModule: string;
   keepData: boolean;
+  /**
+   * The workload container's name, from charm.yaml at deploy time (the pods need it; parsing
+   * charm.yaml again would hold up the units' start). Absent in older deployments.
+   */
+  container?: string;
 }
 
 export const deploymentName = (app: string): string => `${app}-deployment`;
@@ -36,6 +41,7 @@ export function decodeDeployment(cm: V1ConfigMap): Deployment {
     charm: d['charm'] ?? '',
     charmModule: d['charm-module'] ?? '',
     keepData: d['keep-data'] === 'true',
+    ...(d['container'] ? { container: d['container'] } : {}),
   };
 }
 
@@ -47,6 +53,7 @@ export function encodeDeployment(dep: Deployment): Record<string, string> {
     charm: dep.charm,
     'charm-module': dep.charmModule,
     'keep-data': String(dep.keepData),
+    ...(dep.container ? { container: dep.container } : {}),
   };
 }
 

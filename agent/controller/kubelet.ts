@@ -157,8 +157,9 @@ export class Kubelet {
     this.units.set(index, u);
     const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
     for (const which of ['sidecar', 'agent'] as const) if (!adopted.includes(which)) this.spawn(u, which);
-    await this.reportStatus(u);
+    // Logged when the processes were spawned, not after the status report (the bootstrap timeline reads it).
     this.opts.log.info({ unit: unitName({ app: this.app, index }), ...(adopted.length ? { adopted } : {}) }, adopted.length ? 'unit found running; adopted' : 'unit started');
+    await this.reportStatus(u);
   }
 
   /**
@@ -174,8 +175,9 @@ export class Kubelet {
     return port;
   }
 
-  /** The workload container's name from charm.yaml (read once per deployment). */
+  /** The workload container's name: the deployment's record of it, else charm.yaml's (read once per deployment). */
   private async workloadContainer(): Promise<string> {
+    this.container ??= this.deployment?.container;
     if (!this.container) {
       const meta = await loadCharmYaml(this.deployment?.charm ?? '');
       this.container = Object.keys(meta.containers)[0] ?? 'workload';

@@ -6,6 +6,7 @@ import type { V1ConfigMap } from '#client-node';
 import { pino, type Logger } from 'pino';
 import { openProcessLog, RotatingFile, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
+import { cpuMs } from '../../sidecar/osutil/cpu.js';
 import { freePort } from '../ports.js';
 import { connect } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
@@ -118,7 +119,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const info: ControllerInfo = { pid: process.pid, url: server.url, port: server.port, namespace, started: new Date().toISOString() };
   writeFileSync(`${paths.controllerJson}.tmp`, JSON.stringify(info, null, 2) + '\n');
   renameSync(`${paths.controllerJson}.tmp`, paths.controllerJson);
-  log.info({ url: server.url, namespace, model: o.model }, 'controller ready');
+  // processStart: what starting node and loading the modules took (the bootstrap timeline shows it).
+  log.info({ url: server.url, namespace, model: o.model, processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'controller ready');
 
   const kube = connect({ kubeconfig: paths.kubeconfig, namespace });
   const apps = new Map<string, { kubelet: Kubelet; sync: ConfigSync }>();

@@ -142,22 +142,26 @@ export class Agent {
   /** Startup: Juju's order is install, leader-elected or leader-settings-changed, config-changed, start. */
   async start(): Promise<void> {
     this.leases.start();
-    const bag = await this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod }));
+    // Independent reads and the first leadership round at once: this is on the way to every unit's first hook.
+    const [bag, config, appBag] = await Promise.all([
+      this.store.ensure(this.myBag, this.store.labels('unit-bag', { [LABELS.unit]: this.pod })),
+      this.store.get(objects.config(this.app)),
+      this.store.get(objects.appBag(this.app)),
+      this.elector.start(),
+    ]);
     const ann = bag.metadata?.annotations ?? {};
-    this.annotated = { ...ann };
+    for (const [k, v] of Object.entries(ann)) this.written.set(k, v);
     this.myData = { ...(bag.data ?? {}) };
     this.installed = ann[ANNOTATIONS.installed] === 'true';
     this.inError = ann[ANNOTATIONS.workloadStatus] === 'error'; // left by a previous run of this agent
     this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
-    this.config = parseConfig(await this.store.get(objects.config(this.app)));
+    this.config = parseConfig(config);
     this.applyLogLevel();
-    const appBag = await this.store.get(objects.appBag(this.app));
     this.appData = { ...(appBag?.data ?? {}) };
     this.appBagExists = Boolean(appBag);
     this.appStatusShown = appStatusOf(appBag?.metadata?.annotations);
 
-    await this.elector.start();
     this.elector.on('elected', () => this.queue.push({ name: 'leader-elected' }));
     if (!this.installed) this.queue.push({ name: 'install' });
     this.queue.push({ name: this.elector.isLeader() ? 'leader-elected' : 'leader-settings-changed' });
@@ -679,7 +683,13 @@ export class Agent {
       ann[ANNOTATIONS.workloadStatus] = 'unknown';
       ann[ANNOTATIONS.workloadMessage] = null;
     }
-    await this.annotate(ann);
+    if (this.queue.size > 0 && !this.stopAfter) {
+      // The next event runs at once and says `executing`: no `idle` in between (a start-up or a
+      // burst of relation events is a dozen events); what this one recorded goes with its write.
+      delete ann[ANNOTATIONS.agentStatus];
+      delete ann[ANNOTATIONS.agentMessage];
+      this.carried = { ...this.carried, ...ann };
+    } else await this.annotate(ann);
     if (deferred) this.log.debug({ deferred: this.queue.deferredNames() }, 'deferred events');
   }
 
@@ -722,21 +732,29 @@ export class Agent {
   /** The application status as last written or seen (the leader writes only a change). */
   private appStatusShown: string | undefined;
   private appBagExists = false;
-  /** This unit's bag annotations as last written: only what differs is written again. */
-  private annotated: Record<string, string> = {};
 
-  private async annotate(a: Record<string, string | null>): Promise<void> {
-    const changed = Object.fromEntries(Object.entries(a).filter(([k, v]) => (this.annotated[k] ?? null) !== v));
-    if (!Object.keys(changed).length) return;
-    try {
-      await this.store.patch(this.myBag, { annotations: { ...changed, [ANNOTATIONS.updated]: new Date().toISOString() } });
-      for (const [k, v] of Object.entries(changed)) {
-        if (v === null) delete this.annotated[k];
-        else this.annotated[k] = v;
+  /** Annotations as this agent last stored them (only it writes its bag's): a write changing none is skipped. */
+  private readonly written = new Map<string, string | null>();
+  /** What a finished event recorded while the next one was already waiting; stored with that one's status. */
+  private carried: Record<string, string | null> = {};
+  /** Status writes one after another (events and loops both write): `written` then matches the store. */
+  private annotating: Promise<void> = Promise.resolve();
+
+  private annotate(a: Record<string, string | null>): Promise<void> {
+    this.annotating = this.annotating.then(async () => {
+      const changed = Object.fromEntries(Object.entries({ ...this.carried, ...a }).filter(([k, v]) => this.written.get(k) !== v));
+      this.carried = {};
+      // Every event used to write its status twice and a waiting unit the same status again: each
+      // write is a store request and a watch event for every other agent.
+      if (!Object.keys(changed).length) return;
+      try {
+        await this.store.patch(this.myBag, { annotations: { ...changed, [ANNOTATIONS.updated]: new Date().toISOString() } });
+        for (const [k, v] of Object.entries(changed)) this.written.set(k, v);
+      } catch (e) {
+        this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
       }
-    } catch (e) {
-      this.log.warn({ err: apiMessage(e) }, 'could not record unit status');
-    }
+    });
+    return this.annotating;
   }
 
   /** After `remove`: the bag goes (peers see departed), the lease is released, the kubelet reaps the pod. */

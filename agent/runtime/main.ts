@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { openProcessLog, type Rotation } from '../../sidecar/logs/rotate.js';
+import { cpuMs } from '../../sidecar/osutil/cpu.js';
 import { loadCharmYaml } from '../charm-meta/index.js';
 import { Agent } from './agent.js';
 import type { Charm, CharmFactory } from './charm.js';
@@ -51,7 +52,7 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
   const charm = await loadCharmModule(o.charmModule);
   const storage = Object.fromEntries(meta.containers[container]!.mounts.map((m) => [m.storage, m.location]));
   const kube = connect({ ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
-  log.info({ credentials: kube.mode, server: kube.kc.getCurrentCluster()?.server, namespace: kube.namespace }, 'API server');
+  log.info({ credentials: kube.mode, server: kube.kc.getCurrentCluster()?.server, namespace: kube.namespace, processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'API server');
   const leaseTiming = o.leaseMs
     ? { leaseMs: o.leaseMs, renewDeadlineMs: Math.round(o.leaseMs * 0.6), retryMs: Math.max(100, Math.round(o.leaseMs / 5)) }
     : DEFAULT_LEASE_TIMING;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { maxWalSize, parseResources, POSTGRES_DEFAULTS, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from '../../agent/charm/postgresql/profile.js';
+import { maxWalSize, parseResources, POSTGRES_DEFAULTS, profileParams, slotWalKeepSize, syncfsReportsErrors, unitMemory, type UnitResources } from '../../agent/charm/postgresql/profile.js';
 import { layout, pgParams } from '../../agent/charm/postgresql/render.js';
 
 const MB = 1024 ** 2;
@@ -104,9 +104,31 @@ describe('workload resources', () => {
     ['cgroup v1 without a limit (2^63 rounded down to a page)', 'cgroup 9223372036854771712\nmeminfo 24683656\nfs 4096 66053021\n', { machineMemory: 24683656 * 1024, volumeBytes: 4096 * 66053021 }],
     ['cgroup v2 limits along the path: the lowest', 'cgroup max\ncgroup 2147483648\ncgroup 4294967296\nmeminfo 16000000\nfs 4096 1000\n', { cgroupLimit: 2 * GB, machineMemory: 16000000 * 1024, volumeBytes: 4096000 }],
     ['no statfs: volume unknown (0)', 'meminfo 1000\nfs \n', { machineMemory: 1024000, volumeBytes: 0 }],
+    ['the kernel release', 'meminfo 1000\nfs 4096 10\nkernel 6.1.0-28-amd64\n', { machineMemory: 1024000, volumeBytes: 40960, kernel: '6.1.0-28-amd64' }],
     ['no meminfo: unknown', 'cgroup 1024\nfs 4096 10\n', undefined],
     ['garbage', 'sh: 1: stat: not found\n', undefined],
   ])('%s', (_, text, want) => {
     expect(parseResources(text)).toEqual(want);
+  });
+});
+
+describe('syncfs instead of an fsync per file', () => {
+  test.each<[string | undefined, boolean]>([
+    ['6.18.44-fc-v782', true],
+    ['5.8.0', true],
+    ['5.15.0-122-generic', true],
+    ['5.7.19', false],
+    ['4.19.0-27-amd64', false],
+    ['3.10.0-1160.el7.x86_64', false],
+    ['', false],
+    [undefined, false],
+  ])('kernel %j: syncfs reports write errors: %j', (kernel, want) => {
+    expect(syncfsReportsErrors(kernel)).toBe(want);
+  });
+
+  test('recovery_init_sync_method: syncfs only where it reports errors, fsync when the kernel is unknown', () => {
+    const config = { profile: 'testing', 'max-connections': 100, 'max-slot-wal-keep-size': '' };
+    const at = (kernel?: string) => pgParams(config, { host: '10.1.2.3', port: 5432, l: layout('/s', 15), resources: { machineMemory: GB, volumeBytes: GB, ...(kernel ? { kernel } : {}) } })['recovery_init_sync_method'];
+    expect([at('6.1.0'), at('5.4.0'), at(), pgParams(config, { host: '10.1.2.3', port: 5432, l: layout('/s', 15) })['recovery_init_sync_method']]).toEqual(['syncfs', 'fsync', 'fsync', 'fsync']);
   });
 });

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
@@ -119,20 +120,20 @@ async function updateStatus(ctx: EventContext): Promise<void> {
 async function reconcileOrWait(ctx: EventContext): Promise<void> {
   const me = ctx.workload.address();
   if (!me) throw new Waiting('waiting for the unit address');
-  try {
-    await ctx.pebble.getSystemInfo();
-  } catch {
-    throw new Waiting('waiting for the workload container');
-  }
-  let pw = await passwords(ctx);
+  // Three independent reads at once (every event runs this). The primary Lease is the truth
+  // about who serves writes; the app bag records the leader's view.
+  const [sidecar, secret, lease] = await Promise.allSettled([ctx.pebble.getSystemInfo(), passwords(ctx), state.lease(ctx).holder()]);
+  if (sidecar.status === 'rejected') throw new Waiting('waiting for the workload container');
+  if (secret.status === 'rejected') throw secret.reason;
+  if (lease.status === 'rejected') throw lease.reason;
+  let pw = secret.value;
+  const holder = lease.value;
   ctx.peers.local.set('address', `${me.host}:${me.port}`);
   // failsafe: the unit API's token (the leader adds one to an older Secret) and where peers call this unit.
   failsafe.token ??= ctx.isLeader() ? await ensureApiToken(ctx.kube, ctx.app) : await readApiToken(ctx.kube, ctx.app);
   const api = ctx.workload.api();
   ctx.peers.local.set('api', api ? `${api.host}:${api.port}` : null);
 
-  // The primary Lease is the truth about who serves writes; the app bag records the leader's view.
-  const holder = await state.lease(ctx).holder();
   // A set-password the leader did not finish (it stopped halfway) is finished or rolled back first.
   if (ctx.isLeader()) {
     const before = pw;
@@ -152,8 +153,7 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   await w.prepareStorage();
   if (primary === ctx.unit) await asPrimary(ctx, w, l, me, pw);
   else await asReplica(ctx, w, l, me, pw, primary);
-  await recordTimeline(ctx, me, pw);
-  if (ctx.isLeader()) await appStatus(ctx, primary);
+  await Promise.all([recordTimeline(ctx, me, pw), ctx.isLeader() ? appStatus(ctx, primary) : undefined]);
 }
 
 /** The leader's summary for `pgcharm status`: who is primary and how many standbys replicate. */
@@ -168,6 +168,8 @@ async function appStatus(ctx: EventContext, primary: string): Promise<void> {
 async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords): Promise<void> {
   const lease = state.lease(ctx);
   const ttl = ttlMs(ctx.config);
+  // Read in the workload meanwhile (cached; initdb and the config need it).
+  const resources = w.resources();
   // Writes only with the lease: taken here at bootstrap (or when it expired), renewed by the HA loop.
   if (!(await lease.acquire(ctx.unit, ttl, (cur) => lease.expired(cur, ttl)))) {
     throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
@@ -181,7 +183,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
-  const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await w.resources() }), hbaFor(ctx, me));
+  const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await resources }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
   await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   // The fence is armed before Postgres may accept a write.
@@ -192,11 +194,11 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   } else if (running) {
     // Nothing changed, nothing to do: an idle unit sends no SIGHUP (update-status runs every 10 s).
     if (toReload) await w.reload();
+    await waitAccepting(me, pw.operator);
   } else {
     await w.setStandbySignal(false);
-    await w.start(() => waitAccepting(me, pw.operator));
+    await w.start(() => waitAccepting(me, pw.operator)); // returns once it accepts connections
   }
-  await waitAccepting(me, pw.operator);
   await applyRestartClass(ctx, w, me, pw, 'primary', ctx.unit);
   await withConnection(me, pw.operator, async (c) => {
     // Passwords go in as SCRAM verifiers: neither SQL text nor a server log line holds one.
@@ -212,10 +214,10 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ]);
   });
   ctx.peers.local.set('role', 'primary');
-  await labelPod(ctx, 'primary');
   said(ctx, { decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names });
   const later = ctx.peers.local.get('restart-pending');
-  await ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' });
+  // Both at once: the standbys wait for this hook's end (the bag's role) to clone.
+  await Promise.all([labelPod(ctx, 'primary'), ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' })]);
 }
 
 async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, primary: string): Promise<void> {
@@ -223,25 +225,28 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const target = parseAddress(bag?.get('address'));
   if (!bag || !target || bag.get('role') !== 'primary') throw new Waiting(`waiting for the primary ${primary}`);
   const slot = slotName(ctx.unit);
-  await w.clearFence();
-  await w.pushPassfile(pw);
-  const clone = async () => {
+  // Read in the workload meanwhile (cached; the clone and the config need it).
+  const resources = w.resources();
+  const [, , hasCluster] = await Promise.all([w.clearFence(), w.pushPassfile(pw), w.hasCluster()]);
+  const makeSlot = async (c: pg.Client) => {
+    await c.query('SET synchronous_commit = local');
+    await ensureSlot(c, slot);
+  };
+  const clone = async (slotMade = false) => {
     await ctx.setUnitStatus({ name: 'maintenance', message: `cloning ${primary} with pg_basebackup` });
-    await withConnection(target, pw.operator, async (c) => {
-      await c.query('SET synchronous_commit = local');
-      await ensureSlot(c, slot);
-    });
+    if (!slotMade) await withConnection(target, pw.operator, makeSlot);
     await w.basebackup(target, slot, false);
   };
-  const step = followStep({ hasCluster: await w.hasCluster(), wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
+  const step = followStep({ hasCluster, wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
   // A clone or a rewind needs the primary up. Briefly down (restarting, fenced), that is a wait,
   // not a hook error; and a rewind that failed only because it was down would re-clone for nothing.
-  // Following needs no answer: a standby starts and streams once the primary is back.
-  if (step !== 'follow' && !(await withConnection(target, pw.operator, (c) => c.query('SELECT 1'), 1000).then(() => true, () => false))) {
+  // Following needs no answer: a standby starts and streams once the primary is back. For a
+  // clone, making its slot is the check (one connection fewer on the way to the clone).
+  if (step !== 'follow' && !(await answers(target, pw, step === 'clone' ? makeSlot : (c) => c.query('SELECT 1')))) {
     throw new Waiting(`waiting for the primary ${primary} to accept connections (to ${step === 'clone' ? 'clone' : 'rewind'} from it)`);
   }
   if (step === 'clone') {
-    await clone();
+    await clone(true);
   } else if (step === 'rewind') {
     // A former primary: its timeline may have diverged from the new primary's. Rewind (a
     // no-op when nothing diverged); when that cannot work, re-clone with the old data kept aside.
@@ -260,14 +265,12 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
   // A standby's config and signal: written now, and again over a fresh clone.
   const standbyConfig = async () => {
-    const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await w.resources() }), hbaFor(ctx, me));
+    const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await resources }), hbaFor(ctx, me));
     await w.setStandbySignal(true);
     return toReload;
   };
-  const startStandby = async () => {
-    await w.start(() => waitAccepting(me, pw.operator));
-    await waitAccepting(me, pw.operator);
-  };
+  // start() returns once Postgres accepts connections.
+  const startStandby = () => w.start(() => waitAccepting(me, pw.operator));
   const toReload = await standbyConfig();
   await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   if (!(await w.running())) await startStandby();
@@ -311,6 +314,29 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const later = ctx.peers.local.get('restart-pending');
   if (state.failoverWait) await ctx.setUnitStatus({ name: 'waiting', message: state.failoverWait });
   else await ctx.setUnitStatus({ name: 'active', message: later ? `replica of ${primary}; restart for ${later} waits for the primary` : `replica of ${primary}` });
+}
+
+/**
+ * Runs `fn` on a connection to `target`: false when no connection could be made (the server
+ * is down or not accepting yet), `fn`'s own errors thrown as they are.
+ */
+async function answers(target: Target, pw: Passwords, fn: (c: pg.Client) => Promise<unknown>): Promise<boolean> {
+  let connected = false;
+  try {
+    await withConnection(
+      target,
+      pw.operator,
+      (c) => {
+        connected = true;
+        return fn(c);
+      },
+      1000,
+    );
+    return true;
+  } catch (e) {
+    if (connected) throw e;
+    return false;
+  }
 }
 
 /**

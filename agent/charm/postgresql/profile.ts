@@ -19,6 +19,20 @@ export interface UnitResources {
   machineMemory: number;
   /** Size of the filesystem holding PGDATA (statfs: block size × blocks). */
   volumeBytes: number;
+  /** The kernel's release (uname -r): whether syncfs reports write errors (syncfsReportsErrors). */
+  kernel?: string;
+}
+
+/**
+ * Whether syncfs(2) returns the errors of the writes it waited for: Linux 5.8 and later. Before
+ * that it could succeed although a write failed (PostgreSQL's recovery_init_sync_method docs),
+ * so a single syncfs may stand in for fsyncing each file only from 5.8 on; unknown means no.
+ */
+export function syncfsReportsErrors(kernel: string | undefined): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(kernel ?? '');
+  if (!m) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 5 || (major === 5 && minor >= 8);
 }
 
 /**
@@ -120,7 +134,7 @@ export function maxWalSize(volumeBytes: number | undefined, share: number): stri
  * The shell the workload runs to report its resources (resourcesScript), one fact per line:
  * `cgroup <bytes|max>` for every memory limit from the container's cgroup up to the root
  * (v2 memory.max; v1 hierarchical_memory_limit, already the lowest of its ancestors),
- * `meminfo <kB>` and `fs <block size> <blocks>` for the storage directory.
+ * `meminfo <kB>` and `fs <block size> <blocks>` for the storage directory, `kernel <release>`.
  */
 export function resourcesScript(storage: string): string {
   const q = `'${storage.replace(/'/g, `'\\''`)}'`;
@@ -140,6 +154,7 @@ export function resourcesScript(storage: string): string {
     'fi',
     'sed -n "s/^MemTotal: *\\([0-9]*\\) kB/meminfo \\1/p" /proc/meminfo',
     `echo "fs $(stat -f -c '%S %b' ${q})"`,
+    'echo "kernel $(uname -r)"',
   ].join('\n');
 }
 
@@ -148,6 +163,7 @@ export function parseResources(text: string): UnitResources | undefined {
   let cgroup: number | undefined;
   let machine: number | undefined;
   let volume = 0;
+  let kernel: string | undefined;
   for (const line of text.split('\n')) {
     const [k, a, b] = line.trim().split(/\s+/);
     if (k === 'cgroup' && a && /^\d+$/.test(a)) {
@@ -155,7 +171,8 @@ export function parseResources(text: string): UnitResources | undefined {
       if (n < 2 ** 60) cgroup = cgroup === undefined ? n : Math.min(cgroup, n);
     } else if (k === 'meminfo' && a && /^\d+$/.test(a)) machine = Number(a) * KB;
     else if (k === 'fs' && a && b && /^\d+$/.test(a) && /^\d+$/.test(b)) volume = Number(a) * Number(b);
+    else if (k === 'kernel' && a) kernel = a;
   }
   if (!machine) return undefined;
-  return { ...(cgroup !== undefined ? { cgroupLimit: cgroup } : {}), machineMemory: machine, volumeBytes: volume };
+  return { ...(cgroup !== undefined ? { cgroupLimit: cgroup } : {}), machineMemory: machine, volumeBytes: volume, ...(kernel ? { kernel } : {}) };
 }

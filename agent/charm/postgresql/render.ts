@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { stringify } from 'yaml';
 import { cidrList } from '../../charm-meta/values.js';
 import type { ConfigValue } from '../../runtime/charm.js';
-import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, unitMemory, type UnitResources } from './profile.js';
+import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, syncfsReportsErrors, unitMemory, type UnitResources } from './profile.js';
 
 /**
  * Pure rendering of what the charm writes into the workload: the Postgres config file it owns
@@ -87,6 +87,10 @@ export function pgParams(
     max_wal_size: maxWalSize(o.resources?.volumeBytes, share),
     synchronous_commit: String(config['synchronous-commit']),
     synchronous_standby_names: o.synchronousStandbyNames ?? '',
+    // Before recovery (a clone's first start, any start after a crash) Postgres syncs the data
+    // directory: one syncfs where it reports write errors, instead of opening and fsyncing each
+    // file (0.1-1.9 s for a fresh clone's ~1000 files here).
+    recovery_init_sync_method: syncfsReportsErrors(o.resources?.kernel) ? 'syncfs' : 'fsync',
     log_line_prefix: '%m [%p] %q%u@%d ',
   };
   if (o.standby) {
