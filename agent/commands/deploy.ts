@@ -15,10 +15,6 @@ import { gatherStatus, type ModelStatus } from './status.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/commands
 
-/** The repository's charm.yaml and the built-in PostgreSQL charm's code. */
-export const DEFAULT_CHARM = resolve(here, '..', '..', '..', 'charm.yaml');
-export const DEFAULT_CHARM_MODULE = resolve(here, '..', 'charm', 'postgresql', 'charm.js');
-
 /** Starts `pgcharm controller` for the model in the background unless one runs; returns once it answers. */
 export async function ensureController(model: string, timeoutMs = 20_000): Promise<void> {
   const paths = modelPaths(model);
