@@ -8,6 +8,7 @@ import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/
 import { initConfig } from '../controller/config-store.js';
 import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
+import { AGENT_NODE_FLAGS } from '../node-flags.js';
 import { LABELS } from '../runtime/names.js';
 import { Store } from '../runtime/store.js';
 import { openController, openModel, UserError, type ModelContext } from './context.js';
@@ -22,7 +23,7 @@ export async function ensureController(model: string, timeoutMs = 20_000): Promi
   if (info && pidAlive(info.pid) && (await healthy(model, info.url))) return;
   mkdirSync(paths.logs, { recursive: true });
   const out = openSync(paths.controllerLog, 'a');
-  const child = spawn(process.execPath, [join(here, '..', 'cli.js'), 'controller', '--model', model], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, join(here, '..', 'cli.js'), 'controller', '--model', model], { detached: true, stdio: ['ignore', out, out] });
   child.unref();
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -231,7 +231,7 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     name: AGENT_CONTAINER,
     image: opts.image?.agent ?? DEFAULT_AGENT_IMAGE,
     imagePullPolicy: 'IfNotPresent',
-    // The image's ENTRYPOINT is `node /opt/pgcharm/dist/agent/cli.js agent`; no --kubeconfig: in-cluster config.
+    // The image's ENTRYPOINT is `node <agent/node-flags.ts> /opt/pgcharm/dist/agent/cli.js agent`; no --kubeconfig: in-cluster config.
     args: [
       // The agent reads the pod form <app>-<n> as unit <app>/<n>.
       '--unit', '$(POD_NAME)',
