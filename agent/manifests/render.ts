@@ -13,7 +13,7 @@ import type {
   V1StatefulSet,
   V1Volume,
 } from '#client-node';
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { randomBytes } from 'node:crypto';
 import { configHash, containerImage, sealValues, secretOptions, validateSettings, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
 import { configSecretsObject } from '../runtime/config-secrets.js';

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
@@ -39,5 +39,17 @@ describe('modules the agent and the controller do not load', () => {
       console.log(JSON.stringify({ undici: process.moduleLoadList.some((m) => m.includes('undici')), navigator: 'navigator' in globalThis }));`;
     const out = execFileSync(process.execPath, [...AGENT_NODE_FLAGS, '--input-type=module', '-e', script], { encoding: 'utf8' });
     expect(JSON.parse(out.trim().split('\n').pop() ?? '')).toEqual({ undici: false, navigator: false });
+  });
+});
+
+describe('vendored libraries', () => {
+  it('are imported through their # specifier only: a direct import would load a second copy', () => {
+    const direct = ['agent', 'sidecar'].flatMap((dir) =>
+      (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
+        .filter((f) => f.endsWith('.ts'))
+        .filter((f) => /from '(zod|yaml|ajv|@kubernetes\/client-node)(\/[^']*)?'/.test(source(join(dir, f))))
+        .map((f) => join(dir, f)),
+    );
+    expect(direct).toEqual([]);
   });
 });
