@@ -33,11 +33,11 @@ RUN groupadd --gid 10001 pgcharm \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pgcharm
 
 WORKDIR /opt/pgcharm
-# package.json: "type": "module" and the #client-node import map (-> dist/vendor).
+# package.json: "type": "module" and the #client-node, #zod, #yaml, #ajv imports (-> dist/vendor).
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 # The agent and the CLI; the sidecar's typed client, which the agent talks to the workload with;
-# the client-node bundle.
+# the bundles of client-node, zod, yaml and ajv (vendor/build.mjs).
 COPY --from=build /src/dist/agent ./dist/agent
 COPY --from=build /src/dist/sidecar ./dist/sidecar
 COPY --from=build /src/dist/vendor ./dist/vendor
@@ -57,4 +57,6 @@ USER 10001:10001
 #   --charm /opt/pgcharm/charm.yaml  --charm-module /opt/pgcharm/dist/agent/charm/postgresql/charm.js
 # No --kubeconfig: the agent then uses the in-cluster config (the service account token and CA
 # under /var/run/secrets/kubernetes.io/serviceaccount, KUBERNETES_SERVICE_HOST/PORT).
-ENTRYPOINT ["node", "/opt/pgcharm/dist/agent/cli.js", "agent"]
+# Node and V8 flags as in agent/node-flags.ts (a small young generation, one V8 worker thread, no
+# optimizing compiler): they keep the agent's RSS down.
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--single-threaded-gc", "--no-opt", "/opt/pgcharm/dist/agent/cli.js", "agent"]

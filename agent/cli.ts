@@ -1,21 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --single-threaded-gc --no-opt
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { loadCharmYaml, prepareAction, ProblemsError } from './charm-meta/index.js';
-import { readConfig } from './controller/config-store.js';
+import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE } from './charm-location.js';
 import { defaultModelDir } from './controller/model.js';
-import { configCommand, settingsFromFile } from './commands/config.js';
-import { checkAppName, clusterApp, openModel, UserError } from './commands/context.js';
-import { debugLog } from './commands/debug-log.js';
-import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE, deploy } from './commands/deploy.js';
-import { destroy } from './commands/destroy.js';
-import { manifestsCommand } from './commands/manifests.js';
-import { execCommand } from './commands/exec.js';
-import { actionYaml, runAction } from './commands/run.js';
-import { gatherStatus, renderStatus } from './commands/status.js';
-import { psql, psqlInvocation, uris } from './commands/uri.js';
-import { addUnits, killUnit, removeUnit, reviveUnit } from './commands/units.js';
-import { runSingle } from './single.js';
+
+// Every command's code is imported by its action: `pgcharm agent` and `pgcharm controller` run
+// for the model's lifetime, and what the other commands load (pg, the Kubernetes client's
+// commands, yaml, ajv) would stay in their memory for nothing.
 import { ROTATION_ENV, rotationFrom, type Rotation } from '../sidecar/logs/rotate.js';
 
 function int(name: string, min: number, max: number) {
@@ -42,7 +33,8 @@ interface LogFileFlags {
   logMaxFiles?: string;
 }
 
-function logFileOf(o: LogFileFlags): { logFile?: { path: string; limits: Rotation } } {
+async function logFileOf(o: LogFileFlags): Promise<{ logFile?: { path: string; limits: Rotation } }> {
+  const { UserError } = await import('./commands/context.js');
   if (!o.logFile) {
     if (o.logMaxSize !== undefined || o.logMaxFiles !== undefined) throw new UserError('--log-max-size and --log-max-files go with --log-file');
     return {};
@@ -75,6 +67,7 @@ program
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
   .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
   .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
+    const [{ settingsFromFile }, { deploy }, { renderStatus }, { openModel }, { uris }] = await Promise.all([import('./commands/config.js'), import('./commands/deploy.js'), import('./commands/status.js'), import('./commands/context.js'), import('./commands/uri.js')]);
     const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
     const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
     process.stdout.write(renderStatus(s, 'tabular'));
@@ -93,6 +86,7 @@ program
   .addOption(appOption())
   .addOption(new Option('--format <format>', 'output format').choices(['tabular', 'yaml', 'json']).default('tabular'))
   .action(async (o: { model: string; app?: string; format: 'tabular' | 'yaml' | 'json' }) => {
+    const [{ gatherStatus, renderStatus }, { openModel }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js')]);
     const ctx = await openModel(o.model, o.app);
     process.stdout.write(renderStatus(await gatherStatus(ctx), o.format));
   });
@@ -109,6 +103,7 @@ program
   .option('--namespace <ns>', 'with --kubeconfig: the namespace (default: the kubeconfig context)')
   .option('--app <name>', 'the application (needed when the model has several; with --kubeconfig, default postgresql)')
   .action(async (args: string[], o: { model: string; reset: string[]; diff: boolean; file?: string; kubeconfig?: string; namespace?: string; app?: string }) => {
+    const [{ configCommand, settingsFromFile }, { checkAppName, clusterApp, openModel }] = await Promise.all([import('./commands/config.js'), import('./commands/context.js')]);
     // On a cluster the same validated write of <app>-config: the agents reload or restart Postgres in place.
     const ctx = o.kubeconfig ? clusterApp(o.kubeconfig, o.namespace, checkAppName(o.app ?? 'postgresql')) : await openModel(o.model, o.app);
     const all = [...args, ...(o.file ? settingsFromFile(o.file, '--file') : [])];
@@ -127,9 +122,10 @@ program
   .option('--wait', 'wait for the outcome, showing log lines and progress', false)
   .option('--timeout <seconds>', 'with --wait: how long', int('--timeout', 1, 86400), 600)
   .action(async (unit: string, action: string, params: string[], o: { model: string; app?: string; params?: string; wait: boolean; timeout: number }) => {
+    const [{ loadCharmYaml, prepareAction }, { readConfig }, { openModel }, { actionYaml, runAction }] = await Promise.all([import('./charm-meta/index.js'), import('./controller/config-store.js'), import('./commands/context.js'), import('./commands/run.js')]);
     const ctx = await openModel(o.model, o.app);
     const meta = (await readConfig(ctx.store))?.meta ?? (await loadCharmYaml(ctx.deployment.charm));
-    const prepared = prepareAction(meta, action, [...params, ...(o.params ? paramsFromFile(o.params) : [])]);
+    const prepared = prepareAction(meta, action, [...params, ...(o.params ? await paramsFromFile(o.params) : [])]);
     const writeOnly = Object.entries(prepared.action.params).filter(([, p]) => p['writeOnly'] === true).map(([k]) => k);
     const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, writeOnly, sensitive: prepared.action.sensitive, onProgress: (l) => say(l) });
     process.stdout.write(actionYaml(rec));
@@ -143,6 +139,7 @@ program
   .addOption(appOption())
   .option('-n, --num-units <n>', 'how many', int('--num-units', 1, 9), 1)
   .action(async (o: { model: string; app?: string; numUnits: number }) => {
+    const [{ addUnits }, { openModel }] = await Promise.all([import('./commands/units.js'), import('./commands/context.js')]);
     const added = await addUnits(await openModel(o.model, o.app), o.numUnits);
     say(`added ${added.join(', ')}`);
   });
@@ -154,6 +151,7 @@ program
   .addOption(appOption())
   .argument('<unit>')
   .action(async (unit: string, o: { model: string; app?: string }) => {
+    const [{ removeUnit }, { openModel }] = await Promise.all([import('./commands/units.js'), import('./commands/context.js')]);
     say(`removing ${await removeUnit(await openModel(o.model, o.app), unit)}`);
   });
 
@@ -166,6 +164,7 @@ program
   .option('--no-restart', 'leave it dead (until `pgcharm kill --revive UNIT`)')
   .option('--revive', 'bring back a unit killed with --no-restart', false)
   .action(async (unit: string, o: { model: string; app?: string; restart: boolean; revive: boolean }) => {
+    const [{ killUnit, reviveUnit }, { openModel }] = await Promise.all([import('./commands/units.js'), import('./commands/context.js')]);
     const ctx = await openModel(o.model, o.app);
     if (o.revive) say(`reviving ${await reviveUnit(ctx, unit)}`);
     else say(`killed ${await killUnit(ctx, unit, !o.restart)}${o.restart ? '; it will be rescheduled' : ' (held down)'}`);
@@ -182,6 +181,7 @@ program
   .option('-u, --user <user>', 'run as this user')
   .option('-w, --working-dir <dir>', 'working directory')
   .action(async (unit: string, cmd: string[], o: { model: string; app?: string; terminal: boolean; user?: string; workingDir?: string }) => {
+    const [{ execCommand }, { openModel }] = await Promise.all([import('./commands/exec.js'), import('./commands/context.js')]);
     const code = await execCommand(await openModel(o.model, o.app), unit, cmd, { terminal: o.terminal, ...(o.user ? { user: o.user } : {}), ...(o.workingDir ? { workingDir: o.workingDir } : {}) });
     // Exit now: the forwarded stdin would keep us alive after the command finished (as in pgcharm-sidecar exec).
     process.stdout.write('', () => process.exit(code));
@@ -196,6 +196,7 @@ program
   .option('--include <source...>', 'only these units (postgresql/0) or "controller"', [])
   .addOption(new Option('--level <level>', 'lowest level shown').choices(['trace', 'debug', 'info', 'warn', 'error']).default('debug'))
   .action(async (o: { model: string; lines: number; tail: boolean; include: string[]; level: string }) => {
+    const { debugLog } = await import('./commands/debug-log.js');
     const levels: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50 };
     await debugLog(o.model, { lines: o.lines, follow: o.tail, include: o.include, minLevel: levels[o.level] ?? 20, write: (s) => process.stdout.write(s) });
   });
@@ -207,6 +208,7 @@ program
   .addOption(appOption())
   .argument('[target]', 'primary, replicas, or a unit', 'primary')
   .action(async (target: string, o: { model: string; app?: string }) => {
+    const [{ uris }, { openModel }] = await Promise.all([import('./commands/uri.js'), import('./commands/context.js')]);
     for (const u of await uris(await openModel(o.model, o.app), target)) process.stdout.write(u + '\n');
   });
 
@@ -219,6 +221,7 @@ program
   .argument('[psql-args...]', 'more psql arguments (after --)')
   .action(async (_target: string, _args: string[], o: { model: string; app?: string }, cmd: Command) => {
     // `pgcharm psql -- -c "select 1"`: what follows `--` is psql's, even when no target came before it.
+    const [{ psql, psqlInvocation }, { openModel }] = await Promise.all([import('./commands/uri.js'), import('./commands/context.js')]);
     const dd = process.argv.indexOf('--');
     const call = psqlInvocation(cmd.args, dd < 0 ? [] : process.argv.slice(dd + 1));
     exitCode = await psql(await openModel(o.model, o.app), call.target, call.args);
@@ -235,6 +238,7 @@ program
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config` (postgresql-major=16 picks the image)', [])
   .option('--config-file <path>', 'config settings from a YAML map; secret ones (override-root-password) are rendered into a Secret')
   .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[]; configFile?: string }) => {
+    const [{ settingsFromFile }, { manifestsCommand }] = await Promise.all([import('./commands/config.js'), import('./commands/manifests.js')]);
     const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
     process.stdout.write(await manifestsCommand({ charm: o.charm, units: o.units, namespace: o.namespace, config, ...(o.app ? { app: o.app } : {}), ...(o.storageSize ? { storageSize: o.storageSize } : {}) }));
   });
@@ -245,6 +249,7 @@ program
   .addOption(modelOption())
   .option('--keep-data', 'keep the units\' data directories', false)
   .action(async (o: { model: string; keepData: boolean }) => {
+    const { destroy } = await import('./commands/destroy.js');
     await destroy(o.model, { keepData: o.keepData, timeoutMs: 120_000, say });
   });
 
@@ -254,7 +259,7 @@ logFileOptions(program.command('controller'))
   .option('--port <port>', 'API port (default: the previous one, else a free one)', int('--port', 1, 65535))
   .addOption(new Option('--reschedule-delay <ms>', 'delay before a killed unit comes back').argParser(int('--reschedule-delay', 0, 600_000)).hideHelp())
   .action(async (o: { model: string; port?: number; rescheduleDelay?: number } & LogFileFlags) => {
-    const logFile = logFileOf(o);
+    const logFile = await logFileOf(o);
     const { runController } = await import('./controller/main.js');
     await runController({ model: o.model, ...(o.port ? { port: o.port } : {}), ...(o.rescheduleDelay !== undefined ? { rescheduleDelayMs: o.rescheduleDelay } : {}), ...logFile });
   });
@@ -268,7 +273,7 @@ logFileOptions(program.command('agent', { hidden: true }))
   .option('--charm <path>', 'charm.yaml', DEFAULT_CHARM)
   .option('--charm-module <path>', 'the charm code', DEFAULT_CHARM_MODULE)
   .action(async (o: { unit: string; socket: string; kubeconfig?: string; namespace?: string; charm: string; charmModule: string } & LogFileFlags) => {
-    const logFile = logFileOf(o);
+    const logFile = await logFileOf(o);
     // A SIGTERM while the runtime loads must still run the stop hook once the agent is up.
     const early: NodeJS.Signals[] = [];
     const note = (s: NodeJS.Signals) => early.push(s);
@@ -285,11 +290,13 @@ program
   .option('--port <port>', 'PostgreSQL port (default: a free port)', int('--port', 1, 65535))
   .option('--major <n>', 'PostgreSQL major version', int('--major', 12, 99), 15)
   .action(async (o: { home: string; port?: number; major: number }) => {
+    const { runSingle } = await import('./single.js');
     await runSingle({ ...o, charm: DEFAULT_CHARM });
   });
 
 /** `--params file`: YAML or JSON mapping, turned into key=value args typed by prepareAction. */
-function paramsFromFile(path: string): string[] {
+async function paramsFromFile(path: string): Promise<string[]> {
+  const { UserError } = await import('./commands/context.js');
   let doc: unknown;
   try {
     doc = JSON.parse(readFileSync(path, 'utf8'));
@@ -305,9 +312,12 @@ program
   .then(() => {
     if (exitCode) process.exitCode = exitCode;
   })
-  .catch((e: unknown) => {
-    if (e instanceof ProblemsError) process.stderr.write(`error: ${e.message}\n`);
-    else if (e instanceof UserError) process.stderr.write(`error: ${e.message}\n`);
-    else process.stderr.write(`error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  .catch(async (e: unknown) => {
+    // A user's mistake is one line, anything else its stack (the command that threw loaded these modules already).
+    const expected = await Promise.all([import('./charm-meta/problems.js'), import('./commands/context.js')]).then(
+      ([p, c]) => e instanceof p.ProblemsError || e instanceof c.UserError,
+      () => false,
+    );
+    process.stderr.write(`error: ${expected || !(e instanceof Error) ? String(e instanceof Error ? e.message : e) : (e.stack ?? e.message)}\n`);
     process.exit(1);
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { defaults, loadCharmYaml } from '../agent/charm-meta/index.js';
-import { DEFAULT_CHARM } from '../agent/commands/deploy.js';
+import { DEFAULT_CHARM } from '../agent/charm-location.js';
 import { BACKOFF_LIMIT_MS } from '../agent/charm/postgresql/render.js';
 import { startSingle } from '../agent/single.js';
 import { spawnSidecar } from '../agent/sidecar-process.js';

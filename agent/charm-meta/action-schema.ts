@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from '#ajv';
 import { describeValue, type PathSeg } from './problems.js';
 import type { ActionSpec, ParamSchema } from './schema.js';
 import { suggestion } from './suggest.js';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMap as isYamlMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap as isYamlMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from '#yaml';
 import { validateCharmMeta } from './metadata.js';
 import { CharmYamlError, formatPath, type Path, type Problem } from './problems.js';
 import type { CharmMeta } from './schema.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '#zod';
 import { paramDefaultProblems, paramSchemaProblems } from './action-schema.js';
 import { describeValue, ProblemList, type Path } from './problems.js';
 import { entries, isMap, readFields, sectionSchema } from './read.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '#zod';
 import { describeValue, type Path, type ProblemList } from './problems.js';
 import { suggestion } from './suggest.js';
 

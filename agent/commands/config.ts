@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { parse } from '#yaml';
 import { diffConfig, planConfigChange, renderConfigDiff, secretOptions, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
 import { readConfig, writeConfig } from '../controller/config-store.js';
 import { UserError, type ModelContext } from './context.js';

@@ -9,15 +9,12 @@ import { initConfig } from '../controller/config-store.js';
 import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
 import { rotateIfOver, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
+import { AGENT_NODE_FLAGS } from '../node-flags.js';
 import { Store } from '../runtime/store.js';
 import { checkAppName, deployments, openController, openModel, UserError, type ModelContext } from './context.js';
 import { gatherStatus, type ModelStatus } from './status.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/commands
-
-/** The repository's charm.yaml and the built-in PostgreSQL charm's code. */
-export const DEFAULT_CHARM = resolve(here, '..', '..', '..', 'charm.yaml');
-export const DEFAULT_CHARM_MODULE = resolve(here, '..', 'charm', 'postgresql', 'charm.js');
 
 /** Starts `pgcharm controller` for the model in the background unless one runs; returns once it answers. */
 export async function ensureController(model: string, timeoutMs = 20_000): Promise<void> {
@@ -31,7 +28,7 @@ export async function ensureController(model: string, timeoutMs = 20_000): Promi
   rotateIfOver(paths.controllerStderr, limits);
   const out = openSync(paths.controllerStderr, 'a');
   const args = ['controller', '--model', model, '--log-file', paths.controllerLog, '--log-max-size', String(limits.maxBytes), '--log-max-files', String(limits.files)];
-  const child = spawn(process.execPath, [join(here, '..', 'cli.js'), ...args], { detached: true, stdio: ['ignore', out, out] });
+  const child = spawn(process.execPath, [...AGENT_NODE_FLAGS, join(here, '..', 'cli.js'), ...args], { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   child.unref();
   const deadline = Date.now() + timeoutMs;

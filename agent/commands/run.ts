@@ -1,4 +1,4 @@
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { decodeAction, enqueueAction, sweepResults, takeResults, type ActionRecord } from '../runtime/actions.js';
 import { objects } from '../runtime/names.js';
 import type { ModelContext } from './context.js';

@@ -1,5 +1,5 @@
 import type { V1ConfigMap, V1Pod } from '#client-node';
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { formatBytes, memberPositions, parseAddress, type MemberPosition } from '../charm/postgresql/positions.js';
 import { slotName } from '../charm/postgresql/render.js';
 import { readPasswords } from '../charm/postgresql/secrets.js';

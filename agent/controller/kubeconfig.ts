@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { caFor } from './apiserver/ca-registry.js';
 
 /**

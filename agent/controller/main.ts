@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { openProcessLog, RotatingFile, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { cpuMs } from '../../sidecar/osutil/cpu.js';
+import { AGENT_NODE_FLAGS } from '../node-flags.js';
 import { freePort } from '../ports.js';
 import { connect } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
@@ -64,7 +65,7 @@ function cliCommands(): { sidecar: string[]; agent: string[] } {
   const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/controller
   return {
     sidecar: [process.execPath, ...SIDECAR_NODE_FLAGS, join(here, '..', '..', 'sidecar', 'cli.js')],
-    agent: [process.execPath, join(here, '..', 'cli.js')],
+    agent: [process.execPath, ...AGENT_NODE_FLAGS, join(here, '..', 'cli.js')],
   };
 }
 

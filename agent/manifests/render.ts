@@ -13,7 +13,7 @@ import type {
   V1StatefulSet,
   V1Volume,
 } from '#client-node';
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { randomBytes } from 'node:crypto';
 import { configHash, containerImage, sealValues, secretOptions, validateSettings, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
 import { configSecretsObject } from '../runtime/config-secrets.js';
@@ -235,7 +235,7 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     name: AGENT_CONTAINER,
     image: opts.image?.agent ?? DEFAULT_AGENT_IMAGE,
     imagePullPolicy: 'IfNotPresent',
-    // The image's ENTRYPOINT is `node /opt/pgcharm/dist/agent/cli.js agent`; no --kubeconfig: in-cluster config.
+    // The image's ENTRYPOINT is `node <agent/node-flags.ts> /opt/pgcharm/dist/agent/cli.js agent`; no --kubeconfig: in-cluster config.
     args: [
       // The agent reads the pod form <app>-<n> as unit <app>/<n>.
       '--unit', '$(POD_NAME)',

@@ -35,10 +35,11 @@ export function connect(opts: { kubeconfig?: string; namespace?: string; inClust
     podNamespace = existsSync(`${sa}/namespace`) ? readFileSync(`${sa}/namespace`, 'utf8').trim() : undefined;
   } else kc.loadFromDefault();
   const namespace = opts.namespace ?? podNamespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+  const auth = keepAliveAuth(kc); // one connection for every API group
   return {
     kc,
-    core: apiClient(kc, k8s.CoreV1Api),
-    coordination: apiClient(kc, k8s.CoordinationV1Api),
+    core: apiClient(kc, auth, k8s.CoreV1Api),
+    coordination: apiClient(kc, auth, k8s.CoordinationV1Api),
     namespace,
     mode,
   };
@@ -60,13 +61,13 @@ export function withStoreTimeout<T>(ms: number, fn: () => Promise<T>): Promise<T
 }
 
 /** kc.makeApiClient, plus the middleware that applies withStoreTimeout's timeout to each request. */
-function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T): T {
+function apiClient<T>(kc: k8s.KubeConfig, auth: k8s.SecurityAuthentication, Api: new (config: k8s.Configuration) => T): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   return new Api(
     k8s.createConfiguration({
       baseServer: new k8s.ServerConfiguration(cluster.server, {}),
-      authMethods: { default: keepAliveAuth(kc) },
+      authMethods: { default: auth },
       promiseMiddleware: [
         {
           pre: async (ctx) => {
@@ -104,7 +105,9 @@ function keepAliveAuth(kc: k8s.KubeConfig): k8s.SecurityAuthentication {
       const key = tlsKey(made.options);
       if (shared?.key !== key) {
         shared?.agent.destroy();
-        shared = { agent: new https.Agent({ ...made.options, keepAlive: true }), key };
+        // An idle socket is closed by us before the server would (its keep-alive timeout is 5 s):
+        // a request never goes out on a socket the server is closing.
+        shared = { agent: new https.Agent({ ...made.options, keepAlive: true, timeout: 4000 }), key };
       }
       ctx.setAgent(shared.agent);
     },

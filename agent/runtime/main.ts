@@ -25,9 +25,27 @@ export interface AgentProcessOptions {
 }
 
 export async function loadCharmModule(path: string): Promise<Charm> {
-  const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+  const mod = (await asNode21(() => import(pathToFileURL(path).href))) as { default?: unknown };
   if (typeof mod.default !== 'function') throw new Error(`charm module ${path} must export a default function returning the charm`);
   return (mod.default as CharmFactory)();
+}
+
+/**
+ * Runs `load` with `navigator` defined as Node 21 and later define it (only its userAgent). pg,
+ * the PostgreSQL charm's driver, asks on load whether it runs in Cloudflare Workers: by
+ * navigator.userAgent, else, as on Node 20, by constructing a `Response`, which loads undici
+ * (Node's fetch, used by nothing here): 12 MB of RSS per agent for that one question, and a crash
+ * where there is no WebAssembly (--lite-mode, --jitless).
+ */
+export async function asNode21<T>(load: () => Promise<T>): Promise<T> {
+  if ('navigator' in globalThis) return load();
+  const major = process.versions.node.split('.')[0];
+  Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${major}` }, configurable: true, writable: true });
+  try {
+    return await load();
+  } finally {
+    delete (globalThis as { navigator?: unknown }).navigator;
+  }
 }
 
 /** `pgcharm agent`: one unit's agent process, until SIGTERM (runs `stop`) or the unit is removed. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { stringify as toYaml } from 'yaml';
+import { stringify as toYaml } from '#yaml';
 import { APIError, ChangeError, TimeoutError } from './errors.js';
 import { startExec, type ExecOptions, type ExecProcess } from './exec.js';
 import * as files from './files.js';

@@ -1,5 +1,5 @@
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import { parse as parseYaml } from '#yaml';
+import { z } from '#zod';
 import { parseDuration } from './duration.js';
 import { PlanError, type Check, type Layer, type LogTarget, type Service } from './types.js';
 

@@ -1,4 +1,4 @@
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { formatDuration } from './duration.js';
 import type { Check, Layer, LogTarget, Plan, Service } from './types.js';
 

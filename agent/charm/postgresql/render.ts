@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { stringify } from 'yaml';
+import { stringify } from '#yaml';
 import { cidrList } from '../../charm-meta/values.js';
 import type { ConfigValue } from '../../runtime/charm.js';
 import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, syncfsReportsErrors, unitMemory, type UnitResources } from './profile.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml } from '#yaml';
 import { badRequest, tooLarge, unsupportedMediaType } from '../machinery/status.js';
 import type { PatchType } from '../registry/registry.js';
 import { decodeProtobufObject, PROTOBUF } from './proto-objects.js';

@@ -55,6 +55,7 @@ export function apiResourceList(group: string, version: string) {
     if (d.statusSubresource) resources.push({ name: `${d.name}/status`, singularName: '', namespaced: true, kind: d.kind, verbs: ['get', 'patch', 'update'] });
   }
   if (group === '') resources.push({ name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list'], shortNames: ['ns'] });
-  resources.sort((a, b) => String(a['name']).localeCompare(String(b['name'])));
+  // Code-unit order, the same as localeCompare's for these ASCII names, without loading ICU's collation data (3 MB of RSS).
+  resources.sort((a, b) => (String(a['name']) < String(b['name']) ? -1 : String(a['name']) > String(b['name']) ? 1 : 0));
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: apiVersionOf({ group, version }), resources };
 }
