@@ -81,6 +81,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     createHandler({ registry, token: opts.token, serviceAccounts: opts.serviceAccounts ?? new Map(), ...(opts.audit ? { audit: opts.audit } : {}), log, bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 10_000, active, address: hostPort }),
   );
   server.requestTimeout = 0; // watches stream for up to an hour
+  // Clients keep their connection between requests (runtime/kube.ts) and close it after 4 s idle;
+  // the server waits longer (as kube-apiserver does), so it never closes a connection while a
+  // request is already on its way in it (a reset the client would take for the store gone).
+  server.keepAliveTimeout = 75_000;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
