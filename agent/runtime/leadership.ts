@@ -58,9 +58,13 @@ export class LeaderElector extends EventEmitter {
   ) {
     super();
     validateTiming(timing);
-    // A non-leader tries the moment the lease expires on its clock, not at its next round.
+    // A non-leader tries the moment the lease expires on its clock, or is given up (a leader
+    // stopping releases it), not at its next round.
     cache?.on('expired', (name: string) => {
       if (name === this.leaseName && this.running && !this.leading) this.schedule(0);
+    });
+    cache?.on('change', (name: string) => {
+      if (name === this.leaseName && this.running && !this.leading && !cache.get(name)?.lease.spec?.holderIdentity) this.schedule(0);
     });
   }
 

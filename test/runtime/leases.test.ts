@@ -78,6 +78,16 @@ describe('lease watch', () => {
       expect(tookAt - stoppedAt).toBeLessThan(TIMING.leaseMs + 300);
       expect(tookAt - stoppedAt).toBeGreaterThan(TIMING.leaseMs - TIMING.retryMs - 100);
       expect(electors.filter((e) => e.isLeader())).toHaveLength(1);
+
+      // A leader that stops gives the lease up: the last one takes it at once, not at its next round.
+      const [holder, last] = electors[1]!.isLeader() ? [electors[1]!, electors[2]!] : [electors[2]!, electors[1]!];
+      let lastAt = 0;
+      last.once('elected', () => (lastAt = Date.now()));
+      const releasedAt = Date.now();
+      await holder.stop(true);
+      for (const deadline = Date.now() + 5000; !lastAt && Date.now() < deadline; ) await sleep(10);
+      expect(lastAt - releasedAt).toBeGreaterThan(0);
+      expect(lastAt - releasedAt).toBeLessThan(TIMING.retryMs);
     } finally {
       await Promise.all(electors.map((e) => e.stop(false)));
       await Promise.all(caches.map((c) => c.stop()));
