@@ -186,9 +186,15 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await resources }), hbaFor(ctx, me));
   await w.pushPassfile(pw);
   await w.addLayer(me.port, ttlMs(ctx.config) / 2);
-  // The fence is armed before Postgres may accept a write.
+  const readOnly = running && (await inRecovery(me, pw));
+  // The fence is armed before Postgres may accept a write, from a renewal made just now when it
+  // is about to start or be promoted: initdb and the config may have outlasted the last one's
+  // margin (TTL/2), and a deadline already passed would stop it as soon as it took writes.
+  if ((!running || readOnly) && !(await lease.acquire(ctx.unit, ttl, () => false))) {
+    throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
+  }
   await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
-  if (running && (await inRecovery(me, pw))) {
+  if (readOnly) {
     // Fenced (restarted read-only) while still holding the lease, and nobody took over: serve again.
     await w.promote(me, pw.operator);
   } else if (running) {

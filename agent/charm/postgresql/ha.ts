@@ -248,7 +248,10 @@ async function renew(src: HaSource, o: Observed, round?: () => RoundContext): Pr
   // The Lease read this cycle is the compare-and-swap's base: one store round trip fewer.
   if (!(await bounded(src, () => pl.acquire(src.unit, o.ttl, () => false, lsn ? { lsn } : undefined, o.lease)))) return false;
   const deadline = pl.lastRenewSentAt + o.ttl / 2;
-  await o.w.setFenceDeadline(deadline);
+  // A renewal moves an armed fence; arming it is for whoever lets Postgres take writes (the
+  // reconcile before it starts a primary, a promotion). Holding the lease while initdb runs,
+  // there is no watchdog yet to tell, and waiting for one would hold up the next renewals.
+  if (o.snap.role === 'primary' || o.w.fenceArmed()) await o.w.setFenceDeadline(deadline);
   if (round) failsafe.watch(deadline, round); // failsafe: a round before this deadline if the store goes silent
   return true;
 }

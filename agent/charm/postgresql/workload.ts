@@ -282,7 +282,13 @@ export class PostgresWorkload {
 
   /** Arms (or moves) the fence: past `epochMs` without a newer deadline, Postgres is stopped. */
   setFenceDeadline(epochMs: number): Promise<void> {
-    return fenceWriter(fencePipe(this.pebble)).write(epochMs, FENCE_WRITE_WAIT_MS);
+    // Waiting for the watchdog past the deadline is no use: the line would only stop Postgres.
+    return fenceWriter(fencePipe(this.pebble)).write(epochMs, Math.min(FENCE_WRITE_WAIT_MS, Math.max(0, epochMs - Date.now())));
+  }
+
+  /** This agent set a deadline (not disarmed since): renewals must move it. */
+  fenceArmed(): boolean {
+    return (fenceWriter(fencePipe(this.pebble)).last ?? 0) > 0;
   }
 
   /** The fence deadline in force (epoch ms) as this agent last set it, or undefined when not armed. */
