@@ -67,9 +67,11 @@ program
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
   .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
   .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
-    const [{ settingsFromFile }, { deploy }, { renderStatus }, { openModel }, { uris }] = await Promise.all([import('./commands/config.js'), import('./commands/deploy.js'), import('./commands/status.js'), import('./commands/context.js'), import('./commands/uri.js')]);
+    // Only what checks the input and starts the controller: the rest loads while it starts.
+    const [{ settingsFromFile }, { deploy }] = await Promise.all([import('./commands/user-error.js'), import('./commands/deploy.js')]);
     const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
     const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
+    const [{ renderStatus }, { openModel }, { uris }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js'), import('./commands/uri.js')]);
     process.stdout.write(renderStatus(s, 'tabular'));
     const ctx = await openModel(o.model, s.application.name);
     const uri = await uris(ctx, 'primary').catch(() => []);

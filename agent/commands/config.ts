@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { parse } from '#yaml';
 import { diffConfig, planConfigChange, renderConfigDiff, secretOptions, type CharmMeta, type ConfigValue } from '../charm-meta/index.js';
 import { readConfig, writeConfig } from '../controller/config-store.js';
 import { UserError, type ModelContext } from './context.js';
@@ -49,20 +47,4 @@ function show(meta: CharmMeta, values: Record<string, ConfigValue>, settings: Re
   );
 }
 
-/**
- * `--file` / `--config-file`: a YAML (or JSON) map of settings, as `key=value` arguments, so a
- * secret value need not be on a command line (visible to every local user while it runs).
- */
-export function settingsFromFile(path: string, flag: string): string[] {
-  let doc: unknown;
-  try {
-    doc = parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new UserError(`${flag} ${path}: ${(e as Error).message.split('\n')[0]}`);
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${flag} ${path}: expected a map of option: value`);
-  return Object.entries(doc as Record<string, unknown>).map(([k, v]) => {
-    if (v === null || typeof v === 'object') throw new UserError(`${flag} ${path}: ${k}: expected a string, number or boolean`);
-    return `${k}=${String(v)}`;
-  });
-}
+export { settingsFromFile } from './user-error.js';

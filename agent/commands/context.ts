@@ -1,15 +1,13 @@
 import { existsSync } from 'node:fs';
 import type { V1ConfigMap } from '#client-node';
 import { connect, type Kube } from '../runtime/kube.js';
-import { APP_NAME_RULE, LABELS, validAppName } from '../runtime/names.js';
+import { LABELS } from '../runtime/names.js';
+import { checkAppName, UserError } from './user-error.js';
 import { Store } from '../runtime/store.js';
 import { decodeDeployment, type Deployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo, type ControllerInfo } from '../controller/model.js';
 
-/** A user-facing failure: printed as `error: <message>`, exit code 1, no stack. */
-export class UserError extends Error {
-  override name = 'UserError';
-}
+export { checkAppName, UserError } from './user-error.js';
 
 export interface ModelContext {
   model: string;
@@ -33,11 +31,6 @@ export function openController(model: string): { controller: ControllerInfo; kub
   return { controller, kube: connect({ kubeconfig: paths.kubeconfig, namespace: controller.namespace }) };
 }
 
-/** An application name given as `field`: returned when valid, else an error naming the field and the rule. */
-export function checkAppName(app: string, field = '--app'): string {
-  if (!validAppName(app)) throw new UserError(`${field}: ${JSON.stringify(app)} is not a valid application name: ${APP_NAME_RULE}`);
-  return app;
-}
 
 /**
  * Which application a command acts on: `wanted` (--app) if the model has it; else the only

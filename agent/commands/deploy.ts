@@ -1,18 +1,15 @@
 import { spawn } from 'node:child_process';
 import https from 'node:https';
-import { KubeConfig } from '#client-node';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/index.js';
-import { initConfig } from '../controller/config-store.js';
-import { deploymentName, encodeDeployment } from '../controller/deployment.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
 import { rotateIfOver, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { AGENT_NODE_FLAGS } from '../node-flags.js';
-import { Store } from '../runtime/store.js';
-import { checkAppName, deployments, openController, openModel, UserError, type ModelContext } from './context.js';
-import { gatherStatus, type ModelStatus } from './status.js';
+import type { ModelContext } from './context.js';
+import type { ModelStatus } from './status.js';
+import { checkAppName, UserError } from './user-error.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/commands
 
@@ -58,6 +55,8 @@ async function healthy(model: string, url: string): Promise<boolean> {
   const kubeconfig = modelPaths(model).kubeconfig;
   if (!existsSync(kubeconfig)) return false;
   try {
+    // Loaded here, not at the top: a new controller starts meanwhile (deploy's first call).
+    const { KubeConfig } = await import('#client-node');
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
     if (kc.getCurrentCluster()?.server !== url) return false; // written by an older controller
@@ -99,6 +98,13 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   if (!existsSync(o.charmModule)) throw new UserError(`charm code ${o.charmModule} not found: run \`npm run build\` first`);
   const app = o.app === undefined ? checkAppName(meta.name, `${charmPath}: name (pass --app)`) : checkAppName(o.app);
   await ensureController(o.model);
+  // The Kubernetes client and what uses it load while the controller starts (ensureController).
+  const [{ initConfig }, { deploymentName, encodeDeployment }, { Store }, { deployments, openController, openModel }] = await Promise.all([
+    import('../controller/config-store.js'),
+    import('../controller/deployment.js'),
+    import('../runtime/store.js'),
+    import('./context.js'),
+  ]);
   const { kube } = openController(o.model);
   const existing = (await deployments(kube)).has(app);
   if (existing && o.config?.length) {
@@ -130,6 +136,7 @@ export function settled(s: ModelStatus): boolean {
 }
 
 export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise<ModelStatus> {
+  const { gatherStatus } = await import('./status.js');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     // Polled without the live positions (connections to every Postgres, while they bootstrap);
