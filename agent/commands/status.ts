@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1Pod } from '#client-node';
+import type { V1ConfigMap, V1Lease, V1Pod } from '#client-node';
 import { stringify } from '#yaml';
 import { formatBytes, memberPositions, parseAddress, type MemberPosition } from '../charm/postgresql/positions.js';
 import { slotName } from '../charm/postgresql/render.js';
@@ -61,6 +61,21 @@ export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}
     ctx.kube.core.listNamespacedPod({ namespace: ns, labelSelector: `${LABELS.app}=${ctx.app}` }).then((l) => l.items),
     ctx.kube.coordination.readNamespacedLease({ name: objects.leaderLease(ctx.app), namespace: ns }).catch(() => undefined),
   ]);
+  const s = statusFrom(ctx, { cms, pods, leaderLease: lease });
+  if (o.live ?? true) await addLivePositions(ctx, s.units);
+  return s;
+}
+
+/** What the status is made of: the application's ConfigMaps and pods, and its leader Lease. */
+export interface StatusObjects {
+  cms: readonly V1ConfigMap[];
+  pods: readonly V1Pod[];
+  leaderLease: V1Lease | undefined;
+}
+
+/** The status as the store's objects say it (no live positions): gatherStatus, or a watch's copies (deploy). */
+export function statusFrom(ctx: ModelContext, { cms, pods, leaderLease: lease }: StatusObjects): ModelStatus {
+  const ns = ctx.kube.namespace;
   const byName = new Map(cms.map((c) => [c.metadata?.name ?? '', c]));
   const leader = lease?.spec?.holderIdentity ?? '';
   const appBag = byName.get(objects.appBag(ctx.app));
@@ -88,7 +103,6 @@ export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}
       'applied-config': !applied ? 'none' : applied === configHash ? 'current' : `stale (${applied.slice(0, 12)})`,
     };
   }
-  if (o.live ?? true) await addLivePositions(ctx, units);
   const appAnn = appBag?.metadata?.annotations ?? {};
   const rejected = config?.metadata?.annotations?.['pgcharm.io/rejected'];
   return {

@@ -140,10 +140,11 @@ export function watchPath<T extends k8s.KubernetesObject>(
     clearTimeout(retry);
     retry = setTimeout(() => void start(), 1000);
   });
+  let starting: Promise<void> | undefined;
   const start = async () => {
     if (stopped) return;
     try {
-      await informer.start();
+      await (starting = informer.start());
     } catch (e) {
       log.warn({ path, err: apiMessage(e) }, 'list failed; retrying');
       clearTimeout(retry);
@@ -155,6 +156,10 @@ export function watchPath<T extends k8s.KubernetesObject>(
     async stop() {
       stopped = true;
       clearTimeout(retry);
+      await informer.stop();
+      // client-node opens the watch once its list returns even if stop() came meanwhile (a
+      // consumer that stops on what the list showed): close that one too, or it holds the process.
+      await starting?.catch(() => undefined);
       await informer.stop();
     },
   };
