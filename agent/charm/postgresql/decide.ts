@@ -122,7 +122,8 @@ export function chooseFailoverCandidate(o: { mode: string; sync: SyncSet; member
   const best = (ms: readonly Member[]) =>
     [...ms].sort((a, b) => {
       const d = lsnValue(b.pos!.lsn) - lsnValue(a.pos!.lsn);
-      return d > 0n ? 1 : d < 0n ? -1 : a.unit.localeCompare(b.unit);
+      // Code-unit order (unit names are ASCII): localeCompare loads ICU's collation data, ~3 MB of RSS.
+      return d > 0n ? 1 : d < 0n ? -1 : a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0;
     })[0]!;
   const settled = (m: Member) => m.pos !== undefined && m.pos.settled;
   if (o.mode === 'quorum') {
