@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { WebSocketServer } from 'ws';
+import type { WebSocketServer } from '#ws';
 import type { ChangeStore } from '../changes/state.js';
 import { ConnectError, ExecManager, type WebsocketId } from '../exec/manager.js';
 import { ExecSetupError, resolveExec, type ExecRequest } from '../exec/setup.js';
@@ -73,15 +73,15 @@ export function execRoutes(deps: ExecDeps): Route[] {
 const WEBSOCKET_PATH = /^\/v1\/tasks\/([^/]+)\/websocket\/([^/]+)$/;
 
 /**
- * The websocket server, made when the first command is started: ws (with the tls, zlib and
- * crypto modules it loads) costs ~2.5 MB of RSS that a sidecar which never runs a command
+ * The websocket server, made when the first command is started: ws (with the zlib and crypto
+ * modules it loads) costs ~2 MB of RSS that a sidecar which never runs a command
  * does not pay. Clients send raw bytes in binary frames and small JSON commands; no
  * compression (Pebble has none).
  */
 let wss: WebSocketServer | undefined;
 let wssLoading: Promise<WebSocketServer> | undefined;
 function loadWebSocketServer(): Promise<WebSocketServer> {
-  wssLoading ??= import('ws').then((ws) => (wss = new ws.WebSocketServer({ noServer: true, perMessageDeflate: false })));
+  wssLoading ??= import('#ws').then((ws) => (wss = new ws.WebSocketServer({ noServer: true, perMessageDeflate: false })));
   return wssLoading;
 }
 

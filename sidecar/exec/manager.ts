@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
-import type { RawData, WebSocket } from 'ws';
+import type { RawData, WebSocket } from '#ws';
 import type { Change, ChangeStore, Task } from '../changes/state.js';
 import { formatDuration } from '../plan/duration.js';
 import { launch, signalGroup, type ExecChild } from './launch.js';
