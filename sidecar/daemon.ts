@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino, type Logger } from 'pino';
+import { pino, type Logger } from '#pino';
 import { changesRoutes } from './api/changes.js';
 import { checksRoutes } from './api/checks.js';
 import { execManager, execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import type { WebSocketServer } from '#ws';
 import type { ChangeStore } from '../changes/state.js';
 import { ConnectError, ExecManager, type WebsocketId } from '../exec/manager.js';
 import { ExecSetupError, resolveExec, type ExecRequest } from '../exec/setup.js';
@@ -57,6 +57,8 @@ export function execRoutes(deps: ExecDeps): Route[] {
           }
           throw e;
         }
+        // Its websockets connect next: have the server ready for them.
+        await loadWebSocketServer();
         const { change, task } = manager.exec(setup);
         return asyncResponse(change.id, {
           'task-id': task.id,
@@ -70,10 +72,21 @@ export function execRoutes(deps: ExecDeps): Route[] {
 
 const WEBSOCKET_PATH = /^\/v1\/tasks\/([^/]+)\/websocket\/([^/]+)$/;
 
+/**
+ * The websocket server, made when the first command is started: ws (with the zlib and crypto
+ * modules it loads) costs ~2 MB of RSS that a sidecar which never runs a command
+ * does not pay. Clients send raw bytes in binary frames and small JSON commands; no
+ * compression (Pebble has none).
+ */
+let wss: WebSocketServer | undefined;
+let wssLoading: Promise<WebSocketServer> | undefined;
+function loadWebSocketServer(): Promise<WebSocketServer> {
+  wssLoading ??= import('#ws').then((ws) => (wss = new ws.WebSocketServer({ noServer: true, perMessageDeflate: false })));
+  return wssLoading;
+}
+
 export function execUpgrade(deps: ExecDeps): UpgradeHandler {
   const manager = execManager(deps);
-  // Clients send raw bytes in binary frames and small JSON commands; no compression (Pebble has none).
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
   return (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => {
     const m = WEBSOCKET_PATH.exec(url.pathname);
     if (!m) return false;
@@ -104,7 +117,9 @@ export function execUpgrade(deps: ExecDeps): UpgradeHandler {
       rejectUpgrade(socket, new ApiError(e.status, e.message, e.status === 404 ? 'not-found' : undefined));
       return true;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => manager.attach(taskId, id as WebsocketId, ws));
+    const upgrade = (server: WebSocketServer) => server.handleUpgrade(req, socket, head, (ws) => manager.attach(taskId, id as WebsocketId, ws));
+    if (wss) upgrade(wss);
+    else void loadWebSocketServer().then(upgrade, (err: unknown) => rejectUpgrade(socket, new ApiError(500, `internal error: ${(err as Error).message}`)));
     return true;
   };
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
-import busboy from 'busboy';
+import type busboy from 'busboy';
 import { FileError, RequestError, toResult, type PathResult } from '../files/errors.js';
 import { FilesManager, drain, type WriteSession } from '../files/manager.js';
 import { parseAction, parseMakeDirsRequest, parseRemoveRequest, parseWriteRequest } from '../files/request.js';
@@ -138,12 +138,14 @@ async function writeReadResponse(files: FilesManager, paths: string[], res: Serv
  * Reads a multipart write request. File parts are staged as they stream in; a request
  * found invalid at any point (even after some parts were staged) is rolled back whole.
  */
-function writeFiles(ctx: RequestContext, files: FilesManager): Promise<ApiResponse> {
+async function writeFiles(ctx: RequestContext, files: FilesManager): Promise<ApiResponse> {
   const req = ctx.req;
+  // Loaded with the first push rather than with the sidecar (it is not needed before one).
+  const { default: parseMultipart } = await import('busboy');
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({
+      bb = parseMultipart({
         headers: req.headers,
         // Pebble's API names files by their full path; busboy would strip it to the base name.
         preservePath: true,

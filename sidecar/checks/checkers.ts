@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import { trackChild, untrackChild } from '../osutil/children.js';
 import { normalizeUidGid } from '../osutil/users.js';
@@ -123,9 +122,10 @@ async function httpCheck(rawUrl: string, headers: Record<string, string>, signal
   }
 }
 
-function httpGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<http.IncomingMessage> {
+async function httpGet(url: URL, headers: Record<string, string>, signal: AbortSignal): Promise<http.IncomingMessage> {
+  // https (and tls) only for an https check: ~1 MB of RSS a sidecar with none does not pay.
+  const mod = url.protocol === 'https:' ? (await import('node:https')).default : http;
   return new Promise((resolve, reject) => {
-    const mod = url.protocol === 'https:' ? https : http;
     // agent:false gives every probe a fresh connection: a pooled socket could hide a dead server.
     const req = mod.request(url, { method: 'GET', headers, agent: false, signal }, resolve);
     req.on('error', (e: Error) => {

@@ -3,7 +3,6 @@ import { closeSync, constants as fsConstants, existsSync, fchownSync, openSync, 
 import { constants as osConstants } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
 import tty from 'node:tty';
-import pty from 'node-pty';
 import type { Logger } from 'pino';
 import { trackChild, untrackChild } from '../osutil/children.js';
 import type { ExecSetup } from './setup.js';
@@ -180,9 +179,14 @@ interface NativePty {
   resize(fd: number, cols: number, rows: number): void;
 }
 
-function nativePty(): NativePty {
+/** node-pty (and its native addon) is loaded with the first command given a terminal, not with the sidecar. */
+async function loadPty(): Promise<typeof import('node-pty')> {
+  return (await import('node-pty')).default;
+}
+
+async function nativePty(): Promise<NativePty> {
   // node-pty exposes its native binding as `native` (untyped); openpty is only reachable there.
-  const native = (pty as unknown as { native: NativePty | null }).native;
+  const native = ((await loadPty()) as unknown as { native: NativePty | null }).native;
   if (!native) throw new Error('pseudo-terminals are not supported on this platform');
   return native;
 }
@@ -194,7 +198,7 @@ function nativePty(): NativePty {
  * programs fail on EAGAIN when writing to a non-blocking stdout.
  */
 async function launchTerminal(setup: ExecSetup): Promise<ExecChild> {
-  const native = nativePty();
+  const native = await nativePty();
   const cols = setup.width > 0 ? setup.width : DEFAULT_COLS;
   const rows = setup.height > 0 ? setup.height : DEFAULT_ROWS;
   const term = native.open(cols, rows);
@@ -286,6 +290,7 @@ function dropSupplementaryGroups(log: Logger): void {
 async function launchInteractive(setup: ExecSetup, log: Logger): Promise<ExecChild> {
   if (setup.uid !== undefined) dropSupplementaryGroups(log);
   const [, ...args] = setup.command;
+  const pty = await loadPty();
   const term = pty.spawn(setup.executable, args, {
     name: setup.environment.TERM ?? 'xterm',
     cols: setup.width > 0 ? setup.width : DEFAULT_COLS,

@@ -1,11 +1,15 @@
 import type { Readable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from 'pino';
-import { WebSocket, type RawData } from 'ws';
+import type { RawData, WebSocket } from '#ws';
 import type { Change, ChangeStore, Task } from '../changes/state.js';
 import { formatDuration } from '../plan/duration.js';
 import { launch, signalGroup, type ExecChild } from './launch.js';
 import type { ExecSetup } from './setup.js';
+
+/** WebSocket.OPEN and .CLOSED (RFC 6455 ready states): the ws module loads with the first websocket (api/exec.ts), not with this one. */
+const OPEN = 1;
+const CLOSED = 3;
 
 /**
  * Runs exec commands as changes, like Pebble's cmdstate manager. Each command is a
@@ -329,7 +333,7 @@ export class ExecManager {
 
   /** Clients close their I/O websockets after "end"; close those that do not. */
   private linger(ws: WebSocket | null): void {
-    if (!ws || ws.readyState === WebSocket.CLOSED) return;
+    if (!ws || ws.readyState === CLOSED) return;
     this.lingering.add(ws);
     const timer = setTimeout(() => closeSocket(ws), this.lingerMs);
     timer.unref();
@@ -375,7 +379,7 @@ function closeSocket(ws: WebSocket | null): void {
 
 function sendEnd(ws: WebSocket | null): Promise<void> {
   return new Promise((resolve) => {
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
+    if (!ws || ws.readyState !== OPEN) {
       resolve();
       return;
     }
@@ -405,7 +409,7 @@ class OutputPump {
       };
       src.on('data', (chunk: Buffer) => {
         this.lastData = Date.now();
-        if (!ws || ws.readyState !== WebSocket.OPEN) return;
+        if (!ws || ws.readyState !== OPEN) return;
         ws.send(chunk, { binary: true }, () => {
           if (src.isPaused() && ws.bufferedAmount < LOW_WATER) src.resume();
         });

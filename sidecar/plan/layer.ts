@@ -1,113 +1,115 @@
 import { parse as parseYaml } from '#yaml';
-import { z } from '#zod';
+import * as z from '#zod-mini';
 import { parseDuration } from './duration.js';
 import { PlanError, type Check, type Layer, type LogTarget, type Service } from './types.js';
 
 /**
  * Parses one layer (Pebble's format) and validates every field it can on its own.
  * Unknown keys are errors, as with Pebble's yaml KnownFields(true): a typo in a layer
- * must not silently become a default.
+ * must not silently become a default. The schemas are zod/mini's (see vendor/zod-mini.d.ts).
  */
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  if (typeof v === 'number') {
-    ctx.addIssue({ code: 'custom', message: `expected a duration string like "5s", got ${v}` });
-    return z.NEVER;
-  }
-  try {
-    const ms = parseDuration(v);
-    if (ms < 0) throw new Error(`duration ${JSON.stringify(v)} must not be negative`);
-    return ms;
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
+z.config(z.en());
+
+const duration = z.pipe(
+  z.union([z.string(), z.number()]),
+  z.transform((v: string | number, ctx) => {
+    const fail = (message: string) => {
+      ctx.issues.push({ code: 'custom', message, input: v, path: [] });
+      return z.NEVER;
+    };
+    if (typeof v === 'number') return fail(`expected a duration string like "5s", got ${v}`);
+    try {
+      const ms = parseDuration(v);
+      if (ms < 0) throw new Error(`duration ${JSON.stringify(v)} must not be negative`);
+      return ms;
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+  }),
+);
+
+/** `schema` given as null or not at all becomes `empty()`. */
+const orEmpty = <S extends z.ZodMiniType, T>(schema: S, empty: () => T) => z.pipe(z.nullish(schema), z.transform((v) => v ?? empty()));
 
 // YAML turns `PORT: 5432` into a number; Pebble's map[string]string accepts any scalar.
-const scalarString = z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v));
-const stringMap = z.record(z.string(), scalarString).nullish().transform((v) => v ?? {});
-const nameList = z.array(z.string()).nullish().transform((v) => v ?? []);
+const scalarString = z.pipe(z.union([z.string(), z.number(), z.boolean()]), z.transform((v) => String(v)));
+const stringMap = orEmpty(z.record(z.string(), scalarString), () => ({}) as Record<string, string>);
+const nameList = orEmpty(z.array(z.string()), () => [] as string[]);
 const override = z.enum(['merge', 'replace'], { error: 'must be "merge" or "replace"' });
 const action = z.enum(['restart', 'shutdown', 'failure-shutdown', 'success-shutdown', 'ignore'], {
   error: 'must be one of restart, shutdown, failure-shutdown, success-shutdown, ignore',
 });
 const startup = z.enum(['enabled', 'disabled'], { error: 'must be "enabled" or "disabled"' });
-const id = z.number().int().min(0);
+const id = z.int().check(z.minimum(0));
+const opt = z.optional;
 
 /** Who and where a command runs as: shared by services and exec checks. */
 const runAs = {
-  'user-id': id.optional(),
-  user: z.string().optional(),
-  'group-id': id.optional(),
-  group: z.string().optional(),
-  'working-dir': z.string().optional(),
+  'user-id': opt(id),
+  user: opt(z.string()),
+  'group-id': opt(id),
+  group: opt(z.string()),
+  'working-dir': opt(z.string()),
 };
 
 const serviceSchema = z.strictObject({
-  summary: z.string().optional(),
-  description: z.string().optional(),
-  startup: startup.optional(),
-  override: override.optional(),
-  command: z.string().optional(),
+  summary: opt(z.string()),
+  description: opt(z.string()),
+  startup: opt(startup),
+  override: opt(override),
+  command: opt(z.string()),
   after: nameList,
   before: nameList,
   requires: nameList,
   environment: stringMap,
   ...runAs,
-  'on-success': action.optional(),
-  'on-failure': action.optional(),
-  'on-check-failure': z
-    .record(z.string(), action)
-    .nullish()
-    .transform((v) => v ?? {}),
-  'backoff-delay': duration.optional(),
-  'backoff-factor': z.number().optional(),
-  'backoff-limit': duration.optional(),
-  'kill-delay': duration.optional(),
+  'on-success': opt(action),
+  'on-failure': opt(action),
+  'on-check-failure': orEmpty(z.record(z.string(), action), () => ({}) as Record<string, z.infer<typeof action>>),
+  'backoff-delay': opt(duration),
+  'backoff-factor': opt(z.number()),
+  'backoff-limit': opt(duration),
+  'kill-delay': opt(duration),
 });
 
 const checkSchema = z.strictObject({
-  override: override.optional(),
-  level: z.enum(['alive', 'ready'], { error: 'must be "alive" or "ready"' }).optional(),
-  startup: startup.optional(),
-  period: duration.optional(),
-  timeout: duration.optional(),
-  threshold: z.number().int().min(1, 'must be at least 1').optional(),
-  http: z
-    .strictObject({ url: z.string().optional(), headers: stringMap })
-    .optional(),
-  tcp: z
-    .strictObject({ port: z.number().int().min(1).max(65535).optional(), host: z.string().optional() })
-    .optional(),
-  exec: z
-    .strictObject({
-      command: z.string().optional(),
-      'service-context': z.string().optional(),
+  override: opt(override),
+  level: opt(z.enum(['alive', 'ready'], { error: 'must be "alive" or "ready"' })),
+  startup: opt(startup),
+  period: opt(duration),
+  timeout: opt(duration),
+  threshold: opt(z.int().check(z.minimum(1, 'must be at least 1'))),
+  http: opt(z.strictObject({ url: opt(z.string()), headers: stringMap })),
+  tcp: opt(z.strictObject({ port: opt(z.int().check(z.minimum(1), z.maximum(65535))), host: opt(z.string()) })),
+  exec: opt(
+    z.strictObject({
+      command: opt(z.string()),
+      'service-context': opt(z.string()),
       environment: stringMap,
       ...runAs,
-    })
-    .optional(),
+    }),
+  ),
 });
 
 const logTargetSchema = z.strictObject({
-  override: override.optional(),
-  type: z.enum(['loki', 'syslog', 'opentelemetry'], { error: 'must be "loki", "syslog" or "opentelemetry"' }).optional(),
-  location: z.string().optional(),
+  override: opt(override),
+  type: opt(z.enum(['loki', 'syslog', 'opentelemetry'], { error: 'must be "loki", "syslog" or "opentelemetry"' })),
+  location: opt(z.string()),
   services: nameList,
   labels: stringMap,
 });
 
 // Entries may be null in YAML (`svc:` with nothing under it); reported with a clear message below.
 const layerSchema = z.strictObject({
-  summary: z.string().optional(),
-  description: z.string().optional(),
-  services: z.record(z.string(), serviceSchema.nullable()).nullish(),
-  checks: z.record(z.string(), checkSchema.nullable()).nullish(),
-  'log-targets': z.record(z.string(), logTargetSchema.nullable()).nullish(),
+  summary: opt(z.string()),
+  description: opt(z.string()),
+  services: z.nullish(z.record(z.string(), z.nullable(serviceSchema))),
+  checks: z.nullish(z.record(z.string(), z.nullable(checkSchema))),
+  'log-targets': z.nullish(z.record(z.string(), z.nullable(logTargetSchema))),
 });
 
-function formatIssue(issue: z.core.$ZodIssue): string {
+function formatIssue(issue: z.$ZodIssue): string {
   const path = issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => JSON.stringify(k)).join(', ');
@@ -152,7 +154,7 @@ export function parseLayer(order: number, label: string, text: string): Layer {
     throw new PlanError(`cannot parse ${where}: ${(e as Error).message.split('\n')[0]}`);
   }
   if (doc === null || doc === undefined) doc = {};
-  const parsed = layerSchema.safeParse(doc);
+  const parsed = z.safeParse(layerSchema, doc);
   if (!parsed.success) {
     throw new PlanError(`cannot parse ${where}: ${parsed.error.issues.map(formatIssue).join('; ')}`);
   }

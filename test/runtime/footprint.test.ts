@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
@@ -43,6 +44,34 @@ describe('modules the agent and the controller do not load', () => {
   });
 });
 
+describe('modules the sidecar does not load until it needs them', () => {
+  it('a started sidecar has loaded neither commander, the client, ws, node-pty, busboy nor all of zod', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'pgcharm-footprint-'));
+    const dir = join(tmp, 'pebble');
+    mkdirSync(join(dir, 'layers'), { recursive: true });
+    // A loader hook that names every file module loaded; the sidecar says 'sidecar ready' once it serves its API.
+    const hook = `data:text/javascript,export async function load(u, c, n) { if (u.startsWith('file:')) process.stderr.write('LOADED ' + u + '\\n'); return n(u, c); }`;
+    const p = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, `--experimental-loader=${hook}`, join(ROOT, 'dist/sidecar/cli.js'), 'run', '--dir', dir, '--hold'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        p.stderr.on('data', (c: Buffer) => {
+          err += c.toString();
+          if (err.includes('sidecar ready')) resolve();
+        });
+        p.on('exit', (code) => reject(new Error(`sidecar exited with ${code}: ${err}`)));
+      });
+    } finally {
+      p.kill('SIGKILL');
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    const loaded = [...err.matchAll(/^LOADED file:\/\/(.*)$/gm)].map((m) => m[1]!);
+    expect(loaded).toContain(join(ROOT, 'dist/sidecar/daemon.js'));
+    const unwanted = loaded.filter((f) => /\/node_modules\/(commander|ws|node-pty|busboy|zod|pino)\/|\/dist\/vendor\/zod\.js$|\/dist\/sidecar\/(commands\.js|client\/)/.test(f));
+    expect(unwanted).toEqual([]);
+  });
+});
+
 describe('vendored libraries', () => {
   it('are imported through their # specifier only: a direct import would load a second copy', () => {
     const direct = ['agent', 'sidecar'].flatMap((dir) =>
@@ -51,6 +80,14 @@ describe('vendored libraries', () => {
         .filter((f) => /from '(zod|yaml|ajv|@kubernetes\/client-node)(\/[^']*)?'/.test(source(join(dir, f))))
         .map((f) => join(dir, f)),
     );
+    expect(direct).toEqual([]);
+  });
+
+  it("the sidecar takes pino's and ws's values from #pino and #ws (one file each), their types from either", () => {
+    const direct = (readdirSync(join(ROOT, 'sidecar'), { recursive: true }) as string[])
+      .filter((f) => f.endsWith('.ts'))
+      .filter((f) => /^import (?!type ).* from '(pino|ws)';$/m.test(source(join('sidecar', f))))
+      .filter((f) => !f.startsWith('client/')); // the client runs in the agent, which imports 'ws'
     expect(direct).toEqual([]);
   });
 });
