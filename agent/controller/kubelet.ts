@@ -284,6 +284,8 @@ export class Kubelet {
       ...this.markers(u, which),
       PGCHARM_UNIT_DIR: dir,
       PGCHARM_STORAGE_DIR: join(dir, 'storage'),
+      // The model's backups directory: each application's default pgBackRest repository is in it.
+      PGCHARM_BACKUP_DIR: join(this.opts.model, 'backups'),
       PEBBLE: join(dir, 'pebble'),
     };
     delete env['PEBBLE_SOCKET'];

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
-import { layout, pgParams, slotName, type Layout } from './render.js';
+import { pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
 import { ensureApiToken, ensurePasswords, isSystemUser, readApiToken, readPasswords, readPending, SYSTEM_USERS, type Passwords } from './secrets.js';
@@ -11,7 +11,8 @@ import { changePassword, primaryTarget, settlePasswordChanges } from './password
 import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
-import { PostgresWorkload, waitAccepting, withConnection } from './workload.js';
+import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
+import { archiveWarning, backupHandlers, backupProblem, checkArchiving, configureBackrest, wantStanzaCheck } from './backup-actions.js';
 import { closeFences } from './fence.js';
 import { objects } from '../../runtime/names.js';
 
@@ -48,8 +49,8 @@ async function passwords(ctx: EventContext): Promise<Passwords> {
 }
 
 function workload(ctx: EventContext): { w: PostgresWorkload; l: Layout } {
-  const l = layout(ctx.workload.storage('pgdata'), Number(ctx.config['postgresql-major']));
-  return { w: new PostgresWorkload(ctx.pebble, l, ctx.log), l };
+  const w = unitWorkload(ctx);
+  return { w, l: w.l };
 }
 
 async function reconcile(ctx: EventContext): Promise<void> {
@@ -110,6 +111,14 @@ async function updateStatus(ctx: EventContext): Promise<void> {
     state.pendingCheckedAt = Date.now();
     if (Object.keys(await readPending(ctx.kube, ctx.app).catch(() => ({}))).length) state.settledOn = undefined;
   }
+  if (ctx.peers.local.get('role') === 'primary') {
+    // A foreign or unreadable backup repository is looked at again (once a minute); a failing
+    // archive changes the statuses (a reconcile writes them).
+    if (backupProblem(ctx.peers.local)) wantStanzaCheck(ctx);
+    const me = ctx.workload.address();
+    const pw = me ? await state.passwords(ctx.kube, ctx.app, ctx.peers.app.get('passwords-rotated')).catch(() => undefined) : undefined;
+    if (me && pw && (await checkArchiving(ctx, me, pw).catch((e: unknown) => void ctx.log.debug({ err: String(e) }, 'archiving check failed')))) state.settledOn = undefined;
+  }
   if (state.settledOn !== undefined && state.settledOn === reconcileInputs(ctx) && (await postgresAsLeft(ctx))) {
     ctx.log.debug({ decision: 'nothing', why: 'nothing changed since the last reconcile settled' }, 'update-status');
     return;
@@ -162,7 +171,8 @@ async function appStatus(ctx: EventContext, primary: string): Promise<void> {
   const replicas = units.filter((u) => ctx.peers.unit(u).get('role') === 'replica').length;
   const primaryUp = (primary === ctx.unit || ctx.peers.units.includes(primary)) && ctx.peers.unit(primary).get('role') === 'primary';
   const message = `primary ${primary}, ${replicas}/${units.length - 1} replicas`;
-  await ctx.setAppStatus(primaryUp ? { name: 'active', message } : { name: 'waiting', message: `waiting for the primary ${primary}` });
+  const backup = backupProblem(ctx.peers.unit(primary));
+  await ctx.setAppStatus(!primaryUp ? { name: 'waiting', message: `waiting for the primary ${primary}` } : backup ? { name: 'blocked', message: `${message}; ${backup}` } : { name: 'active', message });
 }
 
 async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords): Promise<void> {
@@ -184,7 +194,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
   const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await resources }), hbaFor(ctx, me));
-  await w.pushPassfile(pw);
+  await Promise.all([w.pushPassfile(pw), configureBackrest(ctx, w, me.port, pw)]);
   await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   const readOnly = running && (await inRecovery(me, pw));
   // The fence is armed before Postgres may accept a write, from a renewal made just now when it
@@ -222,8 +232,13 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   ctx.peers.local.set('role', 'primary');
   said(ctx, { decision: fresh ? 'bootstrapped' : 'primary', why: 'the application bag names this unit primary', synchronous: names });
   const later = ctx.peers.local.get('restart-pending');
+  const backup = backupProblem(ctx.peers.local);
   // Both at once: the standbys wait for this hook's end (the bag's role) to clone.
-  await Promise.all([labelPod(ctx, 'primary'), ctx.setUnitStatus({ name: 'active', message: later ? `primary; restart for ${later} waits for the replicas` : 'primary' })]);
+  await Promise.all([
+    labelPod(ctx, 'primary'),
+    ctx.setUnitStatus(backup ? { name: 'blocked', message: backup } : { name: 'active', message: ['primary', later ? `restart for ${later} waits for the replicas` : '', archiveWarning(ctx.peers.local) ?? ''].filter(Boolean).join('; ') }),
+  ]);
+  wantStanzaCheck(ctx);
 }
 
 async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, primary: string): Promise<void> {
@@ -233,7 +248,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   const slot = slotName(ctx.unit);
   // Read in the workload meanwhile (cached; the clone and the config need it).
   const resources = w.resources();
-  const [, , hasCluster] = await Promise.all([w.clearFence(), w.pushPassfile(pw), w.hasCluster()]);
+  const [, , hasCluster] = await Promise.all([w.clearFence(), w.pushPassfile(pw), w.hasCluster(), configureBackrest(ctx, w, me.port, pw)]);
   const makeSlot = async (c: pg.Client) => {
     await c.query('SET synchronous_commit = local');
     await ensureSlot(c, slot);
@@ -522,6 +537,7 @@ export default function postgresqlCharm(): Charm {
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'update-status': updateStatus,
+      ...backupHandlers,
       'get-primary-action': (ctx) => {
         ctx.action!.setResults({ primary: ctx.peers.app.get('primary') ?? '' });
       },

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { stringify } from '#yaml';
 import { cidrList } from '../../charm-meta/values.js';
 import type { ConfigValue } from '../../runtime/charm.js';
+import { archiveParams, archiving } from './backup.js';
 import { LOCAL_SHARE, maxWalSize, profileParams, slotWalKeepSize, syncfsReportsErrors, unitMemory, type UnitResources } from './profile.js';
 
 /**
@@ -92,6 +93,8 @@ export function pgParams(
     // file (0.1-1.9 s for a fresh clone's ~1000 files here).
     recovery_init_sync_method: syncfsReportsErrors(o.resources?.kernel) ? 'syncfs' : 'fsync',
     log_line_prefix: '%m [%p] %q%u@%d ',
+    // WAL archiving to the pgBackRest repository, when there is one (backup.ts).
+    ...(archiving(config) ? archiveParams(config, o.l) : {}),
   };
   if (o.standby) {
     p['primary_conninfo'] = o.standby.primaryConninfo;

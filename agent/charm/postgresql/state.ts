@@ -41,6 +41,13 @@ export class CharmState {
   failoverWait: string | undefined;
   /** When the leader's update-status last looked for a pending password change (charm.ts). */
   pendingCheckedAt = 0;
+  /** The repository whose stanza the primary found this cluster's (backup-actions.ts); undefined: check it. */
+  stanzaChecked: string | undefined;
+  /** The repository the check last ran on (whatever it found), and when. */
+  stanzaTried: string | undefined;
+  stanzaCheckedAt = 0;
+  /** Since when (this unit's clock) the primary has seen WAL archiving fail; undefined: it works. */
+  archiveFailingSince: number | undefined;
   /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
   following = false;
   /** The inputs of the last reconcile that settled (charm.ts reconcileInputs); undefined: reconcile at the next update-status. */

@@ -5,7 +5,7 @@ import { parseResources, resourcesScript, syncfsReportsErrors, type UnitResource
 import { readFileSync } from 'node:fs';
 import { chown } from 'node:fs/promises';
 import { fencePipe, fenceWriter } from './fence.js';
-import { FENCE_SERVICE, fenceLayer, fenceScript, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
+import { FENCE_SERVICE, fenceLayer, fenceScript, layout, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
  * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
@@ -112,6 +112,11 @@ export class PostgresWorkload {
       this.pebble.makeDir(this.l.socketDir, { makeParents: true, ...OWNER, permissions: '755' }).catch(ignoreExists),
     ]);
     storagePrepared.add(this.l.storage);
+  }
+
+  /** A directory owned by postgres (its parents too, when missing); one that exists is left as it is. */
+  async ensureDir(path: string, permissions: string): Promise<void> {
+    await this.pebble.makeDir(path, { makeParents: true, ...OWNER, permissions }).catch(ignoreExists);
   }
 
   /** A file only postgres can read, for a secret (initdb --pwfile, PGPASSFILE). */
@@ -226,7 +231,7 @@ export class PostgresWorkload {
   }
 
   /** Writes a postgres-only file unless it holds `content` already; says whether it wrote. */
-  private async pushIfChanged(path: string, content: string, permissions = '600'): Promise<boolean> {
+  async pushIfChanged(path: string, content: string, permissions = '600'): Promise<boolean> {
     const now = await this.pebble.pull(path).catch(() => undefined);
     if (now?.toString() === content) return false;
     await this.pebble.push(path, content, { ...OWNER, permissions, makeDirs: true });
@@ -459,4 +464,9 @@ function postgresGid(): number {
   const gid = Number(line?.split(':')[2]);
   if (!line || !Number.isInteger(gid)) throw new Error('no postgres group in /etc/group: install the PostgreSQL server packages (scripts/install-postgres.sh)');
   return gid;
+}
+
+/** A unit's workload as an event sees it: its pgdata storage and the configured major version. */
+export function unitWorkload(ctx: { pebble: PebbleClient; workload: { storage(name: string): string }; config: Readonly<Record<string, unknown>>; log: Logger }): PostgresWorkload {
+  return new PostgresWorkload(ctx.pebble, layout(ctx.workload.storage('pgdata'), Number(ctx.config['postgresql-major'])), ctx.log);
 }

@@ -1,0 +1,136 @@
+import type { EventContext, Handler } from '../../runtime/charm.js';
+import { archiveState, archiving, decideStanza, isBackupType, repoPath } from './backup.js';
+import { Backrest } from './backup-run.js';
+import { readPasswords, type Passwords } from './secrets.js';
+import { local, state } from './state.js';
+import { unitWorkload, withConnection, type PostgresWorkload } from './workload.js';
+
+/**
+ * The charm's side of backups: configuring pgBackRest on every unit, the primary's check that
+ * the repository is this cluster's (and creating its stanza), and the backup actions.
+ */
+
+/** A primary whose repository is foreign or unreadable looks at it again this often. */
+const RECHECK_MS = 60_000;
+
+/** Every unit, before its Postgres starts (archive_command and restore_command run pgBackRest). */
+export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, port: number, pw: Passwords): Promise<void> {
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return;
+  await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator });
+}
+
+/**
+ * Asked by the primary's reconcile: the stanza check runs as its own event, after the hook
+ * that started the primary (a bootstrap does not wait for pgBackRest), once per repository,
+ * and again every minute while the repository is foreign or unreadable.
+ */
+export function wantStanzaCheck(ctx: EventContext): void {
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo || !archiving(ctx.config)) return;
+  const blocked = ctx.peers.local.get('backup-blocked');
+  if (state.stanzaChecked === repo && !blocked) return;
+  if (blocked && state.stanzaTried === repo && Date.now() - state.stanzaCheckedAt < RECHECK_MS) return;
+  ctx.emit('pgcharm-stanza');
+}
+
+const checkStanza: Handler = async (ctx) => {
+  const repo = repoPath(ctx.config, ctx.app);
+  const me = ctx.workload.address();
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!repo || !me || !pw || ctx.peers.local.get('role') !== 'primary') return;
+  state.stanzaCheckedAt = Date.now();
+  state.stanzaTried = repo;
+  const b = new Backrest(unitWorkload(ctx));
+  const systemId = await withConnection(me, pw.operator, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id);
+  const [info, owner] = await Promise.all([b.info(), b.owner(repo)]);
+  const namespace = ctx.kube.namespace;
+  const d = decideStanza({ info, systemId, repo, app: ctx.app, namespace, owner });
+  const mine = { application: ctx.app, namespace, 'system-identifier': systemId };
+  if (d.kind === 'create') {
+    await b.stanzaCreate();
+    await b.writeOwner(repo, mine);
+  } else if (d.kind === 'ours' && !owner) {
+    await b.writeOwner(repo, mine);
+  }
+  const blocked = d.kind === 'foreign' || d.kind === 'unreachable' ? d.why : null;
+  const was = ctx.peers.local.get('backup-blocked') ?? null;
+  ctx.peers.local.set('backup-blocked', blocked);
+  state.stanzaChecked = blocked ? undefined : repo;
+  if (blocked !== was || d.kind === 'create') ctx.log[blocked ? 'error' : 'info']({ decision: d.kind, why: d.why, repo }, 'backup repository');
+  // The reconcile writes the statuses (the unit's, and the leader's for the application).
+  if (blocked !== was) ctx.emit('pgcharm-reconcile');
+};
+
+/** What blocks the primary and the application: a foreign or unreadable repository, archiving failing for long. */
+export function backupProblem(bag: { get(k: string): string | undefined }): string | undefined {
+  return bag.get('backup-blocked') || (bag.get('archive-blocked') ? bag.get('archive-problem') : undefined) || undefined;
+}
+
+/** A failing archive short of blocking: said in the primary's status message. */
+export const archiveWarning = (bag: { get(k: string): string | undefined }): string | undefined => bag.get('archive-problem') || undefined;
+
+/**
+ * The primary's update-status: is WAL archiving failing (pg_stat_archiver, on the kept
+ * connection)? Records it in the unit bag (status, `pgcharm status`, the leader's application
+ * status) only when that changes; returns whether it did.
+ */
+export async function checkArchiving(ctx: EventContext, me: { host: string; port: number }, pw: Passwords): Promise<boolean> {
+  if (!archiving(ctx.config)) return false;
+  const [r] = await local.query<{ failed_at: number | null; archived_at: number | null; wal: string | null }>(
+    me,
+    pw.operator,
+    'SELECT extract(epoch FROM last_failed_time) * 1000 AS failed_at, extract(epoch FROM last_archived_time) * 1000 AS archived_at, last_failed_wal AS wal FROM pg_stat_archiver',
+  );
+  const stats = { failedAt: r?.failed_at ?? undefined, archivedAt: r?.archived_at ?? undefined, lastFailedWal: r?.wal ?? undefined };
+  let a = archiveState(stats, state.archiveFailingSince, Date.now());
+  if (a.message) a = archiveState(stats, state.archiveFailingSince, Date.now(), await new Backrest(unitWorkload(ctx)).archiveError().catch(() => undefined));
+  state.archiveFailingSince = a.since;
+  const problem = a.message ?? null;
+  const blocked = a.blocked ? 'true' : null;
+  if ((ctx.peers.local.get('archive-problem') ?? null) === problem && (ctx.peers.local.get('archive-blocked') ?? null) === blocked) return false;
+  ctx.peers.local.set('archive-problem', problem);
+  ctx.peers.local.set('archive-blocked', blocked);
+  ctx.log[problem ? 'warn' : 'info']({ decision: problem ? 'archiving failing' : 'archiving works', why: problem ?? 'the last segment was archived' }, 'backup');
+  return true;
+}
+
+const createBackup: Handler = async (ctx) => {
+  const a = ctx.action!;
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const type = a.params['type'] ?? 'full';
+  if (!isBackupType(type)) return a.fail(`params.type: must be one of full, diff, incr`);
+  const holder = await state.lease(ctx).holder();
+  if (holder !== ctx.unit || ctx.peers.local.get('role') !== 'primary') {
+    return a.fail(`create-backup runs on the primary${holder ? `: pgcharm run ${holder} create-backup` : ' (there is none now)'}`);
+  }
+  const blocked = ctx.peers.local.get('backup-blocked');
+  if (blocked) return a.fail(blocked);
+  if (state.stanzaChecked !== repo) return a.fail(`the repository ${repo} is still being checked (its stanza is created after the bootstrap); try again in a few seconds`);
+  const b = new Backrest(unitWorkload(ctx));
+  const t0 = Date.now();
+  a.progress(`taking a ${type} backup into ${repo}`, 0);
+  const out = await b.backup(type);
+  for (const line of out.split('\n').filter(Boolean)) a.log(line);
+  const info = await b.info();
+  const taken = info.backups.at(-1);
+  if (!taken) return a.fail('pgBackRest finished but lists no backup');
+  a.progress('done', 1);
+  a.setResults({ 'backup-id': taken.id, type: taken.type, 'lsn-start': taken['lsn-start'], 'lsn-stop': taken['lsn-stop'], timeline: taken.timeline, size: taken.size, 'repository-size': taken['repository-size'], 'took-ms': Date.now() - t0 });
+};
+
+const listBackups: Handler = async (ctx) => {
+  const a = ctx.action!;
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const info = await new Backrest(unitWorkload(ctx)).info();
+  if (info.code !== 0 && info.code !== 2) return a.fail(`the repository ${repo} cannot be read: ${info.message || `pgBackRest status ${info.code}`}`);
+  a.setResults({ repository: repo, 'system-identifier': info.systemId ?? '', backups: info.backups, 'archived-wal': info.archive ?? null });
+};
+
+export const backupHandlers: Record<string, Handler> = {
+  'pgcharm-stanza': checkStanza,
+  'create-backup-action': createBackup,
+  'list-backups-action': listBackups,
+};

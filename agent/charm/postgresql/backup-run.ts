@@ -1,0 +1,82 @@
+import type { ConfigValue } from '../../runtime/charm.js';
+import { APIError, PathError } from '../../../sidecar/client/index.js';
+import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, STANZA, type BackupType, type RepoOwner, type StanzaInfo } from './backup.js';
+import type { PostgresWorkload } from './workload.js';
+
+const OWNER = { user: 'postgres', group: 'postgres' };
+const notFound = (e: unknown) => (e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404);
+
+/** How long `info` may take: an unreachable repository must not hold a hook or an action for minutes. */
+const INFO_TIMEOUT_MS = 30_000;
+
+/** pgBackRest in this unit's workload, as postgres, through the sidecar (backup.ts has the pure parts). */
+export class Backrest {
+  constructor(private readonly w: PostgresWorkload) {}
+
+  private get l() {
+    return this.w.l;
+  }
+
+  /**
+   * This unit's config and working directories, the repository directory, and the passfile
+   * pgBackRest connects to Postgres with (the operator over the local socket; the postgres OS
+   * user owns the data directory anyway). Writes only what changed.
+   */
+  async configure(o: { config: Readonly<Record<string, ConfigValue>>; repo: string; port: number; operatorPassword: string }): Promise<void> {
+    const dir = backrestDir(this.l);
+    // The parent first: the sidecar's make-parents is not safe against a concurrent one.
+    await Promise.all([this.w.ensureDir(dir, '700'), this.w.ensureDir(o.repo, '750')]);
+    await Promise.all([this.w.ensureDir(`${dir}/lock`, '700'), this.w.ensureDir(`${dir}/log`, '700'), this.w.ensureDir(`${dir}/spool`, '700')]);
+    const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    await Promise.all([
+      this.w.pushIfChanged(`${dir}/pgbackrest.conf`, renderBackrestConf({ config: o.config, repo: o.repo, l: this.l, port: o.port })),
+      this.w.pushIfChanged(backrestPassfile(this.l), `*:*:*:operator:${esc(o.operatorPassword)}\n`),
+    ]);
+  }
+
+  private run(args: string[], timeoutMs: number): Promise<string> {
+    return this.w.run([...backrestArgv(this.l), ...args], { env: { PGPASSFILE: backrestPassfile(this.l) }, timeoutMs });
+  }
+
+  /** The stanza as the repository has it (pgBackRest answers even when the repository is unreachable: see `code`). */
+  async info(): Promise<StanzaInfo> {
+    return parseInfo(await this.run(['--io-timeout=10', 'info', '--output=json'], INFO_TIMEOUT_MS));
+  }
+
+  async stanzaCreate(): Promise<void> {
+    await this.run(['stanza-create'], 120_000);
+  }
+
+  /** Takes a backup; returns pgBackRest's log of it (warnings). */
+  async backup(type: BackupType): Promise<string> {
+    return this.run(['backup', `--type=${type}`], 6 * 3_600_000);
+  }
+
+  /** The owner marker beside the stanza, when pgcharm made it. */
+  async owner(repo: string): Promise<RepoOwner | undefined> {
+    try {
+      const o = JSON.parse((await this.w.pebble.pull(`${repo}/${OWNER_FILE}`)).toString()) as Partial<RepoOwner>;
+      return typeof o.application === 'string' && typeof o.namespace === 'string' && typeof o['system-identifier'] === 'string' ? (o as RepoOwner) : undefined;
+    } catch (e) {
+      if (notFound(e) || e instanceof SyntaxError) return undefined;
+      throw e;
+    }
+  }
+
+  async writeOwner(repo: string, owner: RepoOwner): Promise<void> {
+    await this.w.pebble.push(`${repo}/${OWNER_FILE}`, `${JSON.stringify(owner, null, 2)}\n`, { ...OWNER, permissions: '640' });
+  }
+
+  /** The reason the asynchronous archiver last gave up (its global error file), if it did. */
+  async archiveError(): Promise<string | undefined> {
+    try {
+      const text = (await this.w.pebble.pull(`${backrestDir(this.l)}/spool/archive/${STANZA}/out/global.error`)).toString().trim();
+      // First line: the error code; then the message.
+      const [code, ...rest] = text.split('\n');
+      return text ? `[${code}] ${rest.join(' ').trim()}` : undefined;
+    } catch (e) {
+      if (notFound(e)) return undefined;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,238 @@
+import type { ConfigValue } from '../../runtime/charm.js';
+import type { Layout } from './render.js';
+
+/**
+ * Backups and WAL archiving with pgBackRest (see /work/shared/notes/pgbackrest-design.md for
+ * what was tried). Each unit has its own pgBackRest config directory in its storage (locally
+ * the units share a machine, so lock, log and spool paths must differ per unit), pointing at
+ * the application's repository. The primary archives (archive_mode=on: standbys do not, so a
+ * segment is never pushed by two units); every unit has restore_command, so a promoted standby
+ * picks a timeline the archive does not have yet.
+ *
+ * This file is pure (rendering and decisions, table-tested); backup-run.ts runs pgBackRest in
+ * the workload through the sidecar.
+ */
+
+/** One stanza per repository: the repository path is what separates deployments. */
+export const STANZA = 'pgcharm';
+
+/** The marker pgcharm leaves beside the stanza: who owns the repository, for the guard's message. */
+export const OWNER_FILE = 'pgcharm-owner.json';
+
+type Config = Readonly<Record<string, ConfigValue>>;
+
+/** This unit's pgBackRest directory: config, lock, log and spool. */
+export const backrestDir = (l: Layout): string => `${l.storage}/pgbackrest`;
+
+/** The passfile pgBackRest's own connections use (the superuser over the local socket). */
+export const backrestPassfile = (l: Layout): string => `${l.private}/pgpass-backup`;
+
+/**
+ * The posix repository: `backup-repo-path`, else (local controller) the model's backups
+ * directory, one per application; undefined when there is neither (no archiving).
+ */
+export function repoPath(config: Config, app: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const set = String(config['backup-repo-path'] ?? '').trim();
+  if (set) return set.replace(/\/+$/, '');
+  const base = env['PGCHARM_BACKUP_DIR'];
+  return base ? `${base.replace(/\/+$/, '')}/${app}` : undefined;
+}
+
+/** Whether this deployment archives WAL: it has a repository. */
+export const archiving = (config: Config, env: NodeJS.ProcessEnv = process.env): boolean => Boolean(String(config['backup-repo-path'] ?? '').trim() || env['PGCHARM_BACKUP_DIR']);
+
+const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** pgBackRest's command line for this unit (the config path keeps /etc/pgbackrest.conf out). */
+export const backrestArgv = (l: Layout): string[] => ['pgbackrest', `--config-path=${backrestDir(l)}`, `--stanza=${STANZA}`];
+
+/** What Postgres needs to archive and to fetch archived WAL; reload-class except archive_mode. */
+export function archiveParams(config: Config, l: Layout): Record<string, string> {
+  const cmd = `pgbackrest --config-path=${shq(backrestDir(l))} --stanza=${STANZA}`;
+  return {
+    archive_mode: 'on',
+    archive_command: `${cmd} archive-push %p`,
+    restore_command: `${cmd} archive-get %f "%p"`,
+    archive_timeout: `${Number(config['archive-timeout'])}s`,
+  };
+}
+
+/** pgbackrest.conf for one unit (INI; values are taken to the end of the line). */
+export function renderBackrestConf(o: { config: Config; repo: string; l: Layout; port: number }): string {
+  const dir = backrestDir(o.l);
+  for (const [k, v] of Object.entries({ repo: o.repo, storage: o.l.storage })) {
+    if (/[\n\r]/.test(v)) throw new Error(`${k} path contains a line break: ${JSON.stringify(v)}`);
+  }
+  return [
+    '# Written by the pgcharm charm; edits are overwritten. Change settings with `pgcharm config`.',
+    '[global]',
+    `repo1-path=${o.repo}`,
+    `repo1-retention-full=${Number(o.config['backup-retention-full'])}`,
+    `lock-path=${dir}/lock`,
+    `log-path=${dir}/log`,
+    `spool-path=${dir}/spool`,
+    // archive-push returns at once and a background process ships the segments.
+    'archive-async=y',
+    // Quiet: errors and warnings only (to the caller, and to Postgres's log for archive-push).
+    'log-level-console=warn',
+    'log-level-stderr=warn',
+    'log-level-file=warn',
+    // A backup starts with an immediate checkpoint, not a spread one.
+    'start-fast=y',
+    'process-max=2',
+    'compress-type=lz4',
+    `[${STANZA}]`,
+    `pg1-path=${o.l.pgdata}`,
+    `pg1-port=${o.port}`,
+    `pg1-socket-path=${o.l.socketDir}`,
+    'pg1-user=operator',
+    '',
+  ].join('\n');
+}
+
+export interface BackupInfo {
+  id: string;
+  type: string;
+  /** ISO 8601 (UTC). */
+  start: string;
+  stop: string;
+  'lsn-start': string;
+  'lsn-stop': string;
+  timeline: number;
+  /** Bytes of the database, and what the backup takes in the repository. */
+  size: number;
+  'repository-size': number;
+  /** The backup this one builds on (diff, incr), else ''. */
+  prior: string;
+}
+
+export interface StanzaInfo {
+  /** pgBackRest's status code: 0 ok, 1 missing stanza path, 2 no valid backups, 3 missing stanza data, 99 other error. */
+  code: number;
+  message: string;
+  /** The system identifier of the stanza's current database (a string: 64-bit), undefined without a stanza. */
+  systemId?: string;
+  backups: BackupInfo[];
+  /** The archived WAL range of the current database, when any. */
+  archive?: { min: string; max: string };
+}
+
+/**
+ * `pgbackrest info --output=json` for our stanza. The system identifier is a 64-bit integer
+ * that JSON.parse would round, so it is read as a string first.
+ */
+export function parseInfo(raw: string): StanzaInfo {
+  const text = raw.replace(/("system-id"\s*:\s*)(\d+)/g, '$1"$2"');
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new Error(`pgbackrest info printed no JSON: ${raw.slice(0, 200)}`);
+  }
+  type Raw = {
+    name?: string;
+    status?: { code?: number; message?: string };
+    db?: { id: number; 'system-id': string }[];
+    backup?: {
+      label: string;
+      type: string;
+      prior?: string | null;
+      timestamp?: { start: number; stop: number };
+      lsn?: { start: string; stop: string };
+      archive?: { start: string; stop: string };
+      info?: { size?: number; repository?: { delta?: number; size?: number } };
+      database?: { id: number };
+    }[];
+    archive?: { min?: string | null; max?: string | null; database?: { id: number } }[];
+  };
+  const stanza = (Array.isArray(doc) ? (doc as Raw[]) : []).find((s) => s.name === STANZA);
+  if (!stanza) return { code: 1, message: 'missing stanza', backups: [] };
+  const dbs = [...(stanza.db ?? [])].sort((a, b) => b.id - a.id);
+  const current = dbs[0];
+  const iso = (s: number | undefined) => (s ? new Date(s * 1000).toISOString() : '');
+  const backups = (stanza.backup ?? []).map(
+    (b): BackupInfo => ({
+      id: b.label,
+      type: b.type,
+      start: iso(b.timestamp?.start),
+      stop: iso(b.timestamp?.stop),
+      'lsn-start': b.lsn?.start ?? '',
+      'lsn-stop': b.lsn?.stop ?? '',
+      // The first 8 hex digits of a WAL segment name are its timeline.
+      timeline: b.archive?.start ? parseInt(b.archive.start.slice(0, 8), 16) : 0,
+      size: b.info?.size ?? 0,
+      'repository-size': b.info?.repository?.delta ?? b.info?.repository?.size ?? 0,
+      prior: b.prior ?? '',
+    }),
+  );
+  const arch = (stanza.archive ?? []).find((a) => current && a.database?.id === current.id);
+  return {
+    code: stanza.status?.code ?? 99,
+    message: stanza.status?.message ?? '',
+    ...(current ? { systemId: String(current['system-id']) } : {}),
+    backups,
+    ...(arch?.min && arch.max ? { archive: { min: arch.min, max: arch.max } } : {}),
+  };
+}
+
+/** Who made a repository's stanza (OWNER_FILE), as far as pgcharm recorded it. */
+export interface RepoOwner {
+  application: string;
+  namespace: string;
+  'system-identifier': string;
+}
+
+export type StanzaDecision =
+  | { kind: 'create'; why: string }
+  | { kind: 'ours'; why: string }
+  | { kind: 'foreign'; why: string }
+  | { kind: 'unreachable'; why: string };
+
+/**
+ * Whether this cluster may write to the repository: its stanza must be missing (create it) or
+ * belong to this cluster's system identifier. Never stanza-upgrade onto another cluster's
+ * stanza: pgBackRest would accept it and lock the rightful owner out.
+ */
+export function decideStanza(o: { info: StanzaInfo; systemId: string; repo: string; app: string; namespace: string; owner?: RepoOwner | undefined }): StanzaDecision {
+  const { info } = o;
+  if (info.systemId === undefined) {
+    // 1: no stanza directory; 3: a stanza directory without its info files (an interrupted create).
+    if (info.code === 1 || info.code === 3) return { kind: 'create', why: `no stanza in ${o.repo} yet` };
+    return { kind: 'unreachable', why: `the backup repository ${o.repo} cannot be read: ${info.message || `pgBackRest status ${info.code}`}` };
+  }
+  if (info.systemId === o.systemId) return { kind: 'ours', why: `the stanza in ${o.repo} is this cluster's` };
+  const who = o.owner && o.owner['system-identifier'] === info.systemId ? `application ${o.owner.application} in ${o.owner.namespace}` : 'another cluster';
+  return {
+    kind: 'foreign',
+    why: `backup repository ${o.repo} belongs to ${who} (system identifier ${info.systemId}), not to ${o.app} in ${o.namespace} (system identifier ${o.systemId}): nothing is written there; set backup-repo-path to a repository of its own`,
+  };
+}
+
+/** create-backup's type param, as pgBackRest names it. */
+export const BACKUP_TYPES = ['full', 'diff', 'incr'] as const;
+export type BackupType = (typeof BACKUP_TYPES)[number];
+export const isBackupType = (t: unknown): t is BackupType => typeof t === 'string' && (BACKUP_TYPES as readonly string[]).includes(t);
+
+/** pg_stat_archiver as the archiving check reads it (epoch ms). */
+export interface ArchiverStats {
+  failedAt?: number | undefined;
+  archivedAt?: number | undefined;
+  lastFailedWal?: string | undefined;
+}
+
+/** After this long failing, archiving blocks the application (a total loss would lose everything since). */
+export const ARCHIVE_BLOCK_AFTER_MS = 10 * 60_000;
+
+/**
+ * Whether WAL archiving is failing now (the last attempt failed after the last success), since
+ * when on this unit's clock, and what the statuses say: a message at once, blocked after
+ * ARCHIVE_BLOCK_AFTER_MS. A failing archive is never silent.
+ */
+export function archiveState(s: ArchiverStats, since: number | undefined, now: number, reason?: string): { since?: number; message?: string; blocked: boolean } {
+  const failing = s.failedAt !== undefined && (s.archivedAt === undefined || s.failedAt > s.archivedAt);
+  if (!failing) return { blocked: false };
+  const from = since ?? now;
+  const mins = Math.floor((now - from) / 60_000);
+  const message = `WAL archiving failing${mins ? ` for ${mins} min` : ''} (segment ${s.lastFailedWal ?? '?'})${reason ? `: ${reason}` : ''}`;
+  return { since: from, message, blocked: now - from >= ARCHIVE_BLOCK_AFTER_MS };
+}

@@ -1,0 +1,139 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testModel, type TestModel } from '../helpers/model.js';
+import { waitFor } from '../helpers/procs.js';
+
+/**
+ * Backups with a real pgBackRest into the local repository (<model>/backups/<app>): WAL
+ * archiving from the primary, create-backup and list-backups, and the guard that keeps a
+ * deployment out of another cluster's repository.
+ */
+describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () => {
+  let m: TestModel;
+  let uri: string;
+  const q = async (u: string, sql: string) => {
+    const c = new pg.Client({ connectionString: u });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  };
+  /** Every file under a directory, with its size and mtime: "nothing written there" is this unchanged. */
+  const files = (dir: string): string[] =>
+    readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => {
+        const p = join(e.parentPath, e.name);
+        const st = statSync(p);
+        return `${p} ${st.size} ${st.mtimeMs}`;
+      })
+      .sort();
+  const run = async (unit: string, action: string, ...params: string[]) => {
+    const r = await m.cli(['run', unit, action, ...params, '--wait'], 120_000);
+    const doc = (parse(r.stdout || '{}') ?? {}) as Record<string, { status: string; message?: string; results?: Record<string, unknown> }>;
+    return { code: r.code, out: Object.values(doc)[0]!, stderr: r.stderr };
+  };
+
+  beforeAll(async () => {
+    m = testModel();
+    const r = await m.cli(['deploy', '--units', '3', '--timeout', '120'], 180_000);
+    expect(r.code, r.stderr).toBe(0);
+    uri = (await m.cli(['uri'])).stdout.trim();
+  }, 200_000);
+  afterAll(async () => {
+    await m?.cleanup();
+  }, 60_000);
+
+  const repo = () => join(m.dir, 'backups', 'postgresql');
+  const primary = async () => ((await m.cli(['run', 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
+
+  it('archives WAL from the primary into the local repository, whose stanza records this cluster', async () => {
+    await q(uri, 'CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000)');
+    const [seg] = await q(uri, 'SELECT pg_walfile_name(pg_current_wal_lsn()) AS w, pg_switch_wal()');
+    await waitFor('the segment archived', async () => {
+      const [a] = await q(uri, 'SELECT last_archived_wal FROM pg_stat_archiver');
+      return typeof a?.['last_archived_wal'] === 'string' && a['last_archived_wal'] >= String(seg!['w']);
+    }, 30_000);
+    const sysid = String((await q(uri, 'SELECT system_identifier::text AS id FROM pg_control_system()'))[0]!['id']);
+    const owner = JSON.parse(readFileSync(join(repo(), 'pgcharm-owner.json'), 'utf8')) as Record<string, string>;
+    expect(owner).toMatchObject({ application: 'postgresql', 'system-identifier': sysid });
+    // Only the primary archives: the standbys run with archive_mode=on, which archives nothing in recovery.
+    const standbys = (await m.cli(['uri', 'replicas'])).stdout.trim().split('\n');
+    for (const s of standbys) expect((await q(s, 'SELECT archived_count FROM pg_stat_archiver'))[0]!['archived_count']).toBe('0');
+  });
+
+  it('create-backup runs on the primary (full, then incremental), list-backups shows both with their LSN range and timeline', async () => {
+    const p = await primary();
+    const full = await run(p, 'create-backup');
+    expect(full.out.status, JSON.stringify(full.out)).toBe('completed');
+    expect(full.out.results).toMatchObject({ type: 'full', timeline: 1 });
+    expect(String(full.out.results!['backup-id'])).toMatch(/^\d{8}-\d{6}F$/);
+    await q(uri, 'INSERT INTO t SELECT generate_series(1001, 2000)');
+    const incr = await run(p, 'create-backup', 'type=incr');
+    expect(incr.out.status, JSON.stringify(incr.out)).toBe('completed');
+    expect(String(incr.out.results!['backup-id'])).toMatch(new RegExp(`^${String(full.out.results!['backup-id'])}_\\d{8}-\\d{6}I$`));
+
+    const list = await run('leader', 'list-backups');
+    expect(list.out.status).toBe('completed');
+    const backups = list.out.results!['backups'] as Record<string, unknown>[];
+    expect(backups.map((b) => b['type'])).toEqual(['full', 'incr']);
+    for (const b of backups) {
+      expect(b['timeline']).toBe(1);
+      expect(String(b['lsn-start'])).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(Number(b['size'])).toBeGreaterThan(1_000_000);
+      expect(Date.parse(String(b['stop']))).toBeGreaterThanOrEqual(Date.parse(String(b['start'])));
+    }
+    expect(backups[1]!['prior']).toBe(full.out.results!['backup-id']);
+    expect(list.out.results!['repository']).toBe(repo());
+    // pgBackRest's own view agrees (run as postgres against the same repository).
+    const info = JSON.parse(execFileSync('pgbackrest', ['--repo1-path', repo(), '--stanza=pgcharm', 'info', '--output=json'], { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), encoding: 'utf8' })) as { backup: unknown[] }[];
+    expect(info[0]!.backup).toHaveLength(2);
+  });
+
+  it('refuses create-backup on a standby, naming the primary, and a bad type', async () => {
+    const p = await primary();
+    const standby = ['postgresql/0', 'postgresql/1', 'postgresql/2'].find((u) => u !== p)!;
+    const r = await run(standby, 'create-backup');
+    expect(r.out.status).toBe('failed');
+    expect(r.out.message).toBe(`create-backup runs on the primary: pgcharm run ${p} create-backup`);
+    const bad = await m.cli(['run', p, 'create-backup', 'type=weekly', '--wait']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/type/);
+  });
+
+  it("a deployment pointed at another cluster's repository is blocked, names both, and writes nothing there; pointed at its own, it archives", async () => {
+    const before = files(repo());
+    const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config', `backup-repo-path=${repo()}`, '--timeout', '90'], 150_000);
+    expect(d.code, d.stderr).toBe(0);
+    const status = async () => parse((await m.cli(['status', '--app', 'other', '--format', 'yaml'])).stdout) as { model: { namespace: string }; application: { status: string; message: string }; units: Record<string, { workload: { status: string; message: string } }> };
+    const s = await waitFor('other blocked', async () => {
+      const st = await status();
+      return st.units['other/0']?.workload.status === 'blocked' && st;
+    }, 30_000);
+    const sysid = (u: string) => q(u, 'SELECT system_identifier::text AS id FROM pg_control_system()').then((r) => String(r[0]!['id']));
+    const otherUri = (await m.cli(['uri', '--app', 'other'])).stdout.trim();
+    const [ours, theirs] = await Promise.all([sysid(uri), sysid(otherUri)]);
+    const ns = s.model.namespace;
+    expect(s.units['other/0']!.workload.message).toContain(`belongs to application postgresql in ${ns} (system identifier ${ours})`);
+    expect(s.units['other/0']!.workload.message).toContain(`not to other in ${ns} (system identifier ${theirs})`);
+    expect(s.application.status).toBe('blocked');
+    // Its WAL goes nowhere near the repository, even when a segment is full.
+    await q(otherUri, 'CREATE TABLE x (v int); INSERT INTO x VALUES (1); SELECT pg_switch_wal()');
+    await waitFor('archive-push refused', async () => Number((await q(otherUri, 'SELECT failed_count FROM pg_stat_archiver'))[0]!['failed_count']) > 0, 30_000);
+    expect(files(repo())).toEqual(before);
+
+    // Pointed at a repository of its own: unblocked, and it archives there.
+    const own = join(m.dir, 'backups', 'other-own');
+    expect((await m.cli(['config', '--app', 'other', `backup-repo-path=${own}`])).code).toBe(0);
+    await waitFor('other active', async () => (await status()).units['other/0']?.workload.status === 'active', 60_000);
+    await q(otherUri, 'INSERT INTO x VALUES (2); SELECT pg_switch_wal()');
+    await waitFor('archived into its own repository', () => existsSync(join(own, 'archive', 'pgcharm')) && files(join(own, 'archive')).some((f) => /\/0000000100000000000000[0-9A-F]{2}-/.test(f)), 30_000);
+    expect(files(repo())).toEqual(before);
+  });
+});
