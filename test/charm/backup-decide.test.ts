@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, decideStanza, parseInfo, renderBackrestConf, repoPath, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
+import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, repoPath, restoreArgs, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
 import { layout } from '../../agent/charm/postgresql/render.js';
 
 const l = layout("/data/it's here/pgdata", 15);
@@ -95,5 +95,65 @@ describe('archiveState: a failing archive is never silent', () => {
     expect(a.message).toBe(message);
     expect(a.blocked).toBe(blocked);
     expect(a.since).toBe(message ? (since ?? now) : undefined);
+  });
+});
+
+describe('restore: params, target check, pgBackRest arguments', () => {
+  it.each([
+    ['RFC 3339 with Z', { 'restore-to-time': '2026-11-27T20:25:17Z' }, { kind: 'time', time: '2026-11-27 20:25:17+00:00', at: Date.parse('2026-11-27T20:25:17Z') }],
+    ['PostgreSQL text with microseconds and +00', { 'restore-to-time': '2026-11-27 20:25:17.123456+00' }, { kind: 'time', time: '2026-11-27 20:25:17.123456+00:00', at: Date.parse('2026-11-27T20:25:17.123Z') }],
+    ['an offset, no fraction', { 'restore-to-time': '2026-11-27 21:25:17+0100' }, { kind: 'time', time: '2026-11-27 21:25:17+01:00', at: Date.parse('2026-11-27T20:25:17Z') }],
+    ['no offset: UTC', { 'restore-to-time': '2026-11-27 20:25:17' }, { kind: 'time', time: '2026-11-27 20:25:17+00:00', at: Date.parse('2026-11-27T20:25:17Z') }],
+    ['an LSN, upper-cased', { 'restore-to-lsn': '0/3a000060' }, { kind: 'lsn', lsn: '0/3A000060' }],
+    ['a backup id', { 'backup-id': '20261127-204517F_20261127-204600I' }, { kind: 'backup', id: '20261127-204517F_20261127-204600I' }],
+    ['latest', { latest: true }, { kind: 'latest' }],
+    ['latest=false and a time: the time', { latest: false, 'restore-to-time': '2026-11-27 20:25:17' }, { kind: 'time', time: '2026-11-27 20:25:17+00:00', at: Date.parse('2026-11-27T20:25:17Z') }],
+  ])('%s', (_why, params, want) => {
+    expect(parseRestoreParams(params)).toEqual(want);
+  });
+
+  it.each([
+    ['nothing', {}, /exactly one of .* \(got none\)/],
+    ['two', { latest: true, 'restore-to-lsn': '0/1' }, /exactly one of .* \(got restore-to-lsn, latest\)/],
+    ['a word', { 'restore-to-time': 'yesterday' }, /restore-to-time: "yesterday" is not a timestamp/],
+    ['an impossible date', { 'restore-to-time': '2026-13-45 25:00:00' }, /is not a timestamp/],
+    ['not an LSN', { 'restore-to-lsn': '12345' }, /restore-to-lsn: "12345" is not an LSN/],
+    ['not a backup id', { 'backup-id': 'last' }, /backup-id: "last" is not a pgBackRest backup id/],
+  ])('refuses %s', (_why, params, why) => {
+    const r = parseRestoreParams(params);
+    expect('error' in r && r.error).toMatch(why);
+  });
+
+  const info: StanzaInfo = {
+    code: 0,
+    message: 'ok',
+    systemId: '1',
+    archive: { min: '000000010000000000000001', max: '00000001000000000000000A' },
+    backups: [{ id: '20261127-200000F', type: 'full', start: '2026-11-27T20:00:00.000Z', stop: '2026-11-27T20:00:05.000Z', 'lsn-start': '0/2000028', 'lsn-stop': '0/2000100', timeline: 1, size: 1, 'repository-size': 1, prior: '' }],
+  };
+  const now = Date.parse('2026-11-27T21:00:00Z');
+  it.each([
+    ['a known backup', { kind: 'backup', id: '20261127-200000F' }, undefined],
+    ['an unknown backup', { kind: 'backup', id: '20261127-210000F' }, /no backup 20261127-210000F in the repository \(list-backups shows 20261127-200000F\)/],
+    ['a time after the first backup', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:30:00Z') }, undefined],
+    ['a time before the first backup ended', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:00:03Z') }, /before the end of the first backup \(20261127-200000F, 2026-11-27T20:00:05.000Z\)/],
+    ['a time in the future', { kind: 'time', time: 't', at: now + 1000 }, /is in the future/],
+    ['an LSN inside the archive', { kind: 'lsn', lsn: '0/A000000' }, undefined],
+    ['the last byte of the last archived segment', { kind: 'lsn', lsn: '0/B000000' }, undefined],
+    ['an LSN past the archived WAL', { kind: 'lsn', lsn: '0/B000001' }, /past the end of the archived WAL \(00000001000000000000000A\)/],
+    ['an LSN before the first backup ended', { kind: 'lsn', lsn: '0/2000000' }, /before the end of the first backup/],
+    ['latest', { kind: 'latest' }, undefined],
+  ] as [string, RestoreTarget, RegExp | undefined][])('%s', (_why, t, why) => {
+    const r = checkRestoreTarget(t, info, now);
+    if (why) expect('error' in r && r.error).toMatch(why);
+    else expect(r).toEqual({ ok: true });
+    expect(checkRestoreTarget(t, { ...info, backups: [] }, now)).toEqual({ error: 'the repository has no backup to restore from: create-backup first' });
+  });
+
+  it('asks pgBackRest to restore into the data directory (--delta) and promote at the target', () => {
+    expect(restoreArgs({ kind: 'backup', id: 'X' })).toEqual(['restore', '--delta', '--set=X', '--type=immediate', '--target-action=promote']);
+    expect(restoreArgs({ kind: 'time', time: '2026-11-27 20:25:17+00:00', at: 0 })).toEqual(['restore', '--delta', '--type=time', '--target=2026-11-27 20:25:17+00:00', '--target-action=promote']);
+    expect(restoreArgs({ kind: 'lsn', lsn: '0/1' })).toEqual(['restore', '--delta', '--type=lsn', '--target=0/1', '--target-action=promote']);
+    expect(restoreArgs({ kind: 'latest' })).toEqual(['restore', '--delta', '--type=default']);
   });
 });

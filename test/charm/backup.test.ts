@@ -107,6 +107,63 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     expect(bad.stderr).toMatch(/type/);
   });
 
+  it('refuses a restore it cannot carry out, before anything stops, and writes go on', async () => {
+    const nonLeader = async () => {
+      const s = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { units: Record<string, { leader: boolean }> };
+      return Object.entries(s.units).find(([, u]) => !u.leader)![0];
+    };
+    const cases: [string[], RegExp][] = [
+      [['restore-to-time=2000-01-01T00:00:00Z'], /restore-to-time: 2000-01-01 00:00:00\+00:00 is before the end of the first backup \(\d{8}-\d{6}F, /],
+      [['backup-id=20000101-000000F'], /backup-id: no backup 20000101-000000F in the repository \(list-backups shows \d{8}-\d{6}F, /],
+      [['restore-to-time=yesterday'], /restore-to-time: "yesterday" is not a timestamp/],
+      [['restore-to-time=2999-01-01 00:00:00+00'], /is in the future/],
+      [['restore-to-lsn=FFFF/0'], /restore-to-lsn: FFFF\/0 is past the end of the archived WAL/],
+      [['backup-id=20000101-000000F', 'latest=true'], /give exactly one of backup-id, restore-to-time, restore-to-lsn, latest=true \(got backup-id, latest\)/],
+    ];
+    for (const [params, why] of cases) {
+      const r = await run('leader', 'restore', ...params);
+      expect(r.out.status, params.join(' ')).toBe('failed');
+      expect(r.out.message).toMatch(why);
+    }
+    const elsewhere = await run(await nonLeader(), 'restore', 'latest=true');
+    expect(elsewhere.out.message).toBe('restore runs on the leader: pgcharm run leader restore ...');
+    // Nothing stopped: every unit still serves, and the primary takes writes.
+    const s = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { units: Record<string, { workload: { status: string }; postgres: string }> };
+    expect(Object.values(s.units).map((u) => [u.workload.status, u.postgres]).sort()).toEqual([['active', 'primary'], ['active', 'replica'], ['active', 'replica']]);
+    await q(uri, 'INSERT INTO t VALUES (-1)');
+  });
+
+  it('restore restore-to-time=T gives back exactly the rows committed before T; then all 3 units stream on a new timeline and writes work', async () => {
+    await q(uri, 'CREATE TABLE pitr (v int); INSERT INTO pitr SELECT generate_series(1, 100)');
+    const p = await primary();
+    expect((await run(p, 'create-backup')).out.status).toBe('completed');
+    await q(uri, 'INSERT INTO pitr SELECT generate_series(101, 200)');
+    const T = String((await q(uri, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
+    await q(uri, 'INSERT INTO pitr SELECT generate_series(201, 300)');
+    await q(uri, 'DROP TABLE pitr');
+    const before = Number((await q(uri, 'SELECT timeline_id FROM pg_control_checkpoint()'))[0]!['timeline_id']);
+    const r = await run('leader', 'restore', `restore-to-time=${T}`);
+    expect(r.out.status, JSON.stringify(r.out)).toBe('completed');
+    expect(r.out.results).toMatchObject({ primary: p });
+    type S = { application: { status: string; message: string }; units: Record<string, { role: string; postgres: string; timeline: number | null; workload: { status: string } }> };
+    await waitFor('restored: one primary and two streaming replicas on a new timeline', async () => {
+      const s = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as S;
+      const units = Object.values(s.units);
+      return s.application.status === 'active' && units.every((u) => u.workload.status === 'active' && (u.timeline ?? 0) > before) && units.filter((u) => u.postgres === 'replica').length === 2;
+    }, 120_000);
+    const now = (await m.cli(['uri'])).stdout.trim();
+    expect((await q(now, 'SELECT count(*)::int AS n, min(v) AS lo, max(v) AS hi FROM pitr'))[0]).toEqual({ n: 200, lo: 1, hi: 200 });
+    const repl = await q(now, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'");
+    expect(repl[0]!['n']).toBe(2);
+    await q(now, 'INSERT INTO pitr VALUES (1000)');
+    for (const u of (await m.cli(['uri', 'replicas'])).stdout.trim().split('\n')) {
+      await waitFor('the write replicated', async () => Number((await q(u, 'SELECT count(*) AS n FROM pitr'))[0]!['n']) === 201, 20_000);
+    }
+    // The recovery target does not linger in postgresql.auto.conf (a later rewind would stop at it).
+    expect(await q(now, "SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' AND name LIKE 'recovery_target%'")).toEqual([]);
+    uri = now;
+  });
+
   it("a deployment pointed at another cluster's repository is blocked, names both, and writes nothing there; pointed at its own, it archives", async () => {
     const before = files(repo());
     const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config', `backup-repo-path=${repo()}`, '--timeout', '90'], 150_000);

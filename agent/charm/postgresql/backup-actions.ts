@@ -1,5 +1,5 @@
 import type { EventContext, Handler } from '../../runtime/charm.js';
-import { archiveState, archiving, decideStanza, isBackupType, repoPath } from './backup.js';
+import { archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoPath, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { readPasswords, type Passwords } from './secrets.js';
 import { local, state } from './state.js';
@@ -129,7 +129,52 @@ const listBackups: Handler = async (ctx) => {
   a.setResults({ repository: repo, 'system-identifier': info.systemId ?? '', backups: info.backups, 'archived-wal': info.archive ?? null });
 };
 
+/**
+ * restore, on the leader: checks the target against the repository (nothing stops for a target
+ * that cannot be reached), makes sure the WAL written so far is archived, then records the
+ * request in the application bag; the units carry it out (charm.ts followRestore): the others
+ * stop, the primary is restored and promoted on a new timeline, then the others rejoin it.
+ */
+const restore: Handler = async (ctx) => {
+  const a = ctx.action!;
+  if (!ctx.isLeader()) return a.fail('restore runs on the leader: pgcharm run leader restore ...');
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const target = parseRestoreParams(a.params);
+  if ('error' in target) return a.fail(target.error);
+  if (ctx.peers.app.get('restore')) return a.fail('a restore is already under way (pgcharm status shows it)');
+  const holder = await state.lease(ctx).holder();
+  if (!holder) return a.fail('no primary holds the lease: the restore needs a unit to restore onto');
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!pw) return a.fail('no passwords yet');
+  // What is written until now must be in the archive for a target near now to be reachable.
+  if (target.kind !== 'backup') {
+    const addr = ctx.peers.unit(holder).get('address') ?? '';
+    const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
+    a.progress('archiving the current WAL segment', 0);
+    const seg = await withConnection({ host, port }, pw.operator, async (c) => (await c.query<{ w: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]!.w).catch(() => undefined);
+    if (seg) {
+      for (const until = Date.now() + 60_000; ; ) {
+        const [r] = await withConnection({ host, port }, pw.operator, async (c) => (await c.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows);
+        if (r?.w && r.w.slice(8) >= seg.slice(8)) break;
+        if (Date.now() > until) return a.fail(`WAL segment ${seg} was not archived within 60 s: a target after it could not be reached (pgcharm status shows the archiving error)`);
+        await new Promise((res) => setTimeout(res, 200));
+      }
+    }
+  }
+  const info = await new Backrest(unitWorkload(ctx)).info();
+  if (info.code !== 0) return a.fail(`the repository ${repo} cannot be read: ${info.message || `pgBackRest status ${info.code}`}`);
+  const ok = checkRestoreTarget(target, info, Date.now());
+  if ('error' in ok) return a.fail(ok.error);
+  const req: RestoreRequest = { token: `${Date.now().toString(36)}`, primary: holder, target, what: describeTarget(target) };
+  ctx.peers.app.set('restore', JSON.stringify(req));
+  ctx.log.warn({ decision: 'restore', primary: holder, target: req.what }, 'backup');
+  a.log(`restoring ${holder} to ${req.what}; the other units stop, then rejoin it (pgcharm status shows the progress)`);
+  a.setResults({ primary: holder, target: req.what, token: req.token });
+};
+
 export const backupHandlers: Record<string, Handler> = {
+  'restore-action': restore,
   'pgcharm-stanza': checkStanza,
   'create-backup-action': createBackup,
   'list-backups-action': listBackups,

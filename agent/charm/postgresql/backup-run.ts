@@ -1,6 +1,6 @@
 import type { ConfigValue } from '../../runtime/charm.js';
 import { APIError, PathError } from '../../../sidecar/client/index.js';
-import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, STANZA, type BackupType, type RepoOwner, type StanzaInfo } from './backup.js';
+import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, restoreArgs, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type StanzaInfo } from './backup.js';
 import type { PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
@@ -50,6 +50,11 @@ export class Backrest {
   /** Takes a backup; returns pgBackRest's log of it (warnings). */
   async backup(type: BackupType): Promise<string> {
     return this.run(['backup', `--type=${type}`], 6 * 3_600_000);
+  }
+
+  /** Restores the data directory (Postgres stopped) for recovery to the target; Postgres promotes once there. */
+  async restore(target: RestoreTarget): Promise<void> {
+    await this.run(restoreArgs(target), 6 * 3_600_000);
   }
 
   /** The owner marker beside the stanza, when pgcharm made it. */

@@ -236,3 +236,97 @@ export function archiveState(s: ArchiverStats, since: number | undefined, now: n
   const message = `WAL archiving failing${mins ? ` for ${mins} min` : ''} (segment ${s.lastFailedWal ?? '?'})${reason ? `: ${reason}` : ''}`;
   return { since: from, message, blocked: now - from >= ARCHIVE_BLOCK_AFTER_MS };
 }
+
+/** What a restore recovers to: a backup's end, a time, an LSN, or the end of the archive. */
+export type RestoreTarget = { kind: 'backup'; id: string } | { kind: 'time'; time: string; at: number } | { kind: 'lsn'; lsn: string } | { kind: 'latest' };
+
+const TIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+
+/**
+ * The restore action's params: exactly one of backup-id, restore-to-time (RFC 3339 or a
+ * PostgreSQL timestamp; UTC when it has no offset), restore-to-lsn, latest=true.
+ */
+export function parseRestoreParams(p: Readonly<Record<string, unknown>>): RestoreTarget | { error: string } {
+  const given = ['backup-id', 'restore-to-time', 'restore-to-lsn', 'latest'].filter((k) => p[k] !== undefined && p[k] !== '' && p[k] !== false);
+  if (given.length !== 1) return { error: `give exactly one of backup-id, restore-to-time, restore-to-lsn, latest=true (got ${given.length ? given.join(', ') : 'none'})` };
+  const k = given[0]!;
+  const v = String(p[k]).trim();
+  if (k === 'backup-id') return /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/.test(v) ? { kind: 'backup', id: v } : { error: `params.backup-id: ${JSON.stringify(v)} is not a pgBackRest backup id (like 20261127-204517F); list-backups shows them` };
+  if (k === 'restore-to-lsn') return LSN.test(v) ? { kind: 'lsn', lsn: v.toUpperCase() } : { error: `params.restore-to-lsn: ${JSON.stringify(v)} is not an LSN (like 0/3000060)` };
+  if (k === 'latest') return { kind: 'latest' };
+  const m = TIME.exec(v);
+  const tz = m?.[4] ? (m[4].toUpperCase() === 'Z' ? '+00:00' : m[4].length === 3 ? `${m[4]}:00` : m[4].includes(':') ? m[4] : `${m[4].slice(0, 3)}:${m[4].slice(3)}`) : '+00:00';
+  const at = m ? Date.parse(`${m[1]}T${m[2]}${m[3] ? m[3].slice(0, 4) : ''}${tz}`) : NaN;
+  if (!m || Number.isNaN(at)) return { error: `params.restore-to-time: ${JSON.stringify(v)} is not a timestamp (RFC 3339 like 2026-11-27T20:25:17Z, or 2026-11-27 20:25:17.123456+00)` };
+  // pgBackRest's format: a space, not T; the fraction kept to the microsecond.
+  return { kind: 'time', time: `${m[1]} ${m[2]}${m[3] ?? ''}${tz}`, at };
+}
+
+/** The LSN just past a WAL segment (16 MB segments), as a number. */
+function segmentEnd(segment: string): bigint {
+  const log = BigInt(`0x${segment.slice(8, 16)}`);
+  const seg = BigInt(`0x${segment.slice(16, 24)}`);
+  return (log << 32n) + (seg + 1n) * 0x1000000n;
+}
+
+const lsnNumber = (lsn: string): bigint => {
+  const [hi, lo] = lsn.split('/');
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+};
+
+/** Whether the repository can recover to the target: refused (with why) before anything stops. */
+export function checkRestoreTarget(t: RestoreTarget, info: StanzaInfo, now: number): { ok: true } | { error: string } {
+  const done = info.backups;
+  if (!done.length) return { error: 'the repository has no backup to restore from: create-backup first' };
+  const first = done[0]!;
+  if (t.kind === 'backup') return done.some((b) => b.id === t.id) ? { ok: true } : { error: `params.backup-id: no backup ${t.id} in the repository (list-backups shows ${done.map((b) => b.id).join(', ')})` };
+  if (t.kind === 'time') {
+    if (t.at > now) return { error: `params.restore-to-time: ${t.time} is in the future` };
+    if (t.at < Date.parse(first.stop)) return { error: `params.restore-to-time: ${t.time} is before the end of the first backup (${first.id}, ${first.stop}); nothing can be restored to it` };
+  }
+  if (t.kind === 'lsn') {
+    if (lsnNumber(t.lsn) < lsnNumber(first['lsn-stop'])) return { error: `params.restore-to-lsn: ${t.lsn} is before the end of the first backup (${first.id}, ${first['lsn-stop']})` };
+    if (!info.archive || lsnNumber(t.lsn) > segmentEnd(info.archive.max)) return { error: `params.restore-to-lsn: ${t.lsn} is past the end of the archived WAL (${info.archive?.max ?? 'none'})` };
+  }
+  return { ok: true };
+}
+
+/** pgBackRest's restore arguments for a target: into the existing data directory (--delta), promoting at the target. */
+export function restoreArgs(t: RestoreTarget): string[] {
+  switch (t.kind) {
+    case 'backup':
+      return ['restore', '--delta', `--set=${t.id}`, '--type=immediate', '--target-action=promote'];
+    case 'time':
+      return ['restore', '--delta', '--type=time', `--target=${t.time}`, '--target-action=promote'];
+    case 'lsn':
+      return ['restore', '--delta', '--type=lsn', `--target=${t.lsn}`, '--target-action=promote'];
+    case 'latest':
+      return ['restore', '--delta', '--type=default'];
+  }
+}
+
+/** A restore the leader asked for (the application bag's `restore`). */
+export interface RestoreRequest {
+  token: string;
+  /** The unit that is restored and serves as primary afterwards; the others stop, then rejoin it. */
+  primary: string;
+  target: RestoreTarget;
+  /** What the user asked for, for the statuses. */
+  what: string;
+}
+
+export function parseRestoreRequest(s: string | undefined): RestoreRequest | undefined {
+  if (!s) return undefined;
+  try {
+    const r = JSON.parse(s) as Partial<RestoreRequest>;
+    return typeof r.token === 'string' && typeof r.primary === 'string' && r.target && typeof r.what === 'string' ? (r as RestoreRequest) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a restore describes itself as in statuses and logs. */
+export function describeTarget(t: RestoreTarget): string {
+  return t.kind === 'backup' ? `backup ${t.id}` : t.kind === 'time' ? `time ${t.time}` : t.kind === 'lsn' ? `LSN ${t.lsn}` : 'the end of the archive';
+}

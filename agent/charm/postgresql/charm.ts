@@ -13,6 +13,8 @@ import { formatBytes, memberPositions, parseAddress, readPosition } from './posi
 import { checkLostWal, dropSlot } from './slots.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
 import { archiveWarning, backupHandlers, backupProblem, checkArchiving, configureBackrest, wantStanzaCheck } from './backup-actions.js';
+import { parseRestoreRequest, type RestoreRequest } from './backup.js';
+import { Backrest } from './backup-run.js';
 import { closeFences } from './fence.js';
 import { objects } from '../../runtime/names.js';
 
@@ -160,13 +162,84 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   }
   const { w, l } = workload(ctx);
   await w.prepareStorage();
+  // A restore the leader asked for (backup-actions.ts restore) comes before anything else.
+  const restore = parseRestoreRequest(ctx.peers.app.get('restore'));
+  const restored = restore && (restore.primary === ctx.unit ? ctx.peers.local : ctx.peers.units.includes(restore.primary) ? ctx.peers.unit(restore.primary) : undefined)?.get('restore-done') === restore.token;
+  if (restore && restored && ctx.isLeader()) {
+    // Done: the others rejoin the restored primary (a rewind: they are on the timeline it left).
+    ctx.peers.app.set('restore', null);
+    ctx.peers.app.set('restored', JSON.stringify({ token: restore.token, target: restore.what, primary: restore.primary, at: new Date().toISOString() }));
+    ctx.log.warn({ decision: 'restored', primary: restore.primary, target: restore.what }, 'backup');
+  } else if (restore) {
+    await followRestore(ctx, w, l, me, pw, restore);
+    if (ctx.isLeader()) await appStatus(ctx, restore.primary, `restoring ${restore.primary} to ${restore.what}`);
+    return;
+  }
   if (primary === ctx.unit) await asPrimary(ctx, w, l, me, pw);
   else await asReplica(ctx, w, l, me, pw, primary);
+  // Rejoined after a restore (asReplica rewinds while this is set).
+  if (ctx.peers.local.get('restore-ack')) ctx.peers.local.set('restore-ack', null);
   await Promise.all([recordTimeline(ctx, me, pw), ctx.isLeader() ? appStatus(ctx, primary) : undefined]);
 }
 
+/**
+ * A restore under way on this unit: the restored unit waits for every other to stop, restores
+ * its data directory with pgBackRest, starts as primary (its fence armed from a fresh lease
+ * renewal) and waits while Postgres recovers to the target and promotes on a new timeline.
+ * The others stop Postgres and stay stopped until the leader closes the request.
+ */
+async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, r: RestoreRequest): Promise<void> {
+  if (r.primary !== ctx.unit) {
+    if (ctx.peers.local.get('restore-ack') !== r.token) {
+      await w.stop();
+      await w.clearFence();
+      ctx.peers.local.set('restore-ack', r.token);
+      said(ctx, { decision: 'stopped for a restore', why: `${r.primary} is restored to ${r.what}` });
+    }
+    await ctx.setUnitStatus({ name: 'maintenance', message: `stopped while ${r.primary} is restored to ${r.what}` });
+    return;
+  }
+  if (ctx.peers.local.get('restore-done') === r.token) return;
+  const running = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('restore-ack') !== r.token);
+  if (running.length) throw new Waiting(`restore to ${r.what}: waiting for ${running.join(', ')} to stop`);
+  await ctx.setUnitStatus({ name: 'maintenance', message: `restoring to ${r.what} with pgBackRest` });
+  said(ctx, { decision: 'restoring', why: `the leader asked for a restore to ${r.what}` });
+  await w.stop();
+  await new Backrest(w).restore(r.target);
+  // As a primary again: the charm's config (pgBackRest restored the backup's copy), no standby.signal.
+  const lease = state.lease(ctx);
+  const ttl = ttlMs(ctx.config);
+  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: '', resources: await w.resources() }), hbaFor(ctx, me));
+  await Promise.all([w.pushPassfile(pw), configureBackrest(ctx, w, me.port, pw)]);
+  await w.addLayer(me.port, ttl / 2);
+  if (!(await lease.acquire(ctx.unit, ttl, () => false))) throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
+  await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+  await w.setStandbySignal(false);
+  await w.start(() => waitAccepting(me, pw.operator));
+  for (const until = Date.now() + 3_600_000; await inRecovery(me, pw); ) {
+    if (Date.now() > until) throw new Error(`restore to ${r.what}: Postgres was still recovering after an hour (pgcharm debug-log)`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  // pgBackRest wrote the recovery target into postgresql.auto.conf: it must not apply to a
+  // later recovery of this data directory (a rewind into a standby would stop at it).
+  await withConnection(me, pw.operator, async (c) => {
+    for (const g of ['restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_lsn', 'recovery_target_xid', 'recovery_target_name', 'recovery_target_action', 'recovery_target_timeline', 'recovery_target_inclusive']) {
+      await c.query(`ALTER SYSTEM RESET ${g}`);
+    }
+    await c.query('SELECT pg_reload_conf()');
+  });
+  // Nobody streams from it yet: its synchronous set is empty until the HA cycle sets one.
+  state.resetSync(NO_SYNC);
+  for (const [k, v] of Object.entries({ role: 'primary', ...syncSetBag(NO_SYNC), 'restore-done': r.token })) ctx.peers.local.set(k, v);
+  said(ctx, { decision: 'restored', why: `recovered to ${r.what} and promoted` });
+  await ctx.setUnitStatus({ name: 'maintenance', message: `restored to ${r.what}; the other units rejoin` });
+  // The leader closes the request on its next reconcile: this one, when it is the leader.
+  ctx.emit('pgcharm-reconcile');
+}
+
 /** The leader's summary for `pgcharm status`: who is primary and how many standbys replicate. */
-async function appStatus(ctx: EventContext, primary: string): Promise<void> {
+async function appStatus(ctx: EventContext, primary: string, restoring?: string): Promise<void> {
+  if (restoring) return ctx.setAppStatus({ name: 'maintenance', message: restoring });
   const units = [ctx.unit, ...ctx.peers.units];
   const replicas = units.filter((u) => ctx.peers.unit(u).get('role') === 'replica').length;
   const primaryUp = (primary === ctx.unit || ctx.peers.units.includes(primary)) && ctx.peers.unit(primary).get('role') === 'primary';
@@ -258,7 +331,9 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!slotMade) await withConnection(target, pw.operator, makeSlot);
     await w.basebackup(target, slot, false);
   };
-  const step = followStep({ hasCluster, wasPrimary: ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
+  // A unit stopped for a restore is on the timeline the restored primary left: rewind it, as a former primary.
+  const rejoin = Boolean(ctx.peers.local.get('restore-ack'));
+  const step = followStep({ hasCluster, wasPrimary: rejoin || ['primary', 'fenced'].includes(ctx.peers.local.get('role') ?? '') });
   // A clone or a rewind needs the primary up. Briefly down (restarting, fenced), that is a wait,
   // not a hook error; and a rewind that failed only because it was down would re-clone for nothing.
   // Following needs no answer: a standby starts and streams once the primary is back. For a
