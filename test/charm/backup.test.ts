@@ -164,6 +164,36 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     uri = now;
   });
 
+  it('archiving goes on across a failover: a restore to a time after it has the rows written on both timelines', async () => {
+    await q(uri, 'CREATE TABLE fo (v int); INSERT INTO fo SELECT generate_series(1, 100)');
+    const old = await primary();
+    expect((await run(old, 'create-backup')).out.status).toBe('completed');
+    await q(uri, 'INSERT INTO fo SELECT generate_series(101, 200)');
+    expect((await m.cli(['kill', old])).code).toBe(0);
+    const promoted = await waitFor('another unit serves writes', async () => {
+      const p = await primary().catch(() => undefined);
+      if (!p || p === old) return undefined;
+      const u = (await m.cli(['uri'])).stdout.trim();
+      return (await q(u, 'SELECT NOT pg_is_in_recovery() AS w').catch(() => [{ w: false }]))[0]!['w'] === true && u;
+    }, 60_000);
+    await q(promoted, 'INSERT INTO fo SELECT generate_series(201, 300)');
+    const T = String((await q(promoted, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
+    await q(promoted, 'INSERT INTO fo SELECT generate_series(301, 400)');
+    // The killed unit comes back and rejoins before the restore (the restore stops every unit).
+    type S = { application: { status: string }; units: Record<string, { postgres: string; workload: { status: string } }> };
+    const healthy = async () => {
+      const s = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as S;
+      return s.application.status === 'active' && Object.values(s.units).every((u) => u.workload.status === 'active') && Object.values(s.units).filter((u) => u.postgres === 'replica').length === 2;
+    };
+    await waitFor('the killed unit back as a replica', healthy, 90_000);
+    const r = await run('leader', 'restore', `restore-to-time=${T}`);
+    expect(r.out.status, JSON.stringify(r.out)).toBe('completed');
+    await waitFor('restored and healthy', async () => (await m.cli(['status'])).stdout.includes('restoring') === false && (await healthy()), 120_000);
+    const now = (await m.cli(['uri'])).stdout.trim();
+    expect((await q(now, 'SELECT count(*)::int AS n, max(v) AS hi FROM fo'))[0]).toEqual({ n: 300, hi: 300 });
+    uri = now;
+  });
+
   it("a deployment pointed at another cluster's repository is blocked, names both, and writes nothing there; pointed at its own, it archives", async () => {
     const before = files(repo());
     const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config', `backup-repo-path=${repo()}`, '--timeout', '90'], 150_000);
