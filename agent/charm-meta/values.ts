@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { Cron } from 'croner';
 import { describeValue } from './problems.js';
 import { suggestion } from './suggest.js';
 
@@ -12,9 +13,10 @@ export type OptionType = (typeof OPTION_TYPES)[number];
  * shared_buffers, kB for work_mem). The empty string is "not set": the charm picks the value
  * (as a Juju option without a default), so it can tell a user's setting from its own default.
  * `cidrs` is `auto` (the charm chooses) or a comma-separated list of address ranges
- * ("10.1.0.0/16, fd00::/8"), possibly empty.
+ * ("10.1.0.0/16, fd00::/8"), possibly empty. `cron` is a 5-field cron schedule (minute hour
+ * day-of-month month day-of-week, as crontab(5)), or empty for none.
  */
-export const STRING_FORMATS = ['memory', 'cidrs'] as const;
+export const STRING_FORMATS = ['memory', 'cidrs', 'cron'] as const;
 export type StringFormat = (typeof STRING_FORMATS)[number];
 
 export type ConfigValue = string | number | boolean;
@@ -91,7 +93,7 @@ export function valueProblems(rules: ValueRules, v: unknown): string[] {
     if (rules.max !== undefined && v > rules.max) out.push(`must be at most ${rules.max}, got ${v}`);
   }
   if (typeof v === 'string' && rules.format) {
-    const p = rules.format === 'memory' ? memoryProblem(v) : cidrsProblem(v);
+    const p = rules.format === 'memory' ? memoryProblem(v) : rules.format === 'cron' ? cronProblem(v) : cidrsProblem(v);
     if (p) out.push(p);
   }
   if (rules.allowed && !rules.allowed.includes(v)) {
@@ -138,4 +140,24 @@ export function parseValueText(type: OptionType, text: string): { value: ConfigV
       if (text === 'false') return { value: false };
       return { error: `expected boolean (true or false), got ${describeValue(text)}` };
   }
+}
+
+/** A 5-field cron schedule, parsed by croner (a well-kept, dependency-free parser); empty is "none". */
+function cronProblem(v: string): string | undefined {
+  const fields = v.trim().split(/\s+/).filter(Boolean);
+  if (!fields.length) return undefined;
+  if (fields.length !== 5) return `expected a cron schedule of 5 fields (minute hour day-of-month month day-of-week), got ${fields.length} in ${JSON.stringify(v)}`;
+  try {
+    new Cron(fields.join(' '), { paused: true, timezone: 'UTC' });
+    return undefined;
+  } catch (e) {
+    return `not a cron schedule: ${(e as Error).message.replace(/^CronPattern: /, '')}`;
+  }
+}
+
+/** The next time a cron schedule fires after `from` (UTC), undefined when it has none. */
+export function nextCronRun(schedule: string, from: Date): Date | undefined {
+  const s = schedule.trim();
+  if (!s) return undefined;
+  return new Cron(s, { paused: true, timezone: 'UTC' }).nextRun(from) ?? undefined;
 }

@@ -300,6 +300,8 @@ export class Agent {
         this.config = c;
         this.armUpdateStatus();
         this.applyLogLevel();
+        // A loop's pace may depend on the config (its everyMs): it looks again now.
+        this.wakeLoops();
         if (c.hash !== this.appliedHash) this.queue.push({ name: 'config-changed' });
       }
     } else if (kind === 'app-bag' && name === objects.appBag(this.app)) {

@@ -194,6 +194,33 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     uri = now;
   });
 
+  it('backup-schedule: a bad schedule is refused; a scheduled full backup fires, and retention expires the oldest full backups', async () => {
+    for (const [v, why] of [
+      ['61 * * * *', /backup-schedule: not a cron schedule: .*minute/i],
+      ['0 3 * *', /backup-schedule: expected a cron schedule of 5 fields .* got 4/],
+    ] as const) {
+      const r = await m.cli(['config', `backup-schedule=${v}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(why);
+    }
+    const listed = async () => ((await run('leader', 'list-backups')).out.results!['backups'] as { id: string; type: string }[]);
+    const before = await listed();
+    const fulls = before.filter((b) => b.type === 'full').map((b) => b.id);
+    expect(fulls.length).toBeGreaterThanOrEqual(2);
+    expect((await m.cli(['config', 'backup-schedule=* * * * *', 'backup-retention-full=2'])).code).toBe(0);
+    // Every minute, at the minute: the first one fires within ~60 s of the change.
+    const after = await waitFor('a scheduled backup', async () => {
+      const l = await listed();
+      return l.some((b) => !before.some((o) => o.id === b.id)) && l;
+    }, 150_000, 2000);
+    expect((await m.cli(['config', 'backup-schedule='])).code).toBe(0);
+    const kept = after.filter((b) => b.type === 'full').map((b) => b.id);
+    expect(kept).toHaveLength(2);
+    expect(kept).toEqual([...fulls.slice(-1), kept.at(-1)!]);
+    // The incremental backup built on an expired full backup went with it.
+    expect(after.every((b) => b.type === 'full' || kept.some((k) => b.id.startsWith(`${k}_`)))).toBe(true);
+  }, 200_000);
+
   it("a deployment pointed at another cluster's repository is blocked, names both, and writes nothing there; pointed at its own, it archives", async () => {
     const before = files(repo());
     const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config', `backup-repo-path=${repo()}`, '--timeout', '90'], 150_000);

@@ -1,4 +1,5 @@
-import type { EventContext, Handler } from '../../runtime/charm.js';
+import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
+import { nextCronRun } from '../../charm-meta/values.js';
 import { archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoPath, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { readPasswords, type Passwords } from './secrets.js';
@@ -173,7 +174,66 @@ const restore: Handler = async (ctx) => {
   a.setResults({ primary: holder, target: req.what, token: req.token });
 };
 
+/**
+ * backup-schedule: the leader keeps the schedule (a loop that sleeps until the next time it
+ * fires) and asks for a backup in the application bag; the primary takes it (a full backup)
+ * and records which request it served. Asleep, or an hour at a time without a schedule.
+ */
+export const backupScheduleLoop: CharmLoop = {
+  name: 'backup-schedule',
+  everyMs: () => (state.backupDue ? Math.min(3_600_000, Math.max(1000, state.backupDue.getTime() - Date.now())) : 3_600_000),
+  async run(ctx) {
+    const config = ctx.config();
+    const schedule = String(config['backup-schedule'] ?? '').trim();
+    if (!ctx.isLeader() || !schedule || !archiving(config)) {
+      state.backupDue = undefined;
+      return;
+    }
+    const now = new Date();
+    if (state.backupSchedule !== schedule || !state.backupDue) {
+      state.backupSchedule = schedule;
+      state.backupDue = nextCronRun(schedule, now);
+      ctx.log.info({ schedule, next: state.backupDue?.toISOString() }, 'backup schedule');
+      return;
+    }
+    if (now < state.backupDue) return;
+    await ctx.setApp({ 'backup-requested': now.toISOString() });
+    ctx.log.info({ decision: 'scheduled backup', schedule, due: state.backupDue.toISOString() }, 'backup');
+    state.backupDue = nextCronRun(schedule, now);
+  },
+};
+
+/** The primary's reconcile: a scheduled backup asked for and not yet served is taken after this hook. */
+export function wantScheduledBackup(ctx: EventContext): void {
+  const asked = ctx.peers.app.get('backup-requested');
+  if (asked && asked !== ctx.peers.local.get('backup-served') && !state.scheduledBackupBusy) ctx.emit('pgcharm-scheduled-backup');
+}
+
+const scheduledBackup: Handler = async (ctx) => {
+  const asked = ctx.peers.app.get('backup-requested');
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!asked || !repo || asked === ctx.peers.local.get('backup-served') || ctx.peers.local.get('role') !== 'primary' || (await state.lease(ctx).holder()) !== ctx.unit) return;
+  // Served either way: a failed backup is logged and in the status; the next one is the schedule's.
+  ctx.peers.local.set('backup-served', asked);
+  if (ctx.peers.local.get('backup-blocked') || state.stanzaChecked !== repo) {
+    ctx.log.error({ decision: 'scheduled backup skipped', why: ctx.peers.local.get('backup-blocked') ?? 'the repository is not checked yet', asked }, 'backup');
+    return;
+  }
+  state.scheduledBackupBusy = true;
+  try {
+    const t0 = Date.now();
+    await new Backrest(unitWorkload(ctx)).backup('full');
+    ctx.peers.local.set('last-backup', new Date().toISOString());
+    ctx.log.info({ decision: 'scheduled backup taken', type: 'full', ms: Date.now() - t0, asked }, 'backup');
+  } catch (e) {
+    ctx.log.error({ decision: 'scheduled backup failed', why: e instanceof Error ? e.message : String(e), asked }, 'backup');
+  } finally {
+    state.scheduledBackupBusy = false;
+  }
+};
+
 export const backupHandlers: Record<string, Handler> = {
+  'pgcharm-scheduled-backup': scheduledBackup,
   'restore-action': restore,
   'pgcharm-stanza': checkStanza,
   'create-backup-action': createBackup,

@@ -12,7 +12,7 @@ import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
-import { archiveWarning, backupHandlers, backupProblem, checkArchiving, configureBackrest, wantStanzaCheck } from './backup-actions.js';
+import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
 import { parseRestoreRequest, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { closeFences } from './fence.js';
@@ -312,6 +312,7 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.setUnitStatus(backup ? { name: 'blocked', message: backup } : { name: 'active', message: ['primary', later ? `restart for ${later} waits for the replicas` : '', archiveWarning(ctx.peers.local) ?? ''].filter(Boolean).join('; ') }),
   ]);
   wantStanzaCheck(ctx);
+  wantScheduledBackup(ctx);
 }
 
 async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, primary: string): Promise<void> {
@@ -602,7 +603,7 @@ export default function postgresqlCharm(): Charm {
     'pgcharm-reconcile',
   ];
   return {
-    loops: [haLoop],
+    loops: [haLoop, backupScheduleLoop],
     api: { routes: failsafe.routes(), token: () => failsafe.token },
     shutdown: async () => {
       failsafe.stop();
