@@ -221,6 +221,37 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     expect(after.every((b) => b.type === 'full' || kept.some((k) => b.id.startsWith(`${k}_`)))).toBe(true);
   }, 200_000);
 
+  it('dump-database (on a replica) writes a timestamped and a latest dump; restore-dump into a new database gives the same rows', async () => {
+    await q(uri, 'CREATE DATABASE shop');
+    const shop = (u: string) => u.replace(/\/postgres(\?|$)/, '/shop$1');
+    await q(shop(uri), "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 5000) g; CREATE TABLE items (id int); INSERT INTO items SELECT generate_series(1, 123)");
+    const p = await primary();
+    const replica = ['postgresql/0', 'postgresql/1', 'postgresql/2'].find((u) => u !== p)!;
+    const replicaUri = (await m.cli(['uri', replica])).stdout.trim();
+    await waitFor('shop on the replica', async () => Number((await q(shop(replicaUri), 'SELECT count(*) AS n FROM items').catch(() => [{ n: 0 }]))[0]!['n']) === 123, 20_000);
+    const d = await run(replica, 'dump-database', 'database=shop');
+    expect(d.out.status, JSON.stringify(d.out)).toBe('completed');
+    const file = String(d.out.results!['file']);
+    const latest = String(d.out.results!['latest']);
+    expect(file).toMatch(new RegExp(`^${repo()}/dumps/shop/shop-\\d{8}T\\d{6}Z\\.dump$`));
+    expect(latest).toBe(`${repo()}/dumps/shop/shop-latest.dump`);
+    expect(readFileSync(file).subarray(0, 5).toString()).toBe('PGDMP'); // pg_dump's custom format
+    expect(readFileSync(latest).equals(readFileSync(file))).toBe(true);
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+
+    const r = await run(p, 'restore-dump', 'database=shop', 'into=shop_copy');
+    expect(r.out.status, JSON.stringify(r.out)).toBe('completed');
+    const copy = uri.replace(/\/postgres(\?|$)/, '/shop_copy$1');
+    for (const t of ['orders', 'items']) {
+      expect((await q(copy, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY t::text)) AS h FROM ${t} t`))[0]).toEqual((await q(shop(uri), `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY t::text)) AS h FROM ${t} t`))[0]);
+    }
+    // Refused, with the param and the reason: an existing database, a missing dump, a database that does not exist.
+    expect((await run(p, 'restore-dump', 'database=shop')).out.message).toBe('params.into: database shop exists; restore into a new one (into=NEWNAME) or drop it first');
+    expect((await run(p, 'restore-dump', 'database=shop', 'from=shop-20000101T000000Z.dump', 'into=x')).out.message).toBe(`params.from: no dump ${repo()}/dumps/shop/shop-20000101T000000Z.dump`);
+    expect((await run(p, 'restore-dump', 'database=shop', 'from=../../x.dump', 'into=x')).out.message).toMatch(/params.from: "..\/..\/x.dump" is not a dump file name/);
+    expect((await run(replica, 'dump-database', 'database=nope')).out.message).toBe(`params.database: no database nope on ${replica}`);
+  });
+
   it("a deployment pointed at another cluster's repository is blocked, names both, and writes nothing there; pointed at its own, it archives", async () => {
     const before = files(repo());
     const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config', `backup-repo-path=${repo()}`, '--timeout', '90'], 150_000);

@@ -232,7 +232,66 @@ const scheduledBackup: Handler = async (ctx) => {
   }
 };
 
+/** Database names a dump may name (they become file names too). */
+const DB_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,62}$/;
+const dumpDir = (repo: string, db: string) => `${repo}/dumps/${db}`;
+/** UTC, sortable, no characters a file name or S3 key would trip on: 20261127T205915Z. */
+const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+
+const dumpDatabase: Handler = async (ctx) => {
+  const a = ctx.action!;
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const db = String(a.params['database'] ?? '');
+  if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps (letters, digits, _ and -, at most 63)`);
+  const me = ctx.workload.address();
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!me || !pw) return a.fail('this unit has no running PostgreSQL yet');
+  const exists = await withConnection(me, pw.operator, async (c) => (await c.query('SELECT 1 FROM pg_database WHERE datname = $1 AND datallowconn', [db])).rowCount === 1);
+  if (!exists) return a.fail(`params.database: no database ${db} on ${ctx.unit}`);
+  const t0 = Date.now();
+  a.progress(`pg_dump of ${db}`, 0);
+  const r = await new Backrest(unitWorkload(ctx), me.port).dump(db, dumpDir(repo, db), stamp(new Date()));
+  a.progress('done', 1);
+  a.setResults({ database: db, file: r.file, latest: r.latest, bytes: r.bytes, 'took-ms': Date.now() - t0 });
+};
+
+const restoreDump: Handler = async (ctx) => {
+  const a = ctx.action!;
+  const repo = repoPath(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const db = String(a.params['database'] ?? '');
+  if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps`);
+  const into = String(a.params['into'] ?? db);
+  if (!DB_NAME.test(into)) return a.fail(`params.into: ${JSON.stringify(into)} is not a database name`);
+  const from = String(a.params['from'] ?? `${db}-latest.dump`);
+  if (!/^[A-Za-z0-9_.-]+\.dump$/.test(from) || from.includes('..')) return a.fail(`params.from: ${JSON.stringify(from)} is not a dump file name (like ${db}-20261127T205915Z.dump)`);
+  const holder = await state.lease(ctx).holder();
+  if (holder !== ctx.unit || ctx.peers.local.get('role') !== 'primary') return a.fail(`restore-dump writes, so it runs on the primary${holder ? `: pgcharm run ${holder} restore-dump ...` : ' (there is none now)'}`);
+  const me = ctx.workload.address();
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!me || !pw) return a.fail('this unit has no running PostgreSQL yet');
+  const w = unitWorkload(ctx);
+  const file = `${dumpDir(repo, db)}/${from}`;
+  if (!(await w.exists(file))) return a.fail(`params.from: no dump ${file}`);
+  // A new database only: restoring over one in use is a decision for a human (drop it first).
+  const created = await withConnection(me, pw.operator, async (c) => {
+    if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [into])).rowCount) return false;
+    await c.query('SET synchronous_commit = local');
+    await c.query(`CREATE DATABASE ${JSON.stringify(into)}`);
+    return true;
+  });
+  if (!created) return a.fail(`params.into: database ${into} exists; restore into a new one (into=NEWNAME) or drop it first`);
+  const t0 = Date.now();
+  a.progress(`pg_restore of ${from} into ${into}`, 0);
+  await new Backrest(w, me.port).restoreDump(file, into);
+  a.progress('done', 1);
+  a.setResults({ database: into, from: file, 'took-ms': Date.now() - t0 });
+};
+
 export const backupHandlers: Record<string, Handler> = {
+  'dump-database-action': dumpDatabase,
+  'restore-dump-action': restoreDump,
   'pgcharm-scheduled-backup': scheduledBackup,
   'restore-action': restore,
   'pgcharm-stanza': checkStanza,

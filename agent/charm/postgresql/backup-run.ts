@@ -11,7 +11,11 @@ const INFO_TIMEOUT_MS = 30_000;
 
 /** pgBackRest in this unit's workload, as postgres, through the sidecar (backup.ts has the pure parts). */
 export class Backrest {
-  constructor(private readonly w: PostgresWorkload) {}
+  constructor(
+    private readonly w: PostgresWorkload,
+    /** This unit's Postgres port (dumps connect over the local socket, whose name has it). */
+    private readonly pgPort?: number,
+  ) {}
 
   private get l() {
     return this.w.l;
@@ -55,6 +59,37 @@ export class Backrest {
   /** Restores the data directory (Postgres stopped) for recovery to the target; Postgres promotes once there. */
   async restore(target: RestoreTarget): Promise<void> {
     await this.run(restoreArgs(target), 6 * 3_600_000);
+  }
+
+  /**
+   * pg_dump -Fc -Z9 of one database into `<dir>/<db>-<stamp>.dump`, then a copy as
+   * `<db>-latest.dump`; each written beside its name and renamed into place, so a reader never
+   * sees half a dump. Credentials from the 0600 passfile, never argv or an environment value.
+   */
+  async dump(db: string, dir: string, stamp: string): Promise<{ file: string; latest: string; bytes: number }> {
+    const file = `${dir}/${db}-${stamp}.dump`;
+    const latest = `${dir}/${db}-latest.dump`;
+    await this.w.ensureDir(dir, '750');
+    const bin = this.l.binDir;
+    await this.w.run(['/bin/sh', '-c', 'umask 027 && "$1" -Fc -Z9 -h "$2" -p "$3" -U operator -d "$4" -f "$5.partial" && mv "$5.partial" "$5" && cp "$5" "$6.partial" && mv "$6.partial" "$6"', 'sh', `${bin}/pg_dump`, this.l.socketDir, String(this.port()), db, file, latest], {
+      env: { PGPASSFILE: backrestPassfile(this.l) },
+      timeoutMs: 6 * 3_600_000,
+    });
+    const st = (await this.w.pebble.listFiles(file, { itself: true }))[0];
+    return { file, latest, bytes: st?.size ?? 0 };
+  }
+
+  /** pg_restore of a dump into an existing (empty) database. */
+  async restoreDump(file: string, into: string): Promise<void> {
+    await this.w.run([`${this.l.binDir}/pg_restore`, '-h', this.l.socketDir, '-p', String(this.port()), '-U', 'operator', '-d', into, '--no-owner', '--exit-on-error', file], {
+      env: { PGPASSFILE: backrestPassfile(this.l) },
+      timeoutMs: 6 * 3_600_000,
+    });
+  }
+
+  private port(): number {
+    if (this.pgPort === undefined) throw new Error('the unit has no Postgres port yet');
+    return this.pgPort;
   }
 
   /** The owner marker beside the stanza, when pgcharm made it. */
