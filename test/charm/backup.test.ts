@@ -194,7 +194,7 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     uri = now;
   });
 
-  it('backup-schedule: a bad schedule is refused; a scheduled full backup fires, and retention expires the oldest full backups', async () => {
+  it('backup-schedule and dump-schedule: a bad schedule is refused; a scheduled full backup and dump fire, and retention expires the oldest full backups', async () => {
     for (const [v, why] of [
       ['61 * * * *', /backup-schedule: not a cron schedule: .*minute/i],
       ['0 3 * *', /backup-schedule: expected a cron schedule of 5 fields .* got 4/],
@@ -207,13 +207,16 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     const before = await listed();
     const fulls = before.filter((b) => b.type === 'full').map((b) => b.id);
     expect(fulls.length).toBeGreaterThanOrEqual(2);
-    expect((await m.cli(['config', 'backup-schedule=* * * * *', 'backup-retention-full=2'])).code).toBe(0);
+    expect((await m.cli(['config', 'backup-schedule=* * * * *', 'dump-schedule=* * * * *', 'backup-retention-full=2'])).code).toBe(0);
     // Every minute, at the minute: the first one fires within ~60 s of the change.
     const after = await waitFor('a scheduled backup', async () => {
       const l = await listed();
       return l.some((b) => !before.some((o) => o.id === b.id)) && l;
     }, 150_000, 2000);
-    expect((await m.cli(['config', 'backup-schedule='])).code).toBe(0);
+    // The dump schedule fired in the same minute: every database that takes connections.
+    await waitFor('a scheduled dump of postgres', () => existsSync(join(repo(), 'dumps', 'postgres', 'postgres-latest.dump')), 60_000, 500);
+    expect(readdirSync(join(repo(), 'dumps', 'postgres')).some((f) => /^postgres-\d{8}T\d{6}Z\.dump$/.test(f))).toBe(true);
+    expect((await m.cli(['config', 'backup-schedule=', 'dump-schedule='])).code).toBe(0);
     const kept = after.filter((b) => b.type === 'full').map((b) => b.id);
     expect(kept).toHaveLength(2);
     expect(kept).toEqual([...fulls.slice(-1), kept.at(-1)!]);

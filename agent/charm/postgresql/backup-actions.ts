@@ -203,6 +203,54 @@ export const backupScheduleLoop: CharmLoop = {
   },
 };
 
+/**
+ * dump-schedule: the leader dumps every database that takes connections (templates aside) on
+ * its own unit when the schedule fires (a replica's dump spares the primary).
+ */
+export const dumpScheduleLoop: CharmLoop = {
+  name: 'dump-schedule',
+  everyMs: () => (state.dumpDue ? Math.min(3_600_000, Math.max(1000, state.dumpDue.getTime() - Date.now())) : 3_600_000),
+  async run(ctx) {
+    const config = ctx.config();
+    const schedule = String(config['dump-schedule'] ?? '').trim();
+    if (!ctx.isLeader() || !schedule || !repoPath(config, ctx.app)) {
+      state.dumpDue = undefined;
+      return;
+    }
+    const now = new Date();
+    if (state.dumpSchedule !== schedule || !state.dumpDue) {
+      state.dumpSchedule = schedule;
+      state.dumpDue = nextCronRun(schedule, now);
+      return;
+    }
+    if (now < state.dumpDue) return;
+    state.dumpDue = nextCronRun(schedule, now);
+    ctx.emit('pgcharm-scheduled-dump');
+  },
+};
+
+const scheduledDump: Handler = async (ctx) => {
+  const repo = repoPath(ctx.config, ctx.app);
+  const me = ctx.workload.address();
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!ctx.isLeader() || !repo || !me || !pw) return;
+  const dbs = await withConnection(me, pw.operator, async (c) => (await c.query<{ d: string }>('SELECT datname AS d FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1')).rows.map((r) => r.d));
+  const b = new Backrest(unitWorkload(ctx), me.port);
+  const at = stamp(new Date());
+  for (const db of dbs) {
+    if (!DB_NAME.test(db)) {
+      ctx.log.warn({ decision: 'scheduled dump skipped', database: db, why: 'its name is not one pgcharm uses as a file name' }, 'backup');
+      continue;
+    }
+    try {
+      const r = await b.dump(db, dumpDir(repo, db), at);
+      ctx.log.info({ decision: 'scheduled dump taken', database: db, file: r.file, bytes: r.bytes }, 'backup');
+    } catch (e) {
+      ctx.log.error({ decision: 'scheduled dump failed', database: db, why: e instanceof Error ? e.message : String(e) }, 'backup');
+    }
+  }
+};
+
 /** The primary's reconcile: a scheduled backup asked for and not yet served is taken after this hook. */
 export function wantScheduledBackup(ctx: EventContext): void {
   const asked = ctx.peers.app.get('backup-requested');
@@ -290,6 +338,7 @@ const restoreDump: Handler = async (ctx) => {
 };
 
 export const backupHandlers: Record<string, Handler> = {
+  'pgcharm-scheduled-dump': scheduledDump,
   'dump-database-action': dumpDatabase,
   'restore-dump-action': restoreDump,
   'pgcharm-scheduled-backup': scheduledBackup,

@@ -12,7 +12,7 @@ import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
-import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
+import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, dumpScheduleLoop, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
 import { parseRestoreRequest, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { closeFences } from './fence.js';
@@ -603,7 +603,7 @@ export default function postgresqlCharm(): Charm {
     'pgcharm-reconcile',
   ];
   return {
-    loops: [haLoop, backupScheduleLoop],
+    loops: [haLoop, backupScheduleLoop, dumpScheduleLoop],
     api: { routes: failsafe.routes(), token: () => failsafe.token },
     shutdown: async () => {
       failsafe.stop();

@@ -50,6 +50,9 @@ export class CharmState {
   backupSchedule: string | undefined;
   backupDue: Date | undefined;
   scheduledBackupBusy = false;
+  /** dump-schedule as the leader's loop last read it, and when it fires next. */
+  dumpSchedule: string | undefined;
+  dumpDue: Date | undefined;
   /** Since when (this unit's clock) the primary has seen WAL archiving fail; undefined: it works. */
   archiveFailingSince: number | undefined;
   /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
