@@ -53,6 +53,9 @@ export async function runAction(ctx: ModelContext, unitSpec: string, action: str
     const p = rec.progress ? `progress: ${rec.progress.message}${rec.progress.fraction !== undefined ? ` (${Math.round(rec.progress.fraction * 100)}%)` : ''}` : '';
     if (p && p !== progress) o.onProgress?.((progress = p));
     if (rec.status === 'completed' || rec.status === 'failed') {
+      // The write-only params' Secret, emptied by the unit when it took them.
+      const paramsSecret = cm.data?.['params-secret'];
+      if (paramsSecret) await ctx.kube.core.deleteNamespacedSecret({ name: paramsSecret, namespace: ctx.kube.namespace }).catch(() => undefined);
       if (rec.resultsSecret) {
         const results = await takeResults(ctx.store, rec);
         if (results) rec = { ...rec, results };

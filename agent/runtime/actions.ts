@@ -91,6 +91,17 @@ export async function enqueueAction(
     id = Number(cm.data?.['next'] ?? '1');
     cm.data = { ...(cm.data ?? {}), next: String(id + 1) };
   });
+  // Write-only params go to their own Secret, never into the action's ConfigMap (plain text in
+  // the store and its journal); the ConfigMap shows them redacted.
+  const hidden = Object.fromEntries(Object.entries(params).filter(([k]) => writeOnly.includes(k)));
+  const paramsSecret = Object.keys(hidden).length ? objects.actionParams(store.app, id) : undefined;
+  if (paramsSecret) {
+    await store.kube.core.createNamespacedSecret({
+      namespace: store.namespace,
+      body: { apiVersion: 'v1', kind: 'Secret', metadata: { name: paramsSecret, labels: store.labels('action-params') }, type: 'Opaque', data: { params: Buffer.from(JSON.stringify(hidden)).toString('base64') } },
+    });
+  }
+  const shown = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, k in hidden ? REDACTED : v]));
   await store.kube.core.createNamespacedConfigMap({
     namespace: store.namespace,
     body: {
@@ -101,8 +112,9 @@ export async function enqueueAction(
         id: String(id),
         action,
         unit,
-        params: JSON.stringify(params),
+        params: JSON.stringify(shown),
         ...(writeOnly.length ? { 'write-only': JSON.stringify(writeOnly) } : {}),
+        ...(paramsSecret ? { 'params-secret': paramsSecret } : {}),
         ...(sensitive ? { sensitive: 'true' } : {}),
         status: 'pending',
         enqueued: new Date().toISOString(),
@@ -163,6 +175,8 @@ export class ActionRun {
       });
       if (cm.data?.['status'] !== 'running') return undefined;
       log.info({ action: cm.data['action'], id }, 'action started');
+      const secretName = cm.data['params-secret'];
+      if (secretName) params = JSON.stringify({ ...(JSON.parse(params) as Record<string, unknown>), ...(await takeParams(store, secretName)) });
       // The handler gets the params as given; the store keeps them with write-only ones blanked.
       // Sensitive if this unit's charm.yaml says so, or the caller's did.
       const sensitive = sensitiveActions.includes(cm.data['action'] ?? '') || cm.data['sensitive'] === 'true';
@@ -252,6 +266,20 @@ export async function sweepResults(store: Store, now = Date.now()): Promise<numb
     n++;
   }
   return n;
+}
+
+/**
+ * The write-only params, read once: the Secret is emptied as the unit takes them (the caller
+ * deletes it when it sees the action finish).
+ */
+async function takeParams(store: Store, name: string): Promise<Record<string, unknown>> {
+  const s = await store.kube.core.readNamespacedSecret({ name, namespace: store.namespace });
+  const raw = s.data?.['params'];
+  if (raw) {
+    s.data = {};
+    await store.kube.core.replaceNamespacedSecret({ name, namespace: store.namespace, body: s });
+  }
+  return raw ? (JSON.parse(Buffer.from(raw, 'base64').toString('utf8')) as Record<string, unknown>) : {};
 }
 
 /** The params JSON with each write-only param replaced by REDACTED. */

@@ -40,10 +40,14 @@ export const objects = {
   configSecrets: (app: string) => `${app}-config-secrets`,
   charm: (app: string) => `${app}-charm`,
   passwords: (app: string) => `${app}-passwords`,
+  /** The S3 repository's access and secret keys (set-s3-credentials). */
+  s3Credentials: (app: string) => `${app}-s3-credentials`,
   operations: (app: string) => `${app}-operations`,
   action: (app: string, id: number) => `${app}-action-${id}`,
   /** Secret: a sensitive action's results, until the caller read (and deleted) them. */
   actionResults: (app: string, id: number) => `${app}-action-${id}-results`,
+  /** An action's write-only params (passwords, keys): never in the action's ConfigMap. */
+  actionParams: (app: string, id: number) => `${app}-action-${id}-params`,
 };
 
 /** Labels every pgcharm object carries, so one selector finds an application's objects. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, repoPath, restoreArgs, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
+import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, renderS3Credentials, repoPath, restoreArgs, s3Repo, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
 import { layout } from '../../agent/charm/postgresql/render.js';
 
 const l = layout("/data/it's here/pgdata", 15);
@@ -155,5 +155,32 @@ describe('restore: params, target check, pgBackRest arguments', () => {
     expect(restoreArgs({ kind: 'time', time: '2026-11-27 20:25:17+00:00', at: 0 })).toEqual(['restore', '--delta', '--type=time', '--target=2026-11-27 20:25:17+00:00', '--target-action=promote']);
     expect(restoreArgs({ kind: 'lsn', lsn: '0/1' })).toEqual(['restore', '--delta', '--type=lsn', '--target=0/1', '--target-action=promote']);
     expect(restoreArgs({ kind: 'latest' })).toEqual(['restore', '--delta', '--type=default']);
+  });
+});
+
+describe('S3 repository settings', () => {
+  const s3 = { ...config, 's3-bucket': 'b', 's3-endpoint': 'https://s3.example.com', 's3-path': '', 's3-region': 'eu-west-1', 's3-uri-style': 'host', 's3-tls-ca-chain': '' };
+  it('reads endpoint, port, prefix (default /<app>) and style; S3 replaces the posix repository', () => {
+    expect(s3Repo(s3, 'pg')).toEqual({ host: 's3.example.com', port: 443, bucket: 'b', path: '/pg', region: 'eu-west-1', uriStyle: 'host', ca: '' });
+    expect(s3Repo({ ...s3, 's3-endpoint': 'localhost:9000', 's3-path': 'team/db/', 's3-uri-style': 'path' }, 'pg')).toMatchObject({ host: 'localhost', port: 9000, path: '/team/db', uriStyle: 'path' });
+    expect(repoPath({ ...s3, 'backup-repo-path': '/x' }, 'pg', { PGCHARM_BACKUP_DIR: '/m' })).toBeUndefined();
+    expect(archiving(s3, {})).toBe(true);
+    expect(s3Repo(config, 'pg')).toBeUndefined();
+  });
+  it.each([
+    [{ 's3-endpoint': '' }, /s3-endpoint: required with s3-bucket/],
+    [{ 's3-endpoint': 'http://minio:9000' }, /s3-endpoint: http:\/\/minio:9000: pgBackRest speaks only HTTPS to S3/],
+    [{ 's3-endpoint': 'minio:9000/x y' }, /s3-endpoint: "minio:9000\/x y" is not host\[:port\]/],
+  ])('refuses %j', (set, why) => {
+    expect(() => s3Repo({ ...s3, ...set }, 'pg')).toThrow(why);
+  });
+  it('renders the S3 repository, the CA file when there is one, and the keys only in their own file', () => {
+    const conf = renderBackrestConf({ config: s3, repo: { ...s3Repo(s3, 'pg')!, ca: 'PEM' }, l, port: 5433 });
+    for (const line of ['repo1-type=s3', 'repo1-path=/pg', 'repo1-s3-endpoint=s3.example.com', 'repo1-storage-port=443', 'repo1-s3-bucket=b', 'repo1-s3-region=eu-west-1', 'repo1-s3-uri-style=host', 'repo1-storage-verify-tls=y', `repo1-storage-ca-file=${l.storage}/pgbackrest/s3-ca.pem`]) {
+      expect(conf.split('\n')).toContain(line);
+    }
+    expect(conf).not.toMatch(/s3-key/);
+    expect(renderS3Credentials('AK', 'SK')).toBe('[global]\nrepo1-s3-key=AK\nrepo1-s3-key-secret=SK\n');
+    expect(() => renderS3Credentials('AK', 'S K')).toThrow(/secret-key: must be non-empty, without spaces/);
   });
 });

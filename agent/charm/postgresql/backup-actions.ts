@@ -1,6 +1,7 @@
 import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
 import { nextCronRun } from '../../charm-meta/values.js';
-import { archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoPath, type RestoreRequest } from './backup.js';
+import { archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoName, repoPath, s3Repo, type RestoreRequest } from './backup.js';
+import { readS3Credentials, writeS3Credentials } from './secrets.js';
 import { Backrest } from './backup-run.js';
 import { readPasswords, type Passwords } from './secrets.js';
 import { local, state } from './state.js';
@@ -16,9 +17,17 @@ const RECHECK_MS = 60_000;
 
 /** Every unit, before its Postgres starts (archive_command and restore_command run pgBackRest). */
 export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, port: number, pw: Passwords): Promise<void> {
-  const repo = repoPath(ctx.config, ctx.app);
+  let s3;
+  try {
+    s3 = s3Repo(ctx.config, ctx.app);
+  } catch (e) {
+    // An S3 setting pgBackRest cannot use: blocked, saying which (nothing is written anywhere).
+    ctx.peers.local.set('backup-blocked', (e as Error).message);
+    return;
+  }
+  const repo = s3 ?? repoPath(ctx.config, ctx.app);
   if (!repo) return;
-  await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator });
+  await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator, ...(s3 ? { s3: (await readS3Credentials(ctx.kube, ctx.app)) ?? null } : {}) });
 }
 
 /**
@@ -26,8 +35,14 @@ export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, 
  * that started the primary (a bootstrap does not wait for pgBackRest), once per repository,
  * and again every minute while the repository is foreign or unreadable.
  */
+/** What a stanza check is valid for: the repository, and the S3 keys it was read with. */
+function repoKey(ctx: EventContext): string | undefined {
+  const name = repoName(ctx.config, ctx.app);
+  return name && `${name}|${ctx.peers.app.get('s3-credentials-set') ?? ''}`;
+}
+
 export function wantStanzaCheck(ctx: EventContext): void {
-  const repo = repoPath(ctx.config, ctx.app);
+  const repo = repoKey(ctx);
   if (!repo || !archiving(ctx.config)) return;
   const blocked = ctx.peers.local.get('backup-blocked');
   if (state.stanzaChecked === repo && !blocked) return;
@@ -36,28 +51,31 @@ export function wantStanzaCheck(ctx: EventContext): void {
 }
 
 const checkStanza: Handler = async (ctx) => {
-  const repo = repoPath(ctx.config, ctx.app);
+  const repo = repoName(ctx.config, ctx.app);
+  // The owner marker is a file beside the stanza: in a posix repository only.
+  const posix = repoPath(ctx.config, ctx.app);
   const me = ctx.workload.address();
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!repo || !me || !pw || ctx.peers.local.get('role') !== 'primary') return;
   state.stanzaCheckedAt = Date.now();
-  state.stanzaTried = repo;
+  state.stanzaTried = repoKey(ctx);
   const b = new Backrest(unitWorkload(ctx));
   const systemId = await withConnection(me, pw.operator, async (c) => (await c.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')).rows[0]!.id);
-  const [info, owner] = await Promise.all([b.info(), b.owner(repo)]);
+  const noKeys = s3Repo(ctx.config, ctx.app) && !(await readS3Credentials(ctx.kube, ctx.app));
+  const [info, owner] = noKeys ? [{ code: 99, message: 'no S3 keys yet: pgcharm run leader set-s3-credentials --params FILE', backups: [] }, undefined] : await Promise.all([b.info(), posix ? b.owner(posix) : undefined]);
   const namespace = ctx.kube.namespace;
   const d = decideStanza({ info, systemId, repo, app: ctx.app, namespace, owner });
   const mine = { application: ctx.app, namespace, 'system-identifier': systemId };
   if (d.kind === 'create') {
     await b.stanzaCreate();
-    await b.writeOwner(repo, mine);
-  } else if (d.kind === 'ours' && !owner) {
-    await b.writeOwner(repo, mine);
+    if (posix) await b.writeOwner(posix, mine);
+  } else if (d.kind === 'ours' && !owner && posix) {
+    await b.writeOwner(posix, mine);
   }
   const blocked = d.kind === 'foreign' || d.kind === 'unreachable' ? d.why : null;
   const was = ctx.peers.local.get('backup-blocked') ?? null;
   ctx.peers.local.set('backup-blocked', blocked);
-  state.stanzaChecked = blocked ? undefined : repo;
+  state.stanzaChecked = blocked ? undefined : repoKey(ctx);
   if (blocked !== was || d.kind === 'create') ctx.log[blocked ? 'error' : 'info']({ decision: d.kind, why: d.why, repo }, 'backup repository');
   // The reconcile writes the statuses (the unit's, and the leader's for the application).
   if (blocked !== was) ctx.emit('pgcharm-reconcile');
@@ -98,8 +116,8 @@ export async function checkArchiving(ctx: EventContext, me: { host: string; port
 
 const createBackup: Handler = async (ctx) => {
   const a = ctx.action!;
-  const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const repo = repoName(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
   const type = a.params['type'] ?? 'full';
   if (!isBackupType(type)) return a.fail(`params.type: must be one of full, diff, incr`);
   const holder = await state.lease(ctx).holder();
@@ -108,7 +126,7 @@ const createBackup: Handler = async (ctx) => {
   }
   const blocked = ctx.peers.local.get('backup-blocked');
   if (blocked) return a.fail(blocked);
-  if (state.stanzaChecked !== repo) return a.fail(`the repository ${repo} is still being checked (its stanza is created after the bootstrap); try again in a few seconds`);
+  if (state.stanzaChecked !== repoKey(ctx)) return a.fail(`the repository ${repo} is still being checked (its stanza is created after the bootstrap); try again in a few seconds`);
   const b = new Backrest(unitWorkload(ctx));
   const t0 = Date.now();
   a.progress(`taking a ${type} backup into ${repo}`, 0);
@@ -123,8 +141,8 @@ const createBackup: Handler = async (ctx) => {
 
 const listBackups: Handler = async (ctx) => {
   const a = ctx.action!;
-  const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const repo = repoName(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
   const info = await new Backrest(unitWorkload(ctx)).info();
   if (info.code !== 0 && info.code !== 2) return a.fail(`the repository ${repo} cannot be read: ${info.message || `pgBackRest status ${info.code}`}`);
   a.setResults({ repository: repo, 'system-identifier': info.systemId ?? '', backups: info.backups, 'archived-wal': info.archive ?? null });
@@ -139,8 +157,8 @@ const listBackups: Handler = async (ctx) => {
 const restore: Handler = async (ctx) => {
   const a = ctx.action!;
   if (!ctx.isLeader()) return a.fail('restore runs on the leader: pgcharm run leader restore ...');
-  const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  const repo = repoName(ctx.config, ctx.app);
+  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
   const target = parseRestoreParams(a.params);
   if ('error' in target) return a.fail(target.error);
   if (ctx.peers.app.get('restore')) return a.fail('a restore is already under way (pgcharm status shows it)');
@@ -259,11 +277,11 @@ export function wantScheduledBackup(ctx: EventContext): void {
 
 const scheduledBackup: Handler = async (ctx) => {
   const asked = ctx.peers.app.get('backup-requested');
-  const repo = repoPath(ctx.config, ctx.app);
+  const repo = repoName(ctx.config, ctx.app);
   if (!asked || !repo || asked === ctx.peers.local.get('backup-served') || ctx.peers.local.get('role') !== 'primary' || (await state.lease(ctx).holder()) !== ctx.unit) return;
   // Served either way: a failed backup is logged and in the status; the next one is the schedule's.
   ctx.peers.local.set('backup-served', asked);
-  if (ctx.peers.local.get('backup-blocked') || state.stanzaChecked !== repo) {
+  if (ctx.peers.local.get('backup-blocked') || state.stanzaChecked !== repoKey(ctx)) {
     ctx.log.error({ decision: 'scheduled backup skipped', why: ctx.peers.local.get('backup-blocked') ?? 'the repository is not checked yet', asked }, 'backup');
     return;
   }
@@ -289,7 +307,7 @@ const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$
 const dumpDatabase: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  if (!repo) return a.fail(s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)');
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps (letters, digits, _ and -, at most 63)`);
   const me = ctx.workload.address();
@@ -307,7 +325,7 @@ const dumpDatabase: Handler = async (ctx) => {
 const restoreDump: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  if (!repo) return a.fail(s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)');
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps`);
   const into = String(a.params['into'] ?? db);
@@ -337,7 +355,23 @@ const restoreDump: Handler = async (ctx) => {
   a.setResults({ database: into, from: file, 'took-ms': Date.now() - t0 });
 };
 
+/** set-s3-credentials, on the leader: the keys go into a Secret (write-only params); every unit writes its 0600 file. */
+const setS3Credentials: Handler = async (ctx) => {
+  const a = ctx.action!;
+  if (!ctx.isLeader()) return a.fail('set-s3-credentials runs on the leader: pgcharm run leader set-s3-credentials --params FILE');
+  const key = String(a.params['access-key'] ?? '');
+  const secret = String(a.params['secret-key'] ?? '');
+  for (const [k, v] of Object.entries({ 'access-key': key, 'secret-key': secret })) {
+    if (!v || /\s/.test(v)) return a.fail(`params.${k}: must be non-empty, without spaces or line breaks`);
+  }
+  await writeS3Credentials(ctx.kube, ctx.app, { 'access-key': key, 'secret-key': secret });
+  // Every unit rewrites its file on the leader-settings-changed this causes (never the keys themselves in a bag).
+  ctx.peers.app.set('s3-credentials-set', new Date().toISOString());
+  a.setResults({ stored: `Secret ${ctx.app}-s3-credentials` });
+};
+
 export const backupHandlers: Record<string, Handler> = {
+  'set-s3-credentials-action': setS3Credentials,
   'pgcharm-scheduled-dump': scheduledDump,
   'dump-database-action': dumpDatabase,
   'restore-dump-action': restoreDump,

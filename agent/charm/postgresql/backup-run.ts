@@ -1,7 +1,8 @@
 import type { ConfigValue } from '../../runtime/charm.js';
 import { APIError, PathError } from '../../../sidecar/client/index.js';
-import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, restoreArgs, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type StanzaInfo } from './backup.js';
-import type { PostgresWorkload } from './workload.js';
+import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, renderS3Credentials, restoreArgs, s3CaFile, s3CredentialsFile, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type S3Repo, type StanzaInfo } from './backup.js';
+import type { S3Credentials } from './secrets.js';
+import { ExecFailed, type PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
 const notFound = (e: unknown) => (e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404);
@@ -26,15 +27,19 @@ export class Backrest {
    * pgBackRest connects to Postgres with (the operator over the local socket; the postgres OS
    * user owns the data directory anyway). Writes only what changed.
    */
-  async configure(o: { config: Readonly<Record<string, ConfigValue>>; repo: string; port: number; operatorPassword: string }): Promise<void> {
+  async configure(o: { config: Readonly<Record<string, ConfigValue>>; repo: string | S3Repo; port: number; operatorPassword: string; s3?: S3Credentials | null }): Promise<void> {
     const dir = backrestDir(this.l);
     // The parent first: the sidecar's make-parents is not safe against a concurrent one.
-    await Promise.all([this.w.ensureDir(dir, '700'), this.w.ensureDir(o.repo, '750')]);
-    await Promise.all([this.w.ensureDir(`${dir}/lock`, '700'), this.w.ensureDir(`${dir}/log`, '700'), this.w.ensureDir(`${dir}/spool`, '700')]);
+    await Promise.all([this.w.ensureDir(dir, '700'), typeof o.repo === 'string' ? this.w.ensureDir(o.repo, '750') : undefined]);
+    await Promise.all(['lock', 'log', 'spool', 'conf.d'].map((d) => this.w.ensureDir(`${dir}/${d}`, '700')));
     const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+    const s3 = typeof o.repo === 'string' ? undefined : o.repo;
     await Promise.all([
       this.w.pushIfChanged(`${dir}/pgbackrest.conf`, renderBackrestConf({ config: o.config, repo: o.repo, l: this.l, port: o.port })),
       this.w.pushIfChanged(backrestPassfile(this.l), `*:*:*:operator:${esc(o.operatorPassword)}\n`),
+      // The keys only in this 0600 file (set-s3-credentials), included by pgBackRest from conf.d.
+      s3 && o.s3 ? this.w.pushIfChanged(s3CredentialsFile(this.l), renderS3Credentials(o.s3['access-key'], o.s3['secret-key'])) : this.w.pebble.removePath(s3CredentialsFile(this.l)).catch(() => undefined),
+      s3?.ca ? this.w.pushIfChanged(s3CaFile(this.l), `${s3.ca}\n`, '644') : undefined,
     ]);
   }
 
@@ -44,7 +49,13 @@ export class Backrest {
 
   /** The stanza as the repository has it (pgBackRest answers even when the repository is unreachable: see `code`). */
   async info(): Promise<StanzaInfo> {
-    return parseInfo(await this.run(['--io-timeout=10', 'info', '--output=json'], INFO_TIMEOUT_MS));
+    try {
+      return parseInfo(await this.run(['--io-timeout=10', 'info', '--output=json'], INFO_TIMEOUT_MS));
+    } catch (e) {
+      // pgBackRest refused to start (an option missing or wrong): the repository cannot be read.
+      if (e instanceof ExecFailed) return { code: 99, message: e.message.replace(/^pgbackrest exited with \d+: /, ''), backups: [] };
+      throw e;
+    }
   }
 
   async stanzaCreate(): Promise<void> {

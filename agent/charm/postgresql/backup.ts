@@ -27,19 +27,67 @@ export const backrestDir = (l: Layout): string => `${l.storage}/pgbackrest`;
 /** The passfile pgBackRest's own connections use (the superuser over the local socket). */
 export const backrestPassfile = (l: Layout): string => `${l.private}/pgpass-backup`;
 
+/** An S3 repository (pgBackRest speaks HTTPS only). */
+export interface S3Repo {
+  host: string;
+  port: number;
+  bucket: string;
+  /** The prefix in the bucket, starting with /. */
+  path: string;
+  region: string;
+  uriStyle: 'host' | 'path';
+  /** PEM CA chain to verify the endpoint with; '' for the system's. */
+  ca: string;
+}
+
+const str = (config: Config, k: string) => String(config[k] ?? '').trim();
+
+/**
+ * The S3 repository when s3-bucket is set: s3-endpoint is host[:port] or https://host[:port]
+ * (port 443 by default), s3-path the prefix (default /<application>). Throws, naming the
+ * option, for what pgBackRest cannot use.
+ */
+export function s3Repo(config: Config, app: string): S3Repo | undefined {
+  const bucket = str(config, 's3-bucket');
+  if (!bucket) return undefined;
+  const raw = str(config, 's3-endpoint');
+  if (!raw) throw new Error('s3-endpoint: required with s3-bucket (host[:port] of the S3 service)');
+  if (/^http:\/\//i.test(raw)) throw new Error(`s3-endpoint: ${raw}: pgBackRest speaks only HTTPS to S3`);
+  const m = /^(?:https:\/\/)?([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?\/?$/.exec(raw);
+  if (!m) throw new Error(`s3-endpoint: ${JSON.stringify(raw)} is not host[:port]`);
+  const path = str(config, 's3-path') || `/${app}`;
+  const style = str(config, 's3-uri-style') || 'host';
+  if (style !== 'host' && style !== 'path') throw new Error(`s3-uri-style: must be host or path, got ${JSON.stringify(style)}`);
+  return { host: m[1]!, port: m[2] ? Number(m[2]) : 443, bucket, path: path.startsWith('/') ? path.replace(/\/+$/, '') || '/' : `/${path.replace(/\/+$/, '')}`, region: str(config, 's3-region') || 'us-east-1', uriStyle: style, ca: String(config['s3-tls-ca-chain'] ?? '').trim() };
+}
+
 /**
  * The posix repository: `backup-repo-path`, else (local controller) the model's backups
- * directory, one per application; undefined when there is neither (no archiving).
+ * directory, one per application; undefined when there is neither, or when the repository is
+ * in S3.
  */
 export function repoPath(config: Config, app: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const set = String(config['backup-repo-path'] ?? '').trim();
+  if (str(config, 's3-bucket')) return undefined;
+  const set = str(config, 'backup-repo-path');
   if (set) return set.replace(/\/+$/, '');
   const base = env['PGCHARM_BACKUP_DIR'];
   return base ? `${base.replace(/\/+$/, '')}/${app}` : undefined;
 }
 
+/** The repository as messages name it: a path, or s3://bucket/prefix at the endpoint. */
+export function repoName(config: Config, app: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const s3 = (() => {
+    try {
+      return s3Repo(config, app);
+    } catch {
+      return undefined;
+    }
+  })();
+  return s3 ? `s3://${s3.bucket}${s3.path} at ${s3.host}:${s3.port}` : repoPath(config, app, env);
+}
+
 /** Whether this deployment archives WAL: it has a repository. */
-export const archiving = (config: Config, env: NodeJS.ProcessEnv = process.env): boolean => Boolean(String(config['backup-repo-path'] ?? '').trim() || env['PGCHARM_BACKUP_DIR']);
+export const archiving = (config: Config, env: NodeJS.ProcessEnv = process.env): boolean => Boolean(str(config, 's3-bucket') || str(config, 'backup-repo-path') || env['PGCHARM_BACKUP_DIR']);
 
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -57,16 +105,42 @@ export function archiveParams(config: Config, l: Layout): Record<string, string>
   };
 }
 
+/** The S3 keys' file (0600, postgres), included from the config directory: never argv, env or a ConfigMap. */
+export const s3CredentialsFile = (l: Layout): string => `${backrestDir(l)}/conf.d/s3-credentials.conf`;
+/** The S3 endpoint's CA chain (s3-tls-ca-chain). */
+export const s3CaFile = (l: Layout): string => `${backrestDir(l)}/s3-ca.pem`;
+
+export function renderS3Credentials(key: string, secret: string): string {
+  for (const [k, v] of Object.entries({ 'access-key': key, 'secret-key': secret })) {
+    if (!v || /[\s]/.test(v)) throw new Error(`${k}: must be non-empty, without spaces or line breaks`);
+  }
+  return `[global]\nrepo1-s3-key=${key}\nrepo1-s3-key-secret=${secret}\n`;
+}
+
 /** pgbackrest.conf for one unit (INI; values are taken to the end of the line). */
-export function renderBackrestConf(o: { config: Config; repo: string; l: Layout; port: number }): string {
+export function renderBackrestConf(o: { config: Config; repo: string | S3Repo; l: Layout; port: number }): string {
   const dir = backrestDir(o.l);
-  for (const [k, v] of Object.entries({ repo: o.repo, storage: o.l.storage })) {
+  const repoLines =
+    typeof o.repo === 'string'
+      ? [`repo1-path=${o.repo}`]
+      : [
+          'repo1-type=s3',
+          `repo1-path=${o.repo.path}`,
+          `repo1-s3-endpoint=${o.repo.host}`,
+          `repo1-storage-port=${o.repo.port}`,
+          `repo1-s3-bucket=${o.repo.bucket}`,
+          `repo1-s3-region=${o.repo.region}`,
+          `repo1-s3-uri-style=${o.repo.uriStyle}`,
+          'repo1-storage-verify-tls=y',
+          ...(o.repo.ca ? [`repo1-storage-ca-file=${s3CaFile(o.l)}`] : []),
+        ];
+  for (const [k, v] of Object.entries({ repo: repoLines.join(' '), storage: o.l.storage })) {
     if (/[\n\r]/.test(v)) throw new Error(`${k} path contains a line break: ${JSON.stringify(v)}`);
   }
   return [
     '# Written by the pgcharm charm; edits are overwritten. Change settings with `pgcharm config`.',
     '[global]',
-    `repo1-path=${o.repo}`,
+    ...repoLines,
     `repo1-retention-full=${Number(o.config['backup-retention-full'])}`,
     `lock-path=${dir}/lock`,
     `log-path=${dir}/log`,
@@ -144,6 +218,7 @@ export function parseInfo(raw: string): StanzaInfo {
       database?: { id: number };
     }[];
     archive?: { min?: string | null; max?: string | null; database?: { id: number } }[];
+    repo?: { status?: { code?: number; message?: string } }[];
   };
   const stanza = (Array.isArray(doc) ? (doc as Raw[]) : []).find((s) => s.name === STANZA);
   if (!stanza) return { code: 1, message: 'missing stanza', backups: [] };
@@ -166,9 +241,11 @@ export function parseInfo(raw: string): StanzaInfo {
     }),
   );
   const arch = (stanza.archive ?? []).find((a) => current && a.database?.id === current.id);
+  // The stanza's status says only "other" for a repository error; the repository's says what.
+  const repoError = (stanza.repo ?? []).map((r) => r.status).find((st) => st && st.code !== 0 && st.message)?.message;
   return {
     code: stanza.status?.code ?? 99,
-    message: stanza.status?.message ?? '',
+    message: repoError ?? stanza.status?.message ?? '',
     ...(current ? { systemId: String(current['system-id']) } : {}),
     backups,
     ...(arch?.min && arch.max ? { archive: { min: arch.min, max: arch.max } } : {}),

@@ -137,3 +137,34 @@ export function dropPending(kube: Kube, app: string, user: SystemUser, password:
     return next;
   });
 }
+
+export interface S3Credentials {
+  'access-key': string;
+  'secret-key': string;
+}
+
+/** The S3 keys set-s3-credentials stored, undefined before it ran. */
+export async function readS3Credentials(kube: Kube, app: string): Promise<S3Credentials | undefined> {
+  try {
+    const s = await kube.core.readNamespacedSecret({ name: objects.s3Credentials(app), namespace: kube.namespace });
+    const d = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    return d['access-key'] && d['secret-key'] ? { 'access-key': d['access-key'], 'secret-key': d['secret-key'] } : undefined;
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
+/** Leader only: stores the S3 keys in their Secret (created, or replaced). */
+export async function writeS3Credentials(kube: Kube, app: string, c: S3Credentials): Promise<void> {
+  const name = objects.s3Credentials(app);
+  const data = Object.fromEntries(Object.entries(c).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  try {
+    const s = await kube.core.readNamespacedSecret({ name, namespace: kube.namespace });
+    s.data = data;
+    await kube.core.replaceNamespacedSecret({ name, namespace: kube.namespace, body: s });
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    await kube.core.createNamespacedSecret({ namespace: kube.namespace, body: { apiVersion: 'v1', kind: 'Secret', metadata: { name, labels: { [LABELS.app]: app } }, type: 'Opaque', data } });
+  }
+}

@@ -1,0 +1,133 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { parse, stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testModel, type TestModel } from '../helpers/model.js';
+import { waitFor } from '../helpers/procs.js';
+import { startS3, type S3Server } from '../helpers/s3.js';
+
+/**
+ * The pgBackRest repository in S3 (a real S3 server on loopback over TLS, test/helpers/s3.ts):
+ * the keys arrive by set-s3-credentials only, archiving and backups go to the bucket, a restore
+ * to a time comes back from it, and another cluster pointed at the same prefix is kept out.
+ */
+describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
+  let m: TestModel;
+  let s3: S3Server;
+  let uri: string;
+  const q = async (u: string, sql: string) => {
+    const c = new pg.Client({ connectionString: u });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows as Record<string, unknown>[];
+    } finally {
+      await c.end();
+    }
+  };
+  const run = async (unit: string, action: string, ...params: string[]) => {
+    const r = await m.cli(['run', '--app', 'postgresql', unit, action, ...params, '--wait'], 120_000);
+    const doc = (parse(r.stdout || '{}') ?? {}) as Record<string, { status: string; message?: string; results?: Record<string, unknown> }>;
+    return Object.values(doc)[0]!;
+  };
+  type S = { application: { status: string }; units: Record<string, { workload: { status: string; message: string } }> };
+  const status = async (app: string) => parse((await m.cli(['status', '--app', app, '--format', 'yaml'])).stdout) as S;
+  const objects = (): string[] => (readdirSync(s3.dir, { recursive: true }) as string[]).filter((f) => !f.endsWith('._S3rver_metadata.json') && !f.endsWith('._S3rver_object.md5') && statSync(join(s3.dir, f)).isFile()).sort();
+  const keysFile = (app: string, key: string, secret: string) => {
+    const f = join(m.dir, `${app}-keys.json`);
+    writeFileSync(f, JSON.stringify({ 'access-key': key, 'secret-key': secret }), { mode: 0o600 });
+    return f;
+  };
+  const configFile = (app: string, path: string) => {
+    const f = join(m.dir, `${app}-s3.yaml`);
+    writeFileSync(f, stringify({ 's3-bucket': s3.bucket, 's3-endpoint': `localhost:${s3.port}`, 's3-path': path, 's3-uri-style': 'path', 's3-tls-ca-chain': s3.ca }));
+    return f;
+  };
+
+  beforeAll(async () => {
+    s3 = await startS3();
+    m = testModel();
+    const r = await m.cli(['deploy', '--units', '2', '--config-file', configFile('postgresql', '/shop'), '--timeout', '120'], 180_000);
+    expect(r.code, r.stderr).toBe(0);
+    uri = (await m.cli(['uri'])).stdout.trim();
+  }, 200_000);
+  afterAll(async () => {
+    await m?.cleanup();
+    await s3?.close();
+  }, 60_000);
+
+  it('without keys the repository cannot be read: blocked, saying so; set-s3-credentials (from a file) unblocks it, and the keys are only in their Secret and a 0600 file', async () => {
+    const blocked = await waitFor('blocked without keys', async () => {
+      const s = await status('postgresql');
+      return Object.values(s.units).find((u) => u.workload.status === 'blocked')?.workload.message;
+    }, 60_000);
+    expect(blocked).toMatch(/backup repository s3:\/\/pgcharm\/shop at localhost:\d+ cannot be read/);
+    const r = await m.cli(['run', 'leader', 'set-s3-credentials', '--params', keysFile('postgresql', s3.accessKey, s3.secretKey), '--wait']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    await waitFor('active with the keys', async () => (await status('postgresql')).application.status === 'active', 90_000, 500);
+    // The keys: in the Secret and each unit's 0600 file, nowhere else (argv, logs, ConfigMaps, the action record).
+    for (const unit of ['postgresql-0', 'postgresql-1']) {
+      const f = join(m.dir, 'units', unit, 'storage', 'pgdata', 'pgbackrest', 'conf.d', 's3-credentials.conf');
+      expect(statSync(f).mode & 0o777).toBe(0o600);
+      expect(readFileSync(f, 'utf8')).toContain(`repo1-s3-key-secret=${s3.secretKey}`);
+    }
+    // grep: status 1 when it finds nothing. The store holds ConfigMaps as plain text (Secrets base64, as etcd does).
+    const leaks = spawnSync('grep', ['-rl', s3.secretKey, join(m.dir, 'logs'), join(m.dir, 'store')], { encoding: 'utf8' });
+    expect([leaks.status, leaks.stdout]).toEqual([1, '']);
+  }, 180_000);
+
+  it('archives into the bucket, backs up into it, and restores to a time from it', async () => {
+    await q(uri, 'CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 100)');
+    const p = ((await m.cli(['run', 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
+    const b = await run(p, 'create-backup');
+    expect(b.status, JSON.stringify(b)).toBe('completed');
+    expect(objects().some((o) => o.startsWith(`${s3.bucket}/shop/backup/pgcharm/${String(b.results!['backup-id'])}/`))).toBe(true);
+    await q(uri, 'INSERT INTO t SELECT generate_series(101, 200)');
+    const T = String((await q(uri, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
+    await q(uri, 'INSERT INTO t SELECT generate_series(201, 300); DROP TABLE t');
+    const r = await run('leader', 'restore', `restore-to-time=${T}`);
+    expect(r.status, JSON.stringify(r)).toBe('completed');
+    await waitFor('restored', async () => {
+      const s = await status('postgresql');
+      return s.application.status === 'active' && Object.values(s.units).every((u) => u.workload.status === 'active') && !(await m.cli(['status'])).stdout.includes('restoring');
+    }, 120_000);
+    uri = (await m.cli(['uri'])).stdout.trim();
+    expect((await q(uri, 'SELECT count(*)::int AS n, max(v) AS hi FROM t'))[0]).toEqual({ n: 200, hi: 200 });
+    const list = await run('leader', 'list-backups');
+    expect(list.results!['repository']).toMatch(/^s3:\/\/pgcharm\/shop at localhost:\d+$/);
+  }, 240_000);
+
+  it('another cluster pointed at the same bucket and prefix is blocked, naming both, and writes nothing into the bucket', async () => {
+    const before = objects();
+    const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config-file', configFile('other', '/shop'), '--timeout', '90'], 150_000);
+    expect(d.code, d.stderr).toBe(0);
+    expect((await m.cli(['run', 'leader', 'set-s3-credentials', '--app', 'other', '--params', keysFile('other', s3.accessKey, s3.secretKey), '--wait'])).code).toBe(0);
+    const msg = await waitFor('other blocked as foreign', async () => {
+      const u = (await status('other')).units['other/0'];
+      return u?.workload.status === 'blocked' && /belongs to/.test(u.workload.message) && u.workload.message;
+    }, 90_000, 500);
+    const sysid = async (u: string) => String((await q(u, 'SELECT system_identifier::text AS id FROM pg_control_system()'))[0]!['id']);
+    expect(msg).toContain(`(system identifier ${await sysid(uri)})`);
+    expect(msg).toContain(`not to other in `);
+    expect(msg).toContain(`(system identifier ${await sysid((await m.cli(['uri', '--app', 'other'])).stdout.trim())})`);
+    await q((await m.cli(['uri', '--app', 'other'])).stdout.trim(), 'CREATE TABLE x (v int); INSERT INTO x VALUES (1); SELECT pg_switch_wal()');
+    await new Promise((r) => setTimeout(r, 3000));
+    // The first cluster archives on (its WAL goes into the bucket); the other adds nothing of its own.
+    const added = objects().filter((o) => !before.includes(o));
+    const otherId = await sysid((await m.cli(['uri', '--app', 'other'])).stdout.trim());
+    expect(added.filter((o) => o.includes(otherId))).toEqual([]);
+    expect(added.every((o) => o.startsWith(`${s3.bucket}/shop/archive/pgcharm/`))).toBe(true);
+  }, 200_000);
+
+  it('a wrong access key: list-backups fails saying why, and the cluster keeps taking writes', async () => {
+    const set = await m.cli(['run', '--app', 'postgresql', 'leader', 'set-s3-credentials', '--params', keysFile('postgresql', 'nosuchkey', 'whatever'), '--wait']);
+    expect(set.code, set.stdout + set.stderr).toBe(0);
+    await waitFor('the units have the new keys', async () => readFileSync(join(m.dir, 'units', 'postgresql-0', 'storage', 'pgdata', 'pgbackrest', 'conf.d', 's3-credentials.conf'), 'utf8').includes('nosuchkey'), 30_000);
+    const l = await run('leader', 'list-backups');
+    expect(l.status).toBe('failed');
+    expect(l.message).toMatch(/cannot be read: .*(403|InvalidAccessKeyId|Forbidden)/);
+    await q(uri, 'INSERT INTO t VALUES (1000)');
+    expect((await m.cli(['status', '--app', 'postgresql'])).code).toBe(0);
+  }, 120_000);
+});
