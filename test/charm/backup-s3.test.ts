@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
+import { q, runAction } from '../helpers/pg.js';
 import { waitFor } from '../helpers/procs.js';
 import { startS3, type S3Server } from '../helpers/s3.js';
 
@@ -17,19 +17,9 @@ describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
   let m: TestModel;
   let s3: S3Server;
   let uri: string;
-  const q = async (u: string, sql: string) => {
-    const c = new pg.Client({ connectionString: u });
-    await c.connect();
-    try {
-      return (await c.query(sql)).rows as Record<string, unknown>[];
-    } finally {
-      await c.end();
-    }
-  };
   const run = async (unit: string, action: string, ...params: string[]) => {
-    const r = await m.cli(['run', '--app', 'postgresql', unit, action, ...params, '--wait'], 120_000);
-    const doc = (parse(r.stdout || '{}') ?? {}) as Record<string, { status: string; message?: string; results?: Record<string, unknown> }>;
-    return Object.values(doc)[0]!;
+    const out = await runAction(m, unit, action, params, ['--app', 'postgresql']);
+    return out;
   };
   type S = { application: { status: string }; units: Record<string, { workload: { status: string; message: string } }> };
   const status = async (app: string) => parse((await m.cli(['status', '--app', app, '--format', 'yaml'])).stdout) as S;
@@ -124,7 +114,8 @@ describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
     const set = await m.cli(['run', '--app', 'postgresql', 'leader', 'set-s3-credentials', '--params', keysFile('postgresql', 'nosuchkey', 'whatever'), '--wait']);
     expect(set.code, set.stdout + set.stderr).toBe(0);
     await waitFor('the units have the new keys', async () => readFileSync(join(m.dir, 'units', 'postgresql-0', 'storage', 'pgdata', 'pgbackrest', 'conf.d', 's3-credentials.conf'), 'utf8').includes('nosuchkey'), 30_000);
-    const l = await run('leader', 'list-backups');
+    // On the unit whose file was just seen to hold the new keys.
+    const l = await run('postgresql/0', 'list-backups');
     expect(l.status).toBe('failed');
     expect(l.message).toMatch(/cannot be read: .*(403|InvalidAccessKeyId|Forbidden)/);
     await q(uri, 'INSERT INTO t VALUES (1000)');

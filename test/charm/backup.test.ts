@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
+import { q, runAction } from '../helpers/pg.js';
 import { waitFor } from '../helpers/procs.js';
 
 /**
@@ -15,15 +15,6 @@ import { waitFor } from '../helpers/procs.js';
 describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () => {
   let m: TestModel;
   let uri: string;
-  const q = async (u: string, sql: string) => {
-    const c = new pg.Client({ connectionString: u });
-    await c.connect();
-    try {
-      return (await c.query(sql)).rows as Record<string, unknown>[];
-    } finally {
-      await c.end();
-    }
-  };
   /** Every file under a directory, with its size and mtime: "nothing written there" is this unchanged. */
   const files = (dir: string): string[] =>
     readdirSync(dir, { recursive: true, withFileTypes: true })
@@ -35,9 +26,8 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
       })
       .sort();
   const run = async (unit: string, action: string, ...params: string[]) => {
-    const r = await m.cli(['run', unit, action, ...params, '--wait'], 120_000);
-    const doc = (parse(r.stdout || '{}') ?? {}) as Record<string, { status: string; message?: string; results?: Record<string, unknown> }>;
-    return { code: r.code, out: Object.values(doc)[0]!, stderr: r.stderr };
+    const out = await runAction(m, unit, action, params, []);
+    return { out };
   };
 
   beforeAll(async () => {

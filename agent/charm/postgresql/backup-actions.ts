@@ -192,32 +192,51 @@ const restore: Handler = async (ctx) => {
   a.setResults({ primary: holder, target: req.what, token: req.token });
 };
 
+/** A cron schedule the leader keeps: when it fires next (UTC). */
+class Schedule {
+  private spec: string | undefined;
+  due: Date | undefined;
+
+  /** Sleep until it fires (an hour at a time without a schedule). */
+  sleepMs(): number {
+    return this.due ? Math.min(3_600_000, Math.max(1000, this.due.getTime() - Date.now())) : 3_600_000;
+  }
+
+  /** Whether it fires now; a new or changed schedule only sets when it fires next. */
+  fires(spec: string | undefined, now: Date): boolean {
+    if (!spec) {
+      this.spec = this.due = undefined;
+      return false;
+    }
+    if (this.spec !== spec || !this.due) {
+      this.spec = spec;
+      this.due = nextCronRun(spec, now);
+      return false;
+    }
+    if (now < this.due) return false;
+    this.due = nextCronRun(spec, now);
+    return true;
+  }
+}
+
+const backupSchedule = new Schedule();
+const dumpSchedule = new Schedule();
+
 /**
  * backup-schedule: the leader keeps the schedule (a loop that sleeps until the next time it
  * fires) and asks for a backup in the application bag; the primary takes it (a full backup)
- * and records which request it served. Asleep, or an hour at a time without a schedule.
+ * and records which request it served.
  */
 export const backupScheduleLoop: CharmLoop = {
   name: 'backup-schedule',
-  everyMs: () => (state.backupDue ? Math.min(3_600_000, Math.max(1000, state.backupDue.getTime() - Date.now())) : 3_600_000),
+  everyMs: () => backupSchedule.sleepMs(),
   async run(ctx) {
     const config = ctx.config();
-    const schedule = String(config['backup-schedule'] ?? '').trim();
-    if (!ctx.isLeader() || !schedule || !archiving(config)) {
-      state.backupDue = undefined;
-      return;
-    }
+    const spec = String(config['backup-schedule'] ?? '').trim();
     const now = new Date();
-    if (state.backupSchedule !== schedule || !state.backupDue) {
-      state.backupSchedule = schedule;
-      state.backupDue = nextCronRun(schedule, now);
-      ctx.log.info({ schedule, next: state.backupDue?.toISOString() }, 'backup schedule');
-      return;
-    }
-    if (now < state.backupDue) return;
+    if (!backupSchedule.fires(ctx.isLeader() && archiving(config) ? spec : undefined, now)) return;
     await ctx.setApp({ 'backup-requested': now.toISOString() });
-    ctx.log.info({ decision: 'scheduled backup', schedule, due: state.backupDue.toISOString() }, 'backup');
-    state.backupDue = nextCronRun(schedule, now);
+    ctx.log.info({ decision: 'scheduled backup', schedule: spec, next: backupSchedule.due?.toISOString() }, 'backup');
   },
 };
 
@@ -227,23 +246,12 @@ export const backupScheduleLoop: CharmLoop = {
  */
 export const dumpScheduleLoop: CharmLoop = {
   name: 'dump-schedule',
-  everyMs: () => (state.dumpDue ? Math.min(3_600_000, Math.max(1000, state.dumpDue.getTime() - Date.now())) : 3_600_000),
-  async run(ctx) {
+  everyMs: () => dumpSchedule.sleepMs(),
+  run(ctx) {
     const config = ctx.config();
-    const schedule = String(config['dump-schedule'] ?? '').trim();
-    if (!ctx.isLeader() || !schedule || !repoPath(config, ctx.app)) {
-      state.dumpDue = undefined;
-      return;
-    }
-    const now = new Date();
-    if (state.dumpSchedule !== schedule || !state.dumpDue) {
-      state.dumpSchedule = schedule;
-      state.dumpDue = nextCronRun(schedule, now);
-      return;
-    }
-    if (now < state.dumpDue) return;
-    state.dumpDue = nextCronRun(schedule, now);
-    ctx.emit('pgcharm-scheduled-dump');
+    const spec = String(config['dump-schedule'] ?? '').trim();
+    if (dumpSchedule.fires(ctx.isLeader() && repoPath(config, ctx.app) ? spec : undefined, new Date())) ctx.emit('pgcharm-scheduled-dump');
+    return Promise.resolve();
   },
 };
 

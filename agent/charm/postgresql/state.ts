@@ -46,13 +46,7 @@ export class CharmState {
   /** The repository the check last ran on (whatever it found), and when. */
   stanzaTried: string | undefined;
   stanzaCheckedAt = 0;
-  /** backup-schedule as the leader's loop last read it, and when it fires next. */
-  backupSchedule: string | undefined;
-  backupDue: Date | undefined;
   scheduledBackupBusy = false;
-  /** dump-schedule as the leader's loop last read it, and when it fires next. */
-  dumpSchedule: string | undefined;
-  dumpDue: Date | undefined;
   /** Since when (this unit's clock) the primary has seen WAL archiving fail; undefined: it works. */
   archiveFailingSince: number | undefined;
   /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
