@@ -12,10 +12,14 @@ describe("the repo's charm.yaml", () => {
     expect(m.provides['database']?.interface).toBe('postgresql_client');
     expect(m.provides['metrics-endpoint']?.interface).toBe('prometheus_scrape');
     expect(m.containers['postgresql']?.mounts).toEqual([{ storage: 'pgdata', location: '/var/lib/postgresql/data' }]);
-    expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'switchover', 'promote-to-primary', 'list-members', 'restart']);
+    expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'switchover', 'promote-to-primary', 'list-members', 'restart', 'create-backup', 'restore', 'set-s3-credentials', 'dump-database', 'restore-dump', 'list-backups']);
     const n = Object.keys(m.options).length;
     expect(n).toBeGreaterThanOrEqual(12);
-    expect(n).toBeLessThanOrEqual(30);
+    expect(n).toBeLessThanOrEqual(40);
+    expect(m.options['backup-schedule']).toMatchObject({ type: 'string', format: 'cron', default: '' });
+    // The S3 keys are never config: they come by set-s3-credentials, write-only.
+    expect(Object.keys(m.options).filter((o) => /key|secret/.test(o))).toEqual([]);
+    expect(Object.entries(m.actions['set-s3-credentials']!.params).map(([k, p]) => [k, p['writeOnly']])).toEqual([['access-key', true], ['secret-key', true]]);
     expect(m.options['postgresql-major']).toMatchObject({ type: 'int', default: 15, allowed: [14, 15, 16], immutable: true });
     expect(Object.values(m.options).filter((o) => o.immutable).map((o) => o.name)).toEqual(['postgresql-major', 'data-checksums']);
     expect(Object.values(m.options).filter((o) => o.secret).map((o) => o.name)).toEqual(['override-root-password']);
@@ -55,7 +59,7 @@ describe('broken charm.yaml: each problem with its path and reason', () => {
     ['fractional bound on an int', (d) => (opt(d, 'max-connections').max = 10.5), ['config.options.max-connections.max: expected int, got 10.5']],
     ['memory default without unit', (d) => (opt(d, 'shared-buffers').default = '128'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128"']],
     ['memory unit in the wrong case', (d) => (opt(d, 'shared-buffers').default = '128mb'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128mb"; did you mean "128MB"?']],
-    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, cidrs, got "mem"; did you mean "memory"?']],
+    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, cidrs, cron, got "mem"; did you mean "memory"?']],
     ['format on an int', (d) => (opt(d, 'max-connections').format = 'memory'), ['config.options.max-connections.format: only string options have a format']],
     ['allowed item of the wrong type', (d) => (opt(d, 'postgresql-major').allowed = [14, 'x', 15, 16]), ['config.options.postgresql-major.allowed[1]: expected int, got "x"']],
     ['duplicate allowed item', (d) => (opt(d, 'postgresql-major').allowed = [14, 14, 15, 16]), ['config.options.postgresql-major.allowed[1]: duplicate value 14']],

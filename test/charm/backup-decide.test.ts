@@ -10,6 +10,7 @@ describe('backup repository and archiving settings', () => {
     ['backup-repo-path wins over the local default', { 'backup-repo-path': '/repo/x/' }, { PGCHARM_BACKUP_DIR: '/m/backups' }, '/repo/x'],
     ['locally, one repository per application under the model', {}, { PGCHARM_BACKUP_DIR: '/m/backups/' }, '/m/backups/postgresql'],
     ['on Kubernetes without a path: none', {}, {}, undefined],
+    ['none: no repository, even locally', { 'backup-repo-path': 'none' }, { PGCHARM_BACKUP_DIR: '/m/backups' }, undefined],
   ])('%s', (_why, set, env, want) => {
     expect(repoPath({ ...config, ...set }, 'postgresql', env)).toBe(want);
     expect(archiving({ ...config, ...set }, env)).toBe(want !== undefined);

@@ -69,6 +69,7 @@ export function s3Repo(config: Config, app: string): S3Repo | undefined {
 export function repoPath(config: Config, app: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (str(config, 's3-bucket')) return undefined;
   const set = str(config, 'backup-repo-path');
+  if (set === NO_REPO) return undefined;
   if (set) return set.replace(/\/+$/, '');
   const base = env['PGCHARM_BACKUP_DIR'];
   return base ? `${base.replace(/\/+$/, '')}/${app}` : undefined;
@@ -86,8 +87,12 @@ export function repoName(config: Config, app: string, env: NodeJS.ProcessEnv = p
   return s3 ? `s3://${s3.bucket}${s3.path} at ${s3.host}:${s3.port}` : repoPath(config, app, env);
 }
 
+/** backup-repo-path's value for no repository at all (no archiving), the local default included. */
+export const NO_REPO = 'none';
+
 /** Whether this deployment archives WAL: it has a repository. */
-export const archiving = (config: Config, env: NodeJS.ProcessEnv = process.env): boolean => Boolean(str(config, 's3-bucket') || str(config, 'backup-repo-path') || env['PGCHARM_BACKUP_DIR']);
+export const archiving = (config: Config, env: NodeJS.ProcessEnv = process.env): boolean =>
+  Boolean(str(config, 's3-bucket')) || (str(config, 'backup-repo-path') === NO_REPO ? false : Boolean(str(config, 'backup-repo-path') || env['PGCHARM_BACKUP_DIR']));
 
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
