@@ -138,6 +138,8 @@ describe('restore: params, target check, pgBackRest arguments', () => {
     ['an unknown backup', { kind: 'backup', id: '20261127-210000F' }, /no backup 20261127-210000F in the repository \(list-backups shows 20261127-200000F\)/],
     ['a time after the first backup', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:30:00Z') }, undefined],
     ['a time before the first backup ended', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:00:03Z') }, /before the end of the first backup \(20261127-200000F, 2026-11-27T20:00:05.000Z\)/],
+    ['a time in the second the first backup ended (pgBackRest keeps seconds)', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:00:05.736Z') }, /before the end of the first backup/],
+    ['the next second', { kind: 'time', time: 't', at: Date.parse('2026-11-27T20:00:06Z') }, undefined],
     ['a time in the future', { kind: 'time', time: 't', at: now + 1000 }, /is in the future/],
     ['an LSN inside the archive', { kind: 'lsn', lsn: '0/A000000' }, undefined],
     ['the last byte of the last archived segment', { kind: 'lsn', lsn: '0/B000000' }, undefined],

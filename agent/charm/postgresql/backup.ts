@@ -365,7 +365,9 @@ export function checkRestoreTarget(t: RestoreTarget, info: StanzaInfo, now: numb
   if (t.kind === 'backup') return done.some((b) => b.id === t.id) ? { ok: true } : { error: `params.backup-id: no backup ${t.id} in the repository (list-backups shows ${done.map((b) => b.id).join(', ')})` };
   if (t.kind === 'time') {
     if (t.at > now) return { error: `params.restore-to-time: ${t.time} is in the future` };
-    if (t.at < Date.parse(first.stop)) return { error: `params.restore-to-time: ${t.time} is before the end of the first backup (${first.id}, ${first.stop}); nothing can be restored to it` };
+    // pgBackRest records a backup's stop to the second and wants one that stopped before the
+    // target: a target in the second the first backup ended is not reachable either.
+    if (t.at < Date.parse(first.stop) + 1000) return { error: `params.restore-to-time: ${t.time} is before the end of the first backup (${first.id}, ${first.stop}); nothing can be restored to it` };
   }
   if (t.kind === 'lsn') {
     if (lsnNumber(t.lsn) < lsnNumber(first['lsn-stop'])) return { error: `params.restore-to-lsn: ${t.lsn} is before the end of the first backup (${first.id}, ${first['lsn-stop']})` };

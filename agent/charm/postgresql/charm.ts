@@ -164,12 +164,18 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   await w.prepareStorage();
   // A restore the leader asked for (backup-actions.ts restore) comes before anything else.
   const restore = parseRestoreRequest(ctx.peers.app.get('restore'));
-  const restored = restore && (restore.primary === ctx.unit ? ctx.peers.local : ctx.peers.units.includes(restore.primary) ? ctx.peers.unit(restore.primary) : undefined)?.get('restore-done') === restore.token;
-  if (restore && restored && ctx.isLeader()) {
-    // Done: the others rejoin the restored primary (a rewind: they are on the timeline it left).
+  const bag = restore && (restore.primary === ctx.unit ? ctx.peers.local : ctx.peers.units.includes(restore.primary) ? ctx.peers.unit(restore.primary) : undefined);
+  const restored = restore && bag?.get('restore-done') === restore.token;
+  const failed = restore && bag ? parseFailure(bag.get('restore-failed'), restore.token) : undefined;
+  if (restore && (restored || failed !== undefined) && ctx.isLeader()) {
+    // Done (or refused by pgBackRest, nothing changed): the others rejoin the primary.
     ctx.peers.app.set('restore', null);
-    ctx.peers.app.set('restored', JSON.stringify({ token: restore.token, target: restore.what, primary: restore.primary, at: new Date().toISOString() }));
-    ctx.log.warn({ decision: 'restored', primary: restore.primary, target: restore.what }, 'backup');
+    ctx.peers.app.set('restored', JSON.stringify({ token: restore.token, target: restore.what, primary: restore.primary, at: new Date().toISOString(), ...(failed !== undefined ? { failed } : {}) }));
+    ctx.log[failed !== undefined ? 'error' : 'warn']({ decision: failed !== undefined ? 'restore failed' : 'restored', primary: restore.primary, target: restore.what, ...(failed !== undefined ? { why: failed } : {}) }, 'backup');
+  } else if (restore && failed !== undefined && restore.primary === ctx.unit) {
+    // Refused on this unit: serve again while the leader closes the request.
+    await asPrimary(ctx, w, l, me, pw);
+    return;
   } else if (restore) {
     await followRestore(ctx, w, l, me, pw, restore);
     if (ctx.isLeader()) await appStatus(ctx, restore.primary, `restoring ${restore.primary} to ${restore.what}`);
@@ -180,6 +186,16 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   // Rejoined after a restore (asReplica rewinds while this is set).
   if (ctx.peers.local.get('restore-ack')) ctx.peers.local.set('restore-ack', null);
   await Promise.all([recordTimeline(ctx, me, pw), ctx.isLeader() ? appStatus(ctx, primary) : undefined]);
+}
+
+/** The reason a restore failed, when the bag's `restore-failed` is about this one. */
+function parseFailure(s: string | undefined, token: string): string | undefined {
+  try {
+    const f = s ? (JSON.parse(s) as { token?: string; why?: string }) : undefined;
+    return f?.token === token ? (f.why ?? 'failed') : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -200,12 +216,27 @@ async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, 
     return;
   }
   if (ctx.peers.local.get('restore-done') === r.token) return;
-  const running = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('restore-ack') !== r.token);
-  if (running.length) throw new Waiting(`restore to ${r.what}: waiting for ${running.join(', ')} to stop`);
-  await ctx.setUnitStatus({ name: 'maintenance', message: `restoring to ${r.what} with pgBackRest` });
-  said(ctx, { decision: 'restoring', why: `the leader asked for a restore to ${r.what}` });
-  await w.stop();
-  await new Backrest(w).restore(r.target);
+  // A hook that failed after the data directory was restored (a slow recovery) goes on from
+  // there: restoring again would stop a recovery under way and start it over.
+  if (state.restoredData !== r.token) {
+    const running = ctx.peers.units.filter((u) => ctx.peers.unit(u).get('restore-ack') !== r.token);
+    if (running.length) throw new Waiting(`restore to ${r.what}: waiting for ${running.join(', ')} to stop`);
+    await ctx.setUnitStatus({ name: 'maintenance', message: `restoring to ${r.what} with pgBackRest` });
+    said(ctx, { decision: 'restoring', why: `the leader asked for a restore to ${r.what}` });
+    await w.stop();
+    try {
+      await new Backrest(w).restore(r.target);
+    } catch (e) {
+      // pgBackRest refused (it chooses the backup before it writes anything): the cluster goes
+      // on as it was, and the leader closes the request as failed.
+      const why = e instanceof Error ? e.message : String(e);
+      ctx.log.error({ decision: 'restore failed', target: r.what, why }, 'backup');
+      ctx.peers.local.set('restore-failed', JSON.stringify({ token: r.token, why }));
+      ctx.emit('pgcharm-reconcile');
+      return;
+    }
+    state.restoredData = r.token;
+  }
   // As a primary again: the charm's config (pgBackRest restored the backup's copy), no standby.signal.
   const lease = state.lease(ctx);
   const ttl = ttlMs(ctx.config);
@@ -215,7 +246,8 @@ async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, 
   if (!(await lease.acquire(ctx.unit, ttl, () => false))) throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
   await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
   await w.setStandbySignal(false);
-  await w.start(() => waitAccepting(me, pw.operator));
+  if (!(await w.running())) await w.start(() => waitAccepting(me, pw.operator));
+  await waitAccepting(me, pw.operator, 600_000);
   for (const until = Date.now() + 3_600_000; await inRecovery(me, pw); ) {
     if (Date.now() > until) throw new Error(`restore to ${r.what}: Postgres was still recovering after an hour (pgcharm debug-log)`);
     await new Promise((res) => setTimeout(res, 200));
