@@ -274,4 +274,25 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     await waitFor('archived into its own repository', () => existsSync(join(own, 'archive', 'pgcharm')) && files(join(own, 'archive')).some((f) => /\/0000000100000000000000[0-9A-F]{2}-/.test(f)), 30_000);
     expect(files(repo())).toEqual(before);
   });
+  it('a failing archive is never silent: the primary says so with the reason, and says so no more once it works again', async () => {
+    const archive = join(repo(), 'archive', 'pgcharm');
+    const primaryLine = async () => {
+      const st = parse((await m.cli(['status', '--app', 'postgresql', '--format', 'yaml'])).stdout) as { units: Record<string, { role: string; workload: { message: string } }> };
+      return Object.values(st.units).find((u) => u.role === 'primary')!.workload.message;
+    };
+    const mode = statSync(archive).mode & 0o777;
+    execFileSync('chmod', ['000', archive]);
+    try {
+      await q(uri, 'CREATE TABLE IF NOT EXISTS arch (v int); INSERT INTO arch VALUES (1); SELECT pg_switch_wal()');
+      const msg = await waitFor('the primary says archiving fails', async () => {
+        const line = await primaryLine();
+        return /WAL archiving failing/.test(line) && line;
+      }, 60_000, 500);
+      expect(msg).toMatch(/^primary; WAL archiving failing \(segment [0-9A-F]{24}\): \[\d+\] /);
+    } finally {
+      execFileSync('chmod', [mode.toString(8), archive]);
+    }
+    await q(uri, 'INSERT INTO arch VALUES (2); SELECT pg_switch_wal()');
+    await waitFor('archiving works again, and the status says nothing of it', async () => (await primaryLine()) === 'primary', 60_000, 500);
+  });
 });
