@@ -1,9 +1,9 @@
 import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
 import { nextCronRun } from '../../charm-meta/values.js';
-import { archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoName, repoPath, s3Repo, type RestoreRequest } from './backup.js';
-import { readS3Credentials, writeS3Credentials } from './secrets.js';
+import { archiveFailing, archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoName, repoPath, s3KeysProblem, s3Repo, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
-import { readPasswords, type Passwords } from './secrets.js';
+import { parseAddress } from './positions.js';
+import { readPasswords, readS3Credentials, writeS3Credentials, type Passwords } from './secrets.js';
 import { local, state } from './state.js';
 import { unitWorkload, withConnection, type PostgresWorkload } from './workload.js';
 
@@ -11,6 +11,18 @@ import { unitWorkload, withConnection, type PostgresWorkload } from './workload.
  * The charm's side of backups: configuring pgBackRest on every unit, the primary's check that
  * the repository is this cluster's (and creating its stanza), and the backup actions.
  */
+
+const NO_REPOSITORY = 'no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)';
+/** Why the dump actions have no repository to write to (dumps go to a posix one only, for now). */
+const noDumpRepository = (ctx: EventContext) =>
+  s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)';
+
+/** Actions that must run on the primary: `why`, and how to run `cmd` there, unless this is it. */
+async function notOnPrimary(ctx: EventContext, why: string, cmd: string): Promise<string | undefined> {
+  const holder = await state.lease(ctx).holder();
+  if (holder === ctx.unit && ctx.peers.local.get('role') === 'primary') return undefined;
+  return holder ? `${why}: pgcharm run ${holder} ${cmd}` : `${why} (there is none now)`;
+}
 
 /** A primary whose repository is foreign or unreadable looks at it again this often. */
 const RECHECK_MS = 60_000;
@@ -30,17 +42,17 @@ export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, 
   await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator, ...(s3 ? { s3: (await readS3Credentials(ctx.kube, ctx.app)) ?? null } : {}) });
 }
 
-/**
- * Asked by the primary's reconcile: the stanza check runs as its own event, after the hook
- * that started the primary (a bootstrap does not wait for pgBackRest), once per repository,
- * and again every minute while the repository is foreign or unreadable.
- */
 /** What a stanza check is valid for: the repository, and the S3 keys it was read with. */
 function repoKey(ctx: EventContext): string | undefined {
   const name = repoName(ctx.config, ctx.app);
   return name && `${name}|${ctx.peers.app.get('s3-credentials-set') ?? ''}`;
 }
 
+/**
+ * Asked by the primary's reconcile: the stanza check runs as its own event, after the hook
+ * that started the primary (a bootstrap does not wait for pgBackRest), once per repository,
+ * and again every minute while the repository is foreign or unreadable.
+ */
 export function wantStanzaCheck(ctx: EventContext): void {
   const repo = repoKey(ctx);
   if (!repo || !archiving(ctx.config)) return;
@@ -102,8 +114,9 @@ export async function checkArchiving(ctx: EventContext, me: { host: string; port
     'SELECT extract(epoch FROM last_failed_time) * 1000 AS failed_at, extract(epoch FROM last_archived_time) * 1000 AS archived_at, last_failed_wal AS wal FROM pg_stat_archiver',
   );
   const stats = { failedAt: r?.failed_at ?? undefined, archivedAt: r?.archived_at ?? undefined, lastFailedWal: r?.wal ?? undefined };
-  let a = archiveState(stats, state.archiveFailingSince, Date.now());
-  if (a.message) a = archiveState(stats, state.archiveFailingSince, Date.now(), await new Backrest(unitWorkload(ctx)).archiveError().catch(() => undefined));
+  // pgBackRest's reason, read only while it fails.
+  const reason = archiveFailing(stats) ? await new Backrest(unitWorkload(ctx)).archiveError().catch(() => undefined) : undefined;
+  const a = archiveState(stats, state.archiveFailingSince, Date.now(), reason);
   state.archiveFailingSince = a.since;
   const problem = a.message ?? null;
   const blocked = a.blocked ? 'true' : null;
@@ -117,13 +130,11 @@ export async function checkArchiving(ctx: EventContext, me: { host: string; port
 const createBackup: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoName(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
+  if (!repo) return a.fail(NO_REPOSITORY);
   const type = a.params['type'] ?? 'full';
   if (!isBackupType(type)) return a.fail(`params.type: must be one of full, diff, incr`);
-  const holder = await state.lease(ctx).holder();
-  if (holder !== ctx.unit || ctx.peers.local.get('role') !== 'primary') {
-    return a.fail(`create-backup runs on the primary${holder ? `: pgcharm run ${holder} create-backup` : ' (there is none now)'}`);
-  }
+  const elsewhere = await notOnPrimary(ctx, 'create-backup runs on the primary', 'create-backup');
+  if (elsewhere) return a.fail(elsewhere);
   const blocked = ctx.peers.local.get('backup-blocked');
   if (blocked) return a.fail(blocked);
   if (state.stanzaChecked !== repoKey(ctx)) return a.fail(`the repository ${repo} is still being checked (its stanza is created after the bootstrap); try again in a few seconds`);
@@ -142,7 +153,7 @@ const createBackup: Handler = async (ctx) => {
 const listBackups: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoName(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
+  if (!repo) return a.fail(NO_REPOSITORY);
   const info = await new Backrest(unitWorkload(ctx)).info();
   if (info.code !== 0 && info.code !== 2) return a.fail(`the repository ${repo} cannot be read: ${info.message || `pgBackRest status ${info.code}`}`);
   a.setResults({ repository: repo, 'system-identifier': info.systemId ?? '', backups: info.backups, 'archived-wal': info.archive ?? null });
@@ -158,7 +169,7 @@ const restore: Handler = async (ctx) => {
   const a = ctx.action!;
   if (!ctx.isLeader()) return a.fail('restore runs on the leader: pgcharm run leader restore ...');
   const repo = repoName(ctx.config, ctx.app);
-  if (!repo) return a.fail('no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)');
+  if (!repo) return a.fail(NO_REPOSITORY);
   const target = parseRestoreParams(a.params);
   if ('error' in target) return a.fail(target.error);
   if (ctx.peers.app.get('restore')) return a.fail('a restore is already under way (pgcharm status shows it)');
@@ -168,13 +179,12 @@ const restore: Handler = async (ctx) => {
   if (!pw) return a.fail('no passwords yet');
   // What is written until now must be in the archive for a target near now to be reachable.
   if (target.kind !== 'backup') {
-    const addr = ctx.peers.unit(holder).get('address') ?? '';
-    const [host, port] = [addr.slice(0, addr.lastIndexOf(':')), Number(addr.slice(addr.lastIndexOf(':') + 1))];
+    const at = parseAddress(ctx.peers.unit(holder).get('address'));
     a.progress('archiving the current WAL segment', 0);
-    const seg = await withConnection({ host, port }, pw.operator, async (c) => (await c.query<{ w: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]!.w).catch(() => undefined);
-    if (seg) {
+    const seg = at ? await withConnection(at, pw.operator, async (c) => (await c.query<{ w: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]!.w).catch(() => undefined) : undefined;
+    if (at && seg) {
       for (const until = Date.now() + 60_000; ; ) {
-        const [r] = await withConnection({ host, port }, pw.operator, async (c) => (await c.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows);
+        const [r] = await withConnection(at, pw.operator, async (c) => (await c.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows);
         if (r?.w && r.w.slice(8) >= seg.slice(8)) break;
         if (Date.now() > until) return a.fail(`WAL segment ${seg} was not archived within 60 s: a target after it could not be reached (pgcharm status shows the archiving error)`);
         await new Promise((res) => setTimeout(res, 200));
@@ -315,7 +325,7 @@ const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$
 const dumpDatabase: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail(s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  if (!repo) return a.fail(noDumpRepository(ctx));
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps (letters, digits, _ and -, at most 63)`);
   const me = ctx.workload.address();
@@ -333,15 +343,15 @@ const dumpDatabase: Handler = async (ctx) => {
 const restoreDump: Handler = async (ctx) => {
   const a = ctx.action!;
   const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail(s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)');
+  if (!repo) return a.fail(noDumpRepository(ctx));
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps`);
   const into = String(a.params['into'] ?? db);
   if (!DB_NAME.test(into)) return a.fail(`params.into: ${JSON.stringify(into)} is not a database name`);
   const from = String(a.params['from'] ?? `${db}-latest.dump`);
   if (!/^[A-Za-z0-9_.-]+\.dump$/.test(from) || from.includes('..')) return a.fail(`params.from: ${JSON.stringify(from)} is not a dump file name (like ${db}-20261127T205915Z.dump)`);
-  const holder = await state.lease(ctx).holder();
-  if (holder !== ctx.unit || ctx.peers.local.get('role') !== 'primary') return a.fail(`restore-dump writes, so it runs on the primary${holder ? `: pgcharm run ${holder} restore-dump ...` : ' (there is none now)'}`);
+  const elsewhere = await notOnPrimary(ctx, 'restore-dump writes, so it runs on the primary', 'restore-dump ...');
+  if (elsewhere) return a.fail(elsewhere);
   const me = ctx.workload.address();
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!me || !pw) return a.fail('this unit has no running PostgreSQL yet');
@@ -369,9 +379,8 @@ const setS3Credentials: Handler = async (ctx) => {
   if (!ctx.isLeader()) return a.fail('set-s3-credentials runs on the leader: pgcharm run leader set-s3-credentials --params FILE');
   const key = String(a.params['access-key'] ?? '');
   const secret = String(a.params['secret-key'] ?? '');
-  for (const [k, v] of Object.entries({ 'access-key': key, 'secret-key': secret })) {
-    if (!v || /\s/.test(v)) return a.fail(`params.${k}: must be non-empty, without spaces or line breaks`);
-  }
+  const problem = s3KeysProblem(key, secret);
+  if (problem) return a.fail(`params.${problem}`);
   await writeS3Credentials(ctx.kube, ctx.app, { 'access-key': key, 'secret-key': secret });
   // Every unit rewrites its file on the leader-settings-changed this causes (never the keys themselves in a bag).
   ctx.peers.app.set('s3-credentials-set', new Date().toISOString());

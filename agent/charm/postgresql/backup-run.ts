@@ -1,11 +1,9 @@
 import type { ConfigValue } from '../../runtime/charm.js';
-import { APIError, PathError } from '../../../sidecar/client/index.js';
 import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, renderS3Credentials, restoreArgs, s3CaFile, s3CredentialsFile, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type S3Repo, type StanzaInfo } from './backup.js';
 import type { S3Credentials } from './secrets.js';
-import { ExecFailed, type PostgresWorkload } from './workload.js';
+import { ExecFailed, isMissing, type PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
-const notFound = (e: unknown) => (e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404);
 
 /** How long `info` may take: an unreachable repository must not hold a hook or an action for minutes. */
 const INFO_TIMEOUT_MS = 30_000;
@@ -109,7 +107,7 @@ export class Backrest {
       const o = JSON.parse((await this.w.pebble.pull(`${repo}/${OWNER_FILE}`)).toString()) as Partial<RepoOwner>;
       return typeof o.application === 'string' && typeof o.namespace === 'string' && typeof o['system-identifier'] === 'string' ? (o as RepoOwner) : undefined;
     } catch (e) {
-      if (notFound(e) || e instanceof SyntaxError) return undefined;
+      if (isMissing(e) || e instanceof SyntaxError) return undefined;
       throw e;
     }
   }
@@ -126,7 +124,7 @@ export class Backrest {
       const [code, ...rest] = text.split('\n');
       return text ? `[${code}] ${rest.join(' ').trim()}` : undefined;
     } catch (e) {
-      if (notFound(e)) return undefined;
+      if (isMissing(e)) return undefined;
       throw e;
     }
   }

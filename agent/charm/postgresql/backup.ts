@@ -115,10 +115,17 @@ export const s3CredentialsFile = (l: Layout): string => `${backrestDir(l)}/conf.
 /** The S3 endpoint's CA chain (s3-tls-ca-chain). */
 export const s3CaFile = (l: Layout): string => `${backrestDir(l)}/s3-ca.pem`;
 
-export function renderS3Credentials(key: string, secret: string): string {
+/** What is wrong with the S3 keys (the name and the reason), undefined when nothing: they go into an INI line. */
+export function s3KeysProblem(key: string, secret: string): string | undefined {
   for (const [k, v] of Object.entries({ 'access-key': key, 'secret-key': secret })) {
-    if (!v || /[\s]/.test(v)) throw new Error(`${k}: must be non-empty, without spaces or line breaks`);
+    if (!v || /\s/.test(v)) return `${k}: must be non-empty, without spaces or line breaks`;
   }
+  return undefined;
+}
+
+export function renderS3Credentials(key: string, secret: string): string {
+  const problem = s3KeysProblem(key, secret);
+  if (problem) throw new Error(problem);
   return `[global]\nrepo1-s3-key=${key}\nrepo1-s3-key-secret=${secret}\n`;
 }
 
@@ -302,6 +309,9 @@ export interface ArchiverStats {
   lastFailedWal?: string | undefined;
 }
 
+/** The last archive attempt failed after the last success. */
+export const archiveFailing = (s: ArchiverStats): boolean => s.failedAt !== undefined && (s.archivedAt === undefined || s.failedAt > s.archivedAt);
+
 /** After this long failing, archiving blocks the application (a total loss would lose everything since). */
 export const ARCHIVE_BLOCK_AFTER_MS = 10 * 60_000;
 
@@ -311,8 +321,7 @@ export const ARCHIVE_BLOCK_AFTER_MS = 10 * 60_000;
  * ARCHIVE_BLOCK_AFTER_MS. A failing archive is never silent.
  */
 export function archiveState(s: ArchiverStats, since: number | undefined, now: number, reason?: string): { since?: number; message?: string; blocked: boolean } {
-  const failing = s.failedAt !== undefined && (s.archivedAt === undefined || s.failedAt > s.archivedAt);
-  if (!failing) return { blocked: false };
+  if (!archiveFailing(s)) return { blocked: false };
   const from = since ?? now;
   const mins = Math.floor((now - from) / 60_000);
   const message = `WAL archiving failing${mins ? ` for ${mins} min` : ''} (segment ${s.lastFailedWal ?? '?'})${reason ? `: ${reason}` : ''}`;

@@ -11,6 +11,7 @@ import { changePassword, primaryTarget, settlePasswordChanges } from './password
 import { ensureSystemRoles } from './system-roles.js';
 import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
+import type { UnitResources } from './profile.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
 import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, dumpScheduleLoop, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
 import { parseRestoreRequest, type RestoreRequest } from './backup.js';
@@ -238,13 +239,7 @@ async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, 
     state.restoredData = r.token;
   }
   // As a primary again: the charm's config (pgBackRest restored the backup's copy), no standby.signal.
-  const lease = state.lease(ctx);
-  const ttl = ttlMs(ctx.config);
-  await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: '', resources: await w.resources() }), hbaFor(ctx, me));
-  await Promise.all([w.pushPassfile(pw), configureBackrest(ctx, w, me.port, pw)]);
-  await w.addLayer(me.port, ttl / 2);
-  if (!(await lease.acquire(ctx.unit, ttl, () => false))) throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
-  await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+  await prepareAsPrimary(ctx, w, l, me, pw, '', true, await w.resources());
   await w.setStandbySignal(false);
   if (!(await w.running())) await w.start(() => waitAccepting(me, pw.operator));
   await waitAccepting(me, pw.operator, 600_000);
@@ -267,6 +262,24 @@ async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, 
   await ctx.setUnitStatus({ name: 'maintenance', message: `restored to ${r.what}; the other units rejoin` });
   // The leader closes the request on its next reconcile: this one, when it is the leader.
   ctx.emit('pgcharm-reconcile');
+}
+
+/**
+ * What a primary needs before Postgres may take writes: its config (`names` its synchronous
+ * set), the passfiles, pgBackRest, the layer, and the fence armed. With `fresh` (it is about to
+ * start or be promoted) the fence comes from a renewal made now: initdb, a restore or the
+ * config may have outlasted the last one's margin (TTL/2), and a deadline already passed would
+ * stop Postgres as soon as it took writes. Returns whether the config changed (to reload).
+ */
+async function prepareAsPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords, names: string, fresh: boolean, resources: UnitResources | undefined): Promise<boolean> {
+  const lease = state.lease(ctx);
+  const ttl = ttlMs(ctx.config);
+  const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources }), hbaFor(ctx, me));
+  await Promise.all([w.pushPassfile(pw), configureBackrest(ctx, w, me.port, pw)]);
+  await w.addLayer(me.port, ttl / 2);
+  if (fresh && !(await lease.acquire(ctx.unit, ttl, () => false))) throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
+  await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+  return toReload;
 }
 
 /** The leader's summary for `pgcharm status`: who is primary and how many standbys replicate. */
@@ -298,17 +311,8 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.
   const names = syncSetNames(state.applied ?? state.sync ?? parseSyncSet(ctx.peers.local.entries()));
-  const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, synchronousStandbyNames: names, resources: await resources }), hbaFor(ctx, me));
-  await Promise.all([w.pushPassfile(pw), configureBackrest(ctx, w, me.port, pw)]);
-  await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   const readOnly = running && (await inRecovery(me, pw));
-  // The fence is armed before Postgres may accept a write, from a renewal made just now when it
-  // is about to start or be promoted: initdb and the config may have outlasted the last one's
-  // margin (TTL/2), and a deadline already passed would stop it as soon as it took writes.
-  if ((!running || readOnly) && !(await lease.acquire(ctx.unit, ttl, () => false))) {
-    throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
-  }
-  await w.setFenceDeadline(lease.lastRenewSentAt + ttl / 2);
+  const toReload = await prepareAsPrimary(ctx, w, l, me, pw, names, !running || readOnly, await resources);
   if (readOnly) {
     // Fenced (restarted read-only) while still holding the lease, and nobody took over: serve again.
     await w.promote(me, pw.operator);

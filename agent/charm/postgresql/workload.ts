@@ -62,7 +62,7 @@ export class PostgresWorkload {
       await this.pebble.listFiles(path, { itself: true });
       return true;
     } catch (e) {
-      if ((e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404)) return false;
+      if (isMissing(e)) return false;
       throw e;
     }
   }
@@ -422,6 +422,9 @@ export class PostgresWorkload {
     configUnapplied = false;
   }
 }
+
+/** The sidecar's answer for a path that is not there. */
+export const isMissing = (e: unknown): boolean => (e instanceof PathError && e.kind === 'not-found') || (e instanceof APIError && e.status === 404);
 
 function ignoreExists(e: unknown): void {
   if (e instanceof PathError && e.kind === 'generic-file-error' && /exists/.test(e.message)) return;
