@@ -66,11 +66,17 @@ program
   .option('--timeout <seconds>', 'how long to wait for the units', int('--timeout', 1, 3600), 300)
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
   .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
-  .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string }) => {
+  .option('--restore-from <repo>', 'build the cluster from this backup repository instead of initdb: a path, or s3://bucket/prefix (the endpoint in --config)')
+  .option('--restore-to <target>', 'with --restore-from: latest (the default), a backup id, an LSN or a time')
+  .option('--s3-credentials <file>', 'a JSON file with access-key and secret-key: set-s3-credentials runs on the leader as soon as there is one')
+  .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string; restoreFrom?: string; restoreTo?: string; s3Credentials?: string }) => {
     // Only what checks the input and starts the controller: the rest loads while it starts.
-    const [{ settingsFromFile }, { deploy }] = await Promise.all([import('./commands/user-error.js'), import('./commands/deploy.js')]);
-    const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
-    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, say });
+    const [{ settingsFromFile, UserError }, { deploy, restoreSettings }] = await Promise.all([import('./commands/user-error.js'), import('./commands/deploy.js')]);
+    if (o.restoreTo !== undefined && o.restoreFrom === undefined) throw new UserError('--restore-to: only with --restore-from');
+    const given = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
+    const config = [...given, ...(o.restoreFrom !== undefined ? restoreSettings(o.restoreFrom, o.restoreTo, given) : [])];
+    const leaderActions = o.s3Credentials ? [{ action: 'set-s3-credentials', params: await paramsFromFile(o.s3Credentials, '--s3-credentials') }] : [];
+    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, leaderActions, say });
     const [{ renderStatus }, { openModel }, { uris }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js'), import('./commands/uri.js')]);
     process.stdout.write(renderStatus(s, 'tabular'));
     const ctx = await openModel(o.model, s.application.name);
@@ -297,15 +303,15 @@ program
   });
 
 /** `--params file`: YAML or JSON mapping, turned into key=value args typed by prepareAction. */
-async function paramsFromFile(path: string): Promise<string[]> {
+async function paramsFromFile(path: string, flag = '--params'): Promise<string[]> {
   const { UserError } = await import('./commands/context.js');
   let doc: unknown;
   try {
     doc = JSON.parse(readFileSync(path, 'utf8'));
   } catch {
-    throw new UserError(`--params ${path}: expected a JSON object of params`);
+    throw new UserError(`${flag} ${path}: expected a JSON object of params`);
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`--params ${path}: expected a JSON object of params`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`${flag} ${path}: expected a JSON object of params`);
   return Object.entries(doc).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
 }
 

@@ -14,9 +14,11 @@ export type OptionType = (typeof OPTION_TYPES)[number];
  * (as a Juju option without a default), so it can tell a user's setting from its own default.
  * `cidrs` is `auto` (the charm chooses) or a comma-separated list of address ranges
  * ("10.1.0.0/16, fd00::/8"), possibly empty. `cron` is a 5-field cron schedule (minute hour
- * day-of-month month day-of-week, as crontab(5)), or empty for none.
+ * day-of-month month day-of-week, as crontab(5)), or empty for none. `recovery-target` is
+ * what a point-in-time recovery stops at: `latest`, a pgBackRest backup id, an LSN or a
+ * timestamp (parseRecoveryTarget), or empty for none.
  */
-export const STRING_FORMATS = ['memory', 'cidrs', 'cron'] as const;
+export const STRING_FORMATS = ['memory', 'cidrs', 'cron', 'recovery-target'] as const;
 export type StringFormat = (typeof STRING_FORMATS)[number];
 
 export type ConfigValue = string | number | boolean;
@@ -93,7 +95,7 @@ export function valueProblems(rules: ValueRules, v: unknown): string[] {
     if (rules.max !== undefined && v > rules.max) out.push(`must be at most ${rules.max}, got ${v}`);
   }
   if (typeof v === 'string' && rules.format) {
-    const p = rules.format === 'memory' ? memoryProblem(v) : rules.format === 'cron' ? cronProblem(v) : cidrsProblem(v);
+    const p = rules.format === 'memory' ? memoryProblem(v) : rules.format === 'cron' ? cronProblem(v) : rules.format === 'recovery-target' ? recoveryTargetProblem(v) : cidrsProblem(v);
     if (p) out.push(p);
   }
   if (rules.allowed && !rules.allowed.includes(v)) {
@@ -160,4 +162,42 @@ export function nextCronRun(schedule: string, from: Date): Date | undefined {
   const s = schedule.trim();
   if (!s) return undefined;
   return new Cron(s, { paused: true, timezone: 'UTC' }).nextRun(from) ?? undefined;
+}
+
+/** What a recovery stops at: a backup's end, a time, an LSN, or the end of the archived WAL. */
+export type RecoveryTarget = { kind: 'backup'; id: string } | { kind: 'time'; time: string; at: number } | { kind: 'lsn'; lsn: string } | { kind: 'latest' };
+
+const TIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+const BACKUP_ID = /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/;
+
+export const TIME_EXAMPLE = 'RFC 3339 like 2026-11-27T20:25:17Z, or 2026-11-27 20:25:17.123456+00';
+
+/** A timestamp (RFC 3339 or PostgreSQL's form; UTC when it has no offset) as pgBackRest wants it, or undefined. */
+export function parseRecoveryTime(v: string): { time: string; at: number } | undefined {
+  const m = TIME.exec(v.trim());
+  if (!m) return undefined;
+  const tz = m[4] ? (m[4].toUpperCase() === 'Z' ? '+00:00' : m[4].length === 3 ? `${m[4]}:00` : m[4].includes(':') ? m[4] : `${m[4].slice(0, 3)}:${m[4].slice(3)}`) : '+00:00';
+  const at = Date.parse(`${m[1]}T${m[2]}${m[3] ? m[3].slice(0, 4) : ''}${tz}`);
+  // pgBackRest's format: a space, not T; the fraction kept to the microsecond.
+  return Number.isNaN(at) ? undefined : { time: `${m[1]} ${m[2]}${m[3] ?? ''}${tz}`, at };
+}
+
+export const isLsn = (v: string): boolean => LSN.test(v);
+export const isBackupId = (v: string): boolean => BACKUP_ID.test(v);
+
+/** A `recovery-target` value: latest, a backup id, an LSN or a timestamp; undefined for empty. */
+export function parseRecoveryTarget(text: string): RecoveryTarget | { error: string } | undefined {
+  const v = text.trim();
+  if (!v) return undefined;
+  if (v === 'latest') return { kind: 'latest' };
+  if (isBackupId(v)) return { kind: 'backup', id: v };
+  if (isLsn(v)) return { kind: 'lsn', lsn: v.toUpperCase() };
+  const t = parseRecoveryTime(v);
+  return t ? { kind: 'time', ...t } : { error: `must be latest, a backup id (like 20261127-204517F), an LSN (like 0/3000060) or a timestamp (${TIME_EXAMPLE}), got ${describeValue(v)}` };
+}
+
+function recoveryTargetProblem(v: string): string | undefined {
+  const t = parseRecoveryTarget(v);
+  return t && 'error' in t ? t.error : undefined;
 }

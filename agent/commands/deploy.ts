@@ -3,7 +3,7 @@ import https from 'node:https';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadCharmYaml, parseConfigArgs, validateSettings } from '../charm-meta/index.js';
+import { loadCharmYaml, parseConfigArgs, prepareAction, validateSettings, type PreparedAction } from '../charm-meta/index.js';
 import { modelPaths, pidAlive, readControllerInfo } from '../controller/model.js';
 import { rotateIfOver, rotationFrom, type Rotation } from '../../sidecar/logs/rotate.js';
 import { AGENT_NODE_FLAGS } from '../node-flags.js';
@@ -87,8 +87,31 @@ export interface DeployOptions {
   app?: string;
   /** `key=value` config settings (from --config and --config-file), checked like `pgcharm config`. */
   config?: readonly string[];
+  /** Actions run on the leader as soon as there is one, while the units settle (`key=value` params, checked before anything starts). */
+  leaderActions?: readonly { action: string; params: readonly string[] }[];
   /** Progress lines for the terminal. */
   say: (line: string) => void;
+}
+
+/**
+ * `deploy --restore-from REPO [--restore-to TARGET]` as config settings: the repository
+ * (a path, or s3://bucket/prefix with the endpoint in --config) and bootstrap-from-backup.
+ * Refuses a setting given both ways.
+ */
+export function restoreSettings(from: string, to: string | undefined, config: readonly string[]): string[] {
+  const given = new Set(config.map((kv) => kv.slice(0, kv.indexOf('=') >>> 0)));
+  const s3 = /^s3:\/\/([^/]+)(\/.*)?$/.exec(from);
+  if (from.startsWith('s3:') && !s3) throw new UserError(`--restore-from ${JSON.stringify(from)}: an S3 repository is s3://bucket/prefix`);
+  if (s3 && !given.has('s3-endpoint')) throw new UserError(`--restore-from ${from}: give the S3 endpoint too (--config s3-endpoint=host[:port], and s3-tls-ca-chain, s3-region, s3-uri-style as the repository needs)`);
+  if (!s3 && !from.startsWith('/')) throw new UserError(`--restore-from ${JSON.stringify(from)}: an absolute path or s3://bucket/prefix`);
+  if (!s3 && !existsSync(from)) throw new UserError(`--restore-from ${from}: no such directory`);
+  const out = s3 ? [`s3-bucket=${s3[1]}`, `s3-path=${s3[2] && s3[2] !== '/' ? s3[2].replace(/\/+$/, '') : '/'}`] : [`backup-repo-path=${from.replace(/\/+$/, '')}`];
+  out.push(`bootstrap-from-backup=${to ?? 'latest'}`);
+  for (const kv of out) {
+    const k = kv.slice(0, kv.indexOf('='));
+    if (given.has(k)) throw new UserError(`--restore-from sets ${k}: do not give it in --config too`);
+  }
+  return out;
 }
 
 /** `pgcharm deploy`: controller, config, units; returns the status once every unit settled. */
@@ -97,6 +120,7 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const meta = await loadCharmYaml(charmPath); // refuses a broken charm.yaml before anything starts
   const settings = parseConfigArgs(meta, o.config ?? []).set; // bad settings: refused before anything starts
   const effective = validateSettings(meta, settings);
+  const actions = (o.leaderActions ?? []).map((a) => ({ ...a, prepared: prepareAction(meta, a.action, a.params) })); // and bad params
   if (!existsSync(o.charmModule)) throw new UserError(`charm code ${o.charmModule} not found: run \`npm run build\` first`);
   const app = o.app === undefined ? checkAppName(meta.name, `${charmPath}: name (pass --app)`) : checkAppName(o.app);
   await ensureController(o.model);
@@ -124,7 +148,25 @@ export async function deploy(o: DeployOptions): Promise<ModelStatus> {
   const container = Object.keys(meta.containers)[0];
   await store.ensure(deploymentName(app), store.labels('deployment'), encodeDeployment({ units, held: [], next: o.units, charm: charmPath, charmModule: resolve(o.charmModule), keepData: false, ...(container ? { container } : {}) }));
   o.say(`deployed ${app} with ${o.units} unit${o.units === 1 ? '' : 's'} in model ${o.model}; waiting for the units to settle`);
-  return waitSettled(await openModel(o.model, app), o.timeoutMs);
+  const ctx = await openModel(o.model, app);
+  const deadline = Date.now() + o.timeoutMs;
+  const ran = Promise.all(actions.map((a) => onLeader(ctx, a.action, a.prepared, deadline, o.say)));
+  return (await Promise.all([waitSettled(ctx, o.timeoutMs), ran]))[0];
+}
+
+/** Runs a prepared action on the leader once one is elected; an action that fails fails the deploy. */
+async function onLeader(ctx: ModelContext, action: string, prepared: PreparedAction, deadline: number, say: (line: string) => void): Promise<void> {
+  const { runAction } = await import('./run.js');
+  for (;;) {
+    const lease = await ctx.kube.coordination.readNamespacedLease({ name: objects.leaderLease(ctx.app), namespace: ctx.kube.namespace }).catch(() => undefined);
+    if (lease?.spec?.holderIdentity) break;
+    if (Date.now() > deadline) throw new UserError(`${ctx.app} elected no leader to run ${action} on`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const writeOnly = Object.entries(prepared.action.params).filter(([, p]) => p['writeOnly'] === true).map(([k]) => k);
+  const rec = await runAction(ctx, 'leader', action, prepared.params, { wait: true, timeoutMs: Math.max(1000, deadline - Date.now()), writeOnly, sensitive: prepared.action.sensitive });
+  if (rec.status === 'failed') throw new UserError(`${action} on ${rec.unit} failed: ${rec.message ?? 'no reason given'}`);
+  say(`${action} done on ${rec.unit}`);
 }
 
 /** Every unit has run its start hook, is idle, and the application has a leader. */

@@ -17,6 +17,7 @@ describe("the repo's charm.yaml", () => {
     expect(n).toBeGreaterThanOrEqual(12);
     expect(n).toBeLessThanOrEqual(40);
     expect(m.options['backup-schedule']).toMatchObject({ type: 'string', format: 'cron', default: '' });
+    expect(m.options['bootstrap-from-backup']).toMatchObject({ type: 'string', format: 'recovery-target', default: '' });
     // The S3 keys are never config: they come by set-s3-credentials, write-only.
     expect(Object.keys(m.options).filter((o) => /key|secret/.test(o))).toEqual([]);
     expect(Object.entries(m.actions['set-s3-credentials']!.params).map(([k, p]) => [k, p['writeOnly']])).toEqual([['access-key', true], ['secret-key', true]]);
@@ -59,7 +60,7 @@ describe('broken charm.yaml: each problem with its path and reason', () => {
     ['fractional bound on an int', (d) => (opt(d, 'max-connections').max = 10.5), ['config.options.max-connections.max: expected int, got 10.5']],
     ['memory default without unit', (d) => (opt(d, 'shared-buffers').default = '128'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128"']],
     ['memory unit in the wrong case', (d) => (opt(d, 'shared-buffers').default = '128mb'), ['config.options.shared-buffers.default: must be a size with a unit like "128MB" (units: B, kB, MB, GB, TB), got "128mb"; did you mean "128MB"?']],
-    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, cidrs, cron, got "mem"; did you mean "memory"?']],
+    ['unknown format', (d) => (opt(d, 'shared-buffers').format = 'mem'), ['config.options.shared-buffers.format: must be one of memory, cidrs, cron, recovery-target, got "mem"; did you mean "memory"?']],
     ['format on an int', (d) => (opt(d, 'max-connections').format = 'memory'), ['config.options.max-connections.format: only string options have a format']],
     ['allowed item of the wrong type', (d) => (opt(d, 'postgresql-major').allowed = [14, 'x', 15, 16]), ['config.options.postgresql-major.allowed[1]: expected int, got "x"']],
     ['duplicate allowed item', (d) => (opt(d, 'postgresql-major').allowed = [14, 14, 15, 16]), ['config.options.postgresql-major.allowed[1]: duplicate value 14']],
@@ -74,6 +75,8 @@ describe('broken charm.yaml: each problem with its path and reason', () => {
     // the cidrs format
     ['cidrs default not a range', (d) => (d.config.options.clients = { type: 'string', format: 'cidrs', default: '10.0.0.0', description: 'd' }), ['config.options.clients.default: must be "auto" or comma-separated address ranges: "10.0.0.0" is not an address range like "10.1.0.0/16" or "fd00::/8"']],
     ['cidrs prefix too long', (d) => (d.config.options.clients = { type: 'string', format: 'cidrs', default: '10.0.0.0/8, 10.0.0.0/33', description: 'd' }), ['config.options.clients.default: must be "auto" or comma-separated address ranges: "10.0.0.0/33": an IPv4 prefix length is at most 32']],
+    // the recovery-target format
+    ['recovery target that is none of them', (d) => (d.config.options.target = { type: 'string', format: 'recovery-target', default: 'yesterday', description: 'd' }), ['config.options.target.default: must be latest, a backup id (like 20261127-204517F), an LSN (like 0/3000060) or a timestamp (RFC 3339 like 2026-11-27T20:25:17Z, or 2026-11-27 20:25:17.123456+00), got "yesterday"']],
     ['allowed on a boolean', (d) => (opt(d, 'synchronous-mode').allowed = [true]), ['config.options.synchronous-mode.allowed: boolean options cannot restrict their values']],
     ['bad option name', (d) => (d.config.options.Max_Conn = { type: 'int', default: 1, description: 'd' }), ['config.options.Max_Conn: invalid name: must be lowercase letters, digits and single dashes, starting with a letter']],
     ['option not a map', (d) => (d.config.options.foo = 5), ['config.options.foo: expected a map, got 5']],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hbaSpec, peerHost } from '../../agent/charm/postgresql/access.js';
-import { hostEntry, renderHba, resolveClientCidrs } from '../../agent/charm/postgresql/render.js';
+import { hostEntry, renderHba, renderIdent, resolveClientCidrs } from '../../agent/charm/postgresql/render.js';
 
 /** The host lines of a pg_hba.conf as [type, database, user, address, method]. */
 const rules = (hba: string) =>
@@ -55,12 +55,15 @@ describe('pg_hba.conf', () => {
     expect(decide(hba, { replication, db, user, from })).toBe(want);
   });
 
-  it('the socket: peer auth for the OS user postgres, passwords for everyone else; never trust', () => {
+  it('the socket: peer auth for the OS user postgres (as itself and, by the ident map, as the operator), passwords for everyone else; never trust', () => {
     expect(rules(hba).filter((r) => r[0] === 'local')).toEqual([
       ['local', 'all', 'postgres', 'peer'],
+      ['local', 'all', 'operator', 'peer', 'map=pgcharm'],
       ['local', 'all', 'all', 'scram-sha-256'],
     ]);
     expect(hba).not.toMatch(/trust|0\.0\.0\.0\/0|::\/0/);
+    // Only the OS user postgres maps to the operator.
+    expect(renderIdent().split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(['pgcharm  postgres  operator']);
   });
 
   it('a local deployment: every unit on 127.0.0.1 gives one peer entry; clients from loopback only', () => {

@@ -1,4 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseRecoveryTarget } from '../../agent/charm-meta/values.js';
+import { restoreSettings } from '../../agent/commands/deploy.js';
 import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, renderS3Credentials, repoPath, restoreArgs, s3Repo, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
 import { layout } from '../../agent/charm/postgresql/render.js';
 
@@ -185,5 +190,43 @@ describe('S3 repository settings', () => {
     expect(conf).not.toMatch(/s3-key/);
     expect(renderS3Credentials('AK', 'SK')).toBe('[global]\nrepo1-s3-key=AK\nrepo1-s3-key-secret=SK\n');
     expect(() => renderS3Credentials('AK', 'S K')).toThrow(/secret-key: must be non-empty, without spaces/);
+  });
+});
+
+describe('bootstrap-from-backup and deploy --restore-from', () => {
+  it.each([
+    ['', undefined],
+    ['latest', { kind: 'latest' }],
+    ['20261127-224230F', { kind: 'backup', id: '20261127-224230F' }],
+    ['20261127-224230F_20261127-224320I', { kind: 'backup', id: '20261127-224230F_20261127-224320I' }],
+    ['0/5003b40', { kind: 'lsn', lsn: '0/5003B40' }],
+    ['2026-11-27T22:43:00Z', { kind: 'time', time: '2026-11-27 22:43:00+00:00', at: Date.parse('2026-11-27T22:43:00Z') }],
+    ['2026-11-27 23:43:00.5+01', { kind: 'time', time: '2026-11-27 23:43:00.5+01:00', at: Date.parse('2026-11-27T22:43:00.5Z') }],
+  ])('%j is %j', (text, want) => {
+    expect(parseRecoveryTarget(text)).toEqual(want);
+  });
+  it.each(['yesterday', 'LATEST', '2026-11-27', '0/', '20261127F'])('%j is refused, saying what a target is', (text) => {
+    expect(parseRecoveryTarget(text)).toEqual({ error: expect.stringMatching(/^must be latest, a backup id .* got /) });
+  });
+
+  const dir = mkdtempSync(join(tmpdir(), 'pgcharm-repo-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it.each([
+    ['a path: the repository and latest', dir, undefined, [], [`backup-repo-path=${dir}`, 'bootstrap-from-backup=latest']],
+    ['a path with a trailing slash and a time', `${dir}/`, '2026-11-27T22:43:00Z', [], [`backup-repo-path=${dir}`, 'bootstrap-from-backup=2026-11-27T22:43:00Z']],
+    ['S3: bucket and prefix', 's3://shop/prod/pg/', 'latest', ['s3-endpoint=minio:9000'], ['s3-bucket=shop', 's3-path=/prod/pg', 'bootstrap-from-backup=latest']],
+    ['S3: the bucket root', 's3://shop', undefined, ['s3-endpoint=minio:9000'], ['s3-bucket=shop', 's3-path=/', 'bootstrap-from-backup=latest']],
+  ])('%s', (_why, from, to, config, want) => {
+    expect(restoreSettings(from, to, config)).toEqual(want);
+  });
+  it.each([
+    ['S3 without an endpoint', 's3://shop/pg', [], /--restore-from s3:\/\/shop\/pg: give the S3 endpoint too \(--config s3-endpoint=host\[:port\]/],
+    ['S3 without a bucket', 's3:///pg', ['s3-endpoint=x'], /an S3 repository is s3:\/\/bucket\/prefix/],
+    ['a relative path', 'backups/pg', [], /"backups\/pg": an absolute path or s3:\/\/bucket\/prefix/],
+    ['a path that is not there', '/nonexistent/repo', [], /--restore-from \/nonexistent\/repo: no such directory/],
+    ['the repository given twice', '/tmp', ['backup-repo-path=/srv'], /--restore-from sets backup-repo-path: do not give it in --config too/],
+    ['the target given twice', '/tmp', ['bootstrap-from-backup=latest'], /--restore-from sets bootstrap-from-backup: do not give it in --config too/],
+  ])('refuses %s', (_why, from, config, why) => {
+    expect(() => restoreSettings(from, undefined, config)).toThrow(why);
   });
 });

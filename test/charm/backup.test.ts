@@ -127,6 +127,8 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     await q(uri, 'CREATE TABLE pitr (v int); INSERT INTO pitr SELECT generate_series(1, 100)');
     const p = await primary();
     expect((await run(p, 'create-backup')).out.status).toBe('completed');
+    // pgBackRest keeps a backup's stop to the second: a target in that second is refused (tested below).
+    await new Promise((r) => setTimeout(r, 1100));
     await q(uri, 'INSERT INTO pitr SELECT generate_series(101, 200)');
     const T = String((await q(uri, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
     await q(uri, 'INSERT INTO pitr SELECT generate_series(201, 300)');
@@ -295,4 +297,39 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     await q(uri, 'INSERT INTO arch VALUES (2); SELECT pg_switch_wal()');
     await waitFor('archiving works again, and the status says nothing of it', async () => (await primaryLine()) === 'primary', 60_000, 500);
   });
+
+  it('deploy --restore-from: a bad target is refused before anything starts; a repository without backups leaves the bootstrap blocked; a copy of the repository rebuilds a cluster with the archived rows and is taken over', async () => {
+    const bad = await m.cli(['deploy', '--app', 'bad', '--units', '1', '--restore-from', repo(), '--restore-to', 'yesterday']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/bootstrap-from-backup: must be latest, a backup id .* got "yesterday"/);
+    expect((await m.cli(['status', '--app', 'bad'])).code).not.toBe(0);
+
+    const empty = join(m.dir, 'backups', 'empty');
+    execFileSync('mkdir', ['-p', empty]);
+    const e = await m.cli(['deploy', '--app', 'fromempty', '--units', '1', '--restore-from', empty, '--timeout', '90'], 150_000);
+    expect(e.code, e.stderr).toBe(0);
+    const st = parse((await m.cli(['status', '--app', 'fromempty', '--format', 'yaml'])).stdout) as { application: { status: string }; units: Record<string, { workload: { status: string; message: string } }> };
+    expect(st.units['fromempty/0']!.workload).toMatchObject({ status: 'blocked', message: expect.stringMatching(new RegExp(`^bootstrap-from-backup: cannot restore from ${empty}: `)) });
+    expect(st.application.status).toBe('blocked');
+    expect(readdirSync(empty)).toEqual([]);
+
+    await q(uri, 'CREATE TABLE dr (v int); INSERT INTO dr SELECT generate_series(1, 50)');
+    const seg = String((await q(uri, 'SELECT pg_walfile_name(pg_switch_wal()) AS w'))[0]!['w']);
+    await waitFor('archived', async () => String((await q(uri, 'SELECT last_archived_wal AS w FROM pg_stat_archiver'))[0]!['w'] ?? '') >= seg, 30_000);
+    const copy = join(m.dir, 'backups', 'copy');
+    execFileSync('cp', ['-a', repo(), copy]);
+    const c = await m.cli(['deploy', '--app', 'copy', '--units', '2', '--restore-from', copy, '--timeout', '120'], 180_000);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/primary copy\/\d, 1\/1 replicas/);
+    const copyUri = (await m.cli(['uri', '--app', 'copy'])).stdout.trim();
+    expect((await q(copyUri, 'SELECT count(*)::int AS n FROM dr'))[0]!['n']).toBe(50);
+    // The same cluster (system identifier), a new timeline, its own passwords; the repository is now its.
+    const sysid = (u: string) => q(u, 'SELECT system_identifier::text AS id FROM pg_control_system()').then((r) => String(r[0]!['id']));
+    expect(await sysid(copyUri)).toBe(await sysid(uri));
+    expect(new URL(copyUri).password).not.toBe(new URL(uri).password);
+    await waitFor('the copy owns the repository', () => (JSON.parse(readFileSync(join(copy, 'pgcharm-owner.json'), 'utf8')) as { application: string }).application === 'copy', 30_000);
+    await q(copyUri, 'INSERT INTO dr VALUES (51)');
+    const b = await runAction(m, 'leader', 'create-backup', [], ['--app', 'copy']);
+    expect(b.status === 'completed' || /runs on the primary/.test(String(b.message)), JSON.stringify(b)).toBe(true);
+  }, 300_000);
 });

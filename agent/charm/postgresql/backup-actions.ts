@@ -81,7 +81,9 @@ const checkStanza: Handler = async (ctx) => {
   if (d.kind === 'create') {
     await b.stanzaCreate();
     if (posix) await b.writeOwner(posix, mine);
-  } else if (d.kind === 'ours' && !owner && posix) {
+  } else if (d.kind === 'ours' && posix && (owner?.application !== ctx.app || owner.namespace !== namespace)) {
+    // Ours by system identifier but marked by another deployment: this one was restored from
+    // that one's backups (bootstrap-from-backup) and takes the repository over.
     await b.writeOwner(posix, mine);
   }
   const blocked = d.kind === 'foreign' || d.kind === 'unreachable' ? d.why : null;
@@ -384,6 +386,8 @@ const setS3Credentials: Handler = async (ctx) => {
   await writeS3Credentials(ctx.kube, ctx.app, { 'access-key': key, 'secret-key': secret });
   // Every unit rewrites its file on the leader-settings-changed this causes (never the keys themselves in a bag).
   ctx.peers.app.set('s3-credentials-set', new Date().toISOString());
+  // A bootstrap waiting for the keys (bootstrap-from-backup in S3) goes on now, not at the next update-status.
+  ctx.emit('pgcharm-reconcile');
   a.setResults({ stored: `Secret ${ctx.app}-s3-credentials` });
 };
 

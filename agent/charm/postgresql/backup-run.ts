@@ -65,9 +65,9 @@ export class Backrest {
     return this.run(['backup', `--type=${type}`], 6 * 3_600_000);
   }
 
-  /** Restores the data directory (Postgres stopped) for recovery to the target; Postgres promotes once there. */
-  async restore(target: RestoreTarget): Promise<void> {
-    await this.run(restoreArgs(target), 6 * 3_600_000);
+  /** Restores the data directory (Postgres stopped), or a new one `into`, for recovery to the target; Postgres promotes once there. */
+  async restore(target: RestoreTarget, into?: string): Promise<void> {
+    await this.run([...restoreArgs(target), ...(into ? [`--pg1-path=${into}`] : [])], 6 * 3_600_000);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { ConfigValue } from '../../runtime/charm.js';
 import type { Layout } from './render.js';
+import { isBackupId, isLsn, parseRecoveryTime, TIME_EXAMPLE, type RecoveryTarget } from '../../charm-meta/values.js';
 
 /**
  * Backups and WAL archiving with pgBackRest (see /work/shared/notes/pgbackrest-design.md for
@@ -329,10 +330,7 @@ export function archiveState(s: ArchiverStats, since: number | undefined, now: n
 }
 
 /** What a restore recovers to: a backup's end, a time, an LSN, or the end of the archive. */
-export type RestoreTarget = { kind: 'backup'; id: string } | { kind: 'time'; time: string; at: number } | { kind: 'lsn'; lsn: string } | { kind: 'latest' };
-
-const TIME = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d{1,6})?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
-const LSN = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
+export type RestoreTarget = RecoveryTarget;
 
 /**
  * The restore action's params: exactly one of backup-id, restore-to-time (RFC 3339 or a
@@ -343,15 +341,11 @@ export function parseRestoreParams(p: Readonly<Record<string, unknown>>): Restor
   if (given.length !== 1) return { error: `give exactly one of backup-id, restore-to-time, restore-to-lsn, latest=true (got ${given.length ? given.join(', ') : 'none'})` };
   const k = given[0]!;
   const v = String(p[k]).trim();
-  if (k === 'backup-id') return /^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/.test(v) ? { kind: 'backup', id: v } : { error: `params.backup-id: ${JSON.stringify(v)} is not a pgBackRest backup id (like 20261127-204517F); list-backups shows them` };
-  if (k === 'restore-to-lsn') return LSN.test(v) ? { kind: 'lsn', lsn: v.toUpperCase() } : { error: `params.restore-to-lsn: ${JSON.stringify(v)} is not an LSN (like 0/3000060)` };
+  if (k === 'backup-id') return isBackupId(v) ? { kind: 'backup', id: v } : { error: `params.backup-id: ${JSON.stringify(v)} is not a pgBackRest backup id (like 20261127-204517F); list-backups shows them` };
+  if (k === 'restore-to-lsn') return isLsn(v) ? { kind: 'lsn', lsn: v.toUpperCase() } : { error: `params.restore-to-lsn: ${JSON.stringify(v)} is not an LSN (like 0/3000060)` };
   if (k === 'latest') return { kind: 'latest' };
-  const m = TIME.exec(v);
-  const tz = m?.[4] ? (m[4].toUpperCase() === 'Z' ? '+00:00' : m[4].length === 3 ? `${m[4]}:00` : m[4].includes(':') ? m[4] : `${m[4].slice(0, 3)}:${m[4].slice(3)}`) : '+00:00';
-  const at = m ? Date.parse(`${m[1]}T${m[2]}${m[3] ? m[3].slice(0, 4) : ''}${tz}`) : NaN;
-  if (!m || Number.isNaN(at)) return { error: `params.restore-to-time: ${JSON.stringify(v)} is not a timestamp (RFC 3339 like 2026-11-27T20:25:17Z, or 2026-11-27 20:25:17.123456+00)` };
-  // pgBackRest's format: a space, not T; the fraction kept to the microsecond.
-  return { kind: 'time', time: `${m[1]} ${m[2]}${m[3] ?? ''}${tz}`, at };
+  const t = parseRecoveryTime(v);
+  return t ? { kind: 'time', ...t } : { error: `params.restore-to-time: ${JSON.stringify(v)} is not a timestamp (${TIME_EXAMPLE})` };
 }
 
 /** The LSN just past a WAL segment (16 MB segments), as a number. */
@@ -384,6 +378,9 @@ export function checkRestoreTarget(t: RestoreTarget, info: StanzaInfo, now: numb
   }
   return { ok: true };
 }
+
+/** What pgBackRest writes into postgresql.auto.conf for a recovery: reset once promoted, or a later recovery (a rewind into a standby) would stop at the target. */
+export const RECOVERY_SETTINGS = ['restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_lsn', 'recovery_target_xid', 'recovery_target_name', 'recovery_target_action', 'recovery_target_timeline', 'recovery_target_inclusive'] as const;
 
 /** pgBackRest's restore arguments for a target: into the existing data directory (--delta), promoting at the target. */
 export function restoreArgs(t: RestoreTarget): string[] {

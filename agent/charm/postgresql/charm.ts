@@ -14,10 +14,12 @@ import { checkLostWal, dropSlot } from './slots.js';
 import type { UnitResources } from './profile.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
 import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, dumpScheduleLoop, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
-import { parseRestoreRequest, type RestoreRequest } from './backup.js';
+import { parseRestoreRequest, RECOVERY_SETTINGS, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { closeFences } from './fence.js';
 import { objects } from '../../runtime/names.js';
+import { Blocked, Waiting } from './outcome.js';
+import { bootstrapTarget, finishBootstrapRestore, restoreForBootstrap, restoringBootstrap } from './bootstrap-restore.js';
 
 /**
  * The PostgreSQL charm. Every event ends in one reconcile (Patroni's HA loop, event-driven):
@@ -29,7 +31,6 @@ interface Target {
   port: number;
 }
 
-class Waiting extends Error {}
 
 /**
  * A reconcile's outcome, logged at info only when it differs from the last one (every event
@@ -63,9 +64,10 @@ async function reconcile(ctx: EventContext): Promise<void> {
     // Settled: nothing waits, no restart is pending. Until its inputs change, a reconcile would do nothing.
     if (!ctx.peers.local.get('restart-pending') && !state.failoverWait) state.settledOn = reconcileInputs(ctx);
   } catch (e) {
-    if (!(e instanceof Waiting)) throw e;
-    said(ctx, { decision: 'wait', why: e.message });
-    await ctx.setUnitStatus({ name: 'waiting', message: e.message });
+    if (!(e instanceof Waiting) && !(e instanceof Blocked)) throw e;
+    const status = { name: e instanceof Blocked ? 'blocked' : 'waiting', message: e.message } as const;
+    said(ctx, { decision: status.name === 'blocked' ? 'blocked' : 'wait', why: e.message });
+    await Promise.all([ctx.setUnitStatus(status), e instanceof Blocked && ctx.isLeader() ? ctx.setAppStatus(status) : undefined]);
   }
 }
 
@@ -250,7 +252,7 @@ async function followRestore(ctx: EventContext, w: PostgresWorkload, l: Layout, 
   // pgBackRest wrote the recovery target into postgresql.auto.conf: it must not apply to a
   // later recovery of this data directory (a rewind into a standby would stop at it).
   await withConnection(me, pw.operator, async (c) => {
-    for (const g of ['restore_command', 'recovery_target', 'recovery_target_time', 'recovery_target_lsn', 'recovery_target_xid', 'recovery_target_name', 'recovery_target_action', 'recovery_target_timeline', 'recovery_target_inclusive']) {
+    for (const g of RECOVERY_SETTINGS) {
       await c.query(`ALTER SYSTEM RESET ${g}`);
     }
     await c.query('SELECT pg_reload_conf()');
@@ -303,10 +305,15 @@ async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     throw new Waiting(`the primary lease is held by ${(await lease.holder()) ?? 'another unit'}`);
   }
   const fresh = !(await w.hasCluster());
-  if (fresh) {
+  const fromBackup = fresh ? bootstrapTarget(ctx.config) : undefined;
+  if (fromBackup) {
+    await restoreForBootstrap(ctx, w, me.port, pw, fromBackup);
+  } else if (fresh) {
     await ctx.setUnitStatus({ name: 'maintenance', message: 'initialising the database' });
     await w.initdb(pw.operator, Boolean(ctx.config['data-checksums']));
   }
+  // A restored cluster has the old deployment's passwords until this sets the charm's.
+  if (fromBackup || (await restoringBootstrap(w))) await finishBootstrapRestore(ctx, w, me.port, pw, async () => prepareAsPrimary(ctx, w, l, me, pw, '', true, await resources));
   const running = await w.running();
   // The set Postgres runs, else the one recorded (a superset of it): only the HA cycle changes
   // it, recording before applying, so a failover never works from a set older than the one in force.

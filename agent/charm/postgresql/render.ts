@@ -20,6 +20,7 @@ export interface Layout {
   socketDir: string;
   confFile: string;
   hbaFile: string;
+  identFile: string;
   pgpass: string;
 }
 
@@ -33,6 +34,7 @@ export function layout(storage: string, major: number): Layout {
     socketDir: `${storage}/run`,
     confFile: `${pgdata}/pgcharm.conf`,
     hbaFile: `${pgdata}/pg_hba.conf`,
+    identFile: `${pgdata}/pg_ident.conf`,
     pgpass: `${storage}/pgcharm/pgpass`,
   };
 }
@@ -65,6 +67,7 @@ export function pgParams(
     port: String(o.port),
     unix_socket_directories: o.l.socketDir,
     hba_file: o.l.hbaFile,
+    ident_file: o.l.identFile,
     max_connections: String(config['max-connections']),
     ...profileParams(config, o.resources ? unitMemory(o.resources, share) : undefined),
     password_encryption: String(config['password-encryption']),
@@ -157,7 +160,10 @@ function ipv6Prefix64(ip: string): string {
  * replication only as replication connections from peers, rewind only to the `postgres`
  * database from peers (pg_rewind), operator (the superuser) and monitoring from peers; any
  * other address is refused for them explicitly, before the rule for other clients, which
- * admits every other user from `clients`. The OS user postgres keeps peer auth on the socket.
+ * admits every other user from `clients`. The OS user postgres keeps peer auth on the socket,
+ * as itself and as the operator (IDENT_MAP): it owns the data directory anyway, and a cluster
+ * restored from another deployment's backup holds that deployment's passwords until the
+ * charm, connecting this way, sets its own.
  */
 export function renderHba(spec: HbaSpec): string {
   const m = spec.method;
@@ -168,6 +174,7 @@ export function renderHba(spec: HbaSpec): string {
     '# Written by the pgcharm charm; edits are overwritten. Clients: config option allowed-client-cidrs.',
     row('# TYPE', 'DATABASE', 'USER', 'ADDRESS', 'METHOD'),
     row('local', 'all', 'postgres', '', 'peer'),
+    row('local', 'all', 'operator', '', `peer map=${IDENT_MAP}`),
     row('local', 'all', 'all', '', m),
     '# the units (this one included): streaming, pg_basebackup, pg_rewind, the agents',
     ...peers.flatMap((a) => [row('host', 'replication', 'replication', a, m), row('host', 'postgres', 'rewind', a, m), row('host', 'all', 'operator,monitoring', a, m)]),
@@ -178,6 +185,13 @@ export function renderHba(spec: HbaSpec): string {
     ...[...new Set(spec.clients)].map((c) => row('host', 'all', 'all', c, m)),
     '',
   ].join('\n');
+}
+
+/** The pg_ident map that lets the OS user postgres in as the operator over the socket. */
+export const IDENT_MAP = 'pgcharm';
+
+export function renderIdent(): string {
+  return ['# Written by the pgcharm charm; edits are overwritten.', '# MAPNAME  SYSTEM-USERNAME  PG-USERNAME', `${IDENT_MAP}  postgres  operator`, ''].join('\n');
 }
 
 export const SERVICE = 'postgresql';

@@ -5,7 +5,7 @@ import { parseResources, resourcesScript, syncfsReportsErrors, type UnitResource
 import { readFileSync } from 'node:fs';
 import { chown } from 'node:fs/promises';
 import { fencePipe, fenceWriter } from './fence.js';
-import { FENCE_SERVICE, fenceLayer, fenceScript, layout, postgresLayer, renderConf, renderHba, SERVICE, type HbaSpec, type Layout } from './render.js';
+import { FENCE_SERVICE, fenceLayer, fenceScript, layout, postgresLayer, renderConf, renderHba, renderIdent, SERVICE, type HbaSpec, type Layout } from './render.js';
 
 /**
  * Effects on this unit's Postgres, all through the sidecar's API (files, exec, services,
@@ -214,6 +214,37 @@ export class PostgresWorkload {
    * on disk, nor loses a PGDATA a server has already written to. mv -T fails rather than
    * moving it inside an existing non-empty PGDATA.
    */
+  /**
+   * A data directory filled by `fill` (a pgBackRest restore) beside PGDATA and renamed into
+   * place once complete, as initdb's: a restore cut short never looks like a cluster.
+   */
+  async buildBeside(fill: (dir: string) => Promise<void>): Promise<void> {
+    const dir = `${this.l.pgdata}.restore`;
+    if (await this.exists(dir)) {
+      this.log.warn({ path: dir }, 'removing what an interrupted restore left behind');
+      await this.run(['rm', '-rf', '--one-file-system', dir]);
+    }
+    await this.ensureDir(dir, '700');
+    await fill(dir);
+    // pgBackRest synced every file it wrote.
+    await this.moveIntoPlace(dir, false);
+  }
+
+  /**
+   * SQL as the operator over the local socket with peer authentication (the OS user postgres,
+   * pg_ident map): what works before the charm's passwords do. The statements go in a 0600
+   * file, never in argv. Returns psql's unaligned output.
+   */
+  async sqlAsOwner(sql: string, port: number): Promise<string> {
+    const file = `${this.l.private}/owner.sql`;
+    await this.pushSecret(file, sql);
+    try {
+      return await this.run([`${this.l.binDir}/psql`, '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-h', this.l.socketDir, '-p', String(port), '-U', 'operator', '-d', 'postgres', '-f', file]);
+    } finally {
+      await this.pebble.removePath(file).catch(() => undefined);
+    }
+  }
+
   private async moveIntoPlace(dir: string, syncfs: boolean): Promise<void> {
     await this.run(['/bin/sh', '-c', `${syncfs ? 'sync -f "$1" && ' : ''}mv -T "$1" "$2" && sync "$3"`, 'sh', dir, this.l.pgdata, this.l.storage]);
   }
@@ -225,8 +256,8 @@ export class PostgresWorkload {
    * to reload: a file changed, or one written earlier was not reloaded yet.
    */
   async writeConfig(params: Record<string, string>, hba: HbaSpec): Promise<boolean> {
-    const [conf, rules] = await Promise.all([this.pushIfChanged(this.l.confFile, renderConf(params)), this.pushIfChanged(this.l.hbaFile, renderHba(hba))]);
-    if (conf || rules) configUnapplied = true;
+    const [conf, rules, ident] = await Promise.all([this.pushIfChanged(this.l.confFile, renderConf(params)), this.pushIfChanged(this.l.hbaFile, renderHba(hba)), this.pushIfChanged(this.l.identFile, renderIdent())]);
+    if (conf || rules || ident) configUnapplied = true;
     return configUnapplied;
   }
 
