@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { compare, type SystemFigures } from './compare.js';
+import { benchBackup } from './backup.js';
 import { benchFootprint, footprintSummary, footprintTable } from './footprint.js';
 import { benchSaturation } from './saturation.js';
 import { benchScale } from './scale.js';
@@ -15,7 +16,8 @@ import { benchSidecar } from './sidecar.js';
  * `npm run bench -- --only compare --runs 3 --systems pgcharm,patroni-tuned` narrows it down
  * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS). The footprint
  * groups of issue 13 run only when asked for by name: `--only footprint [--seconds 60]`,
- * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`.
+ * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`;
+ * issue 14's `--only backup [--scale 70] [--seconds 60] [--writer-seconds 150]`.
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,9 +39,9 @@ const positive = (name: string, dflt: number, env?: string) => {
   return Number(v);
 };
 const runs = (dflt = 5) => positive('runs', dflt, 'BENCH_RUNS');
-const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation'];
+const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation', 'backup'];
 /** Long and only on request: not part of a plain `npm run bench`. */
-const ON_REQUEST = ['footprint', 'scale', 'saturation'];
+const ON_REQUEST = ['footprint', 'scale', 'saturation', 'backup'];
 
 async function main(): Promise<void> {
   // A group that fails is reported and the others still run: one run of the whole bench is long.
@@ -141,6 +143,17 @@ async function main(): Promise<void> {
     for (const l of p.fence_lines) lines.push(`  ${l}`);
     const warn = Object.entries(p.agent_warnings).sort((a, b) => b[1] - a[1]).slice(0, 5);
     if (warn.length) lines.push(`  agent warnings: ${warn.map(([k, n]) => `${n} x ${k}`).join('; ')}`);
+  });
+  if (want('backup')) await group('backup', async () => {
+    const b = await benchBackup({ scale: positive('scale', 70), seconds: positive('seconds', 60), writerSeconds: positive('writer-seconds', 150), log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['backup'] = b;
+    lines.push(
+      `database ${b.database_mb} MB (pgbench scale ${positive('scale', 70)}):`,
+      `  full backup (pgBackRest) ${b.full_backup.ms} ms, ${b.full_backup.mb_per_s} MB/s, ${b.full_backup.repository_mb} MB in the repository; pg_basebackup ${b.pg_basebackup.ms} ms, ${b.pg_basebackup.mb_per_s} MB/s; time ratio x${b.backup_time_ratio_pgbackrest_over_basebackup}`,
+      `  restore of the 3-unit cluster (RTO): ${b.restore_cluster_rto_ms} ms`,
+      `  pgbench TPS archiving on ${b.tps_archiving_on}, off ${b.tps_archiving_off}: ratio x${b.tps_ratio_on_over_off}`,
+      `  total loss at archive_timeout ${b.total_loss.archive_timeout}: ${b.total_loss.acknowledged_rows_lost} of ${b.total_loss.writer_commits} acknowledged rows lost, window ${b.total_loss.data_loss_window_ms} ms; rebuilt 3 units from the repository in ${b.total_loss.rebuild_3_units_from_repository_ms} ms`,
+    );
   });
   if (Object.keys(failures).length) result['failed'] = failures;
   const json = JSON.stringify(result, null, 2) + '\n';

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseRecoveryTarget } from '../../agent/charm-meta/values.js';
 import { restoreSettings } from '../../agent/commands/deploy.js';
 import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, renderS3Credentials, repoPath, restoreArgs, s3Repo, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
-import { layout } from '../../agent/charm/postgresql/render.js';
+import { layout, pgParams } from '../../agent/charm/postgresql/render.js';
 
 const l = layout("/data/it's here/pgdata", 15);
 const config = { 'backup-repo-path': '', 'archive-timeout': 60, 'backup-retention-full': 2 };
@@ -19,6 +19,11 @@ describe('backup repository and archiving settings', () => {
   ])('%s', (_why, set, env, want) => {
     expect(repoPath({ ...config, ...set }, 'postgresql', env)).toBe(want);
     expect(archiving({ ...config, ...set }, env)).toBe(want !== undefined);
+  });
+
+  it('without a repository archive_mode is off, said in the file: taken out of it, Postgres would keep "on" until a restart nobody asked for', () => {
+    const p = pgParams({ ...config, 'backup-repo-path': 'none', 'max-connections': 100, 'password-encryption': 'scram-sha-256', 'log-min-duration-statement': -1, timezone: 'UTC', 'synchronous-commit': 'on' }, { host: '10.1.2.3', port: 5432, l });
+    expect([p['archive_mode'], p['archive_command'], p['restore_command']]).toEqual(['off', undefined, undefined]);
   });
 
   it('archives with pgBackRest (async), fetches with it, and switches segments every archive-timeout; paths are shell-quoted', () => {

@@ -502,7 +502,9 @@ async function restartPending(me: Target, pw: Passwords): Promise<string[]> {
   return withConnection(me, pw.operator, async (c) =>
     (
       await c.query<{ name: string }>(
-        "SELECT DISTINCT f.name FROM pg_file_settings f JOIN pg_settings s USING (name) WHERE NOT f.applied AND f.error IS NOT NULL AND s.context = 'postmaster' ORDER BY 1",
+        // A value changed in the file, or (pending_restart) a setting taken out of it: Postgres
+        // keeps the old value of either until it restarts.
+        "SELECT f.name FROM pg_file_settings f JOIN pg_settings s USING (name) WHERE NOT f.applied AND f.error IS NOT NULL AND s.context = 'postmaster' UNION SELECT name FROM pg_settings WHERE pending_restart AND context = 'postmaster' ORDER BY 1",
       )
     ).rows.map((r) => r.name),
   );

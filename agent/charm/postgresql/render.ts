@@ -97,7 +97,7 @@ export function pgParams(
     recovery_init_sync_method: syncfsReportsErrors(o.resources?.kernel) ? 'syncfs' : 'fsync',
     log_line_prefix: '%m [%p] %q%u@%d ',
     // WAL archiving to the pgBackRest repository, when there is one (backup.ts).
-    ...(archiving(config) ? archiveParams(config, o.l) : {}),
+    ...(archiving(config) ? archiveParams(config, o.l) : { archive_mode: 'off' }),
   };
   if (o.standby) {
     p['primary_conninfo'] = o.standby.primaryConninfo;
