@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseRecoveryTarget } from '../../agent/charm-meta/values.js';
 import { restoreSettings } from '../../agent/commands/deploy.js';
-import { ARCHIVE_BLOCK_AFTER_MS, archiveParams, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, renderS3Credentials, repoPath, restoreArgs, s3Repo, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
+import { ARCHIVE_BLOCK_AFTER_MS, archiveGap, archiveParams, parseHistory, segmentName, archiveState, archiving, checkRestoreTarget, decideStanza, parseInfo, parseRestoreParams, renderBackrestConf, renderS3Credentials, repoPath, restoreArgs, s3Repo, type RestoreTarget, type StanzaInfo } from '../../agent/charm/postgresql/backup.js';
 import { layout, pgParams } from '../../agent/charm/postgresql/render.js';
 
 const l = layout("/data/it's here/pgdata", 15);
@@ -233,5 +233,31 @@ describe('bootstrap-from-backup and deploy --restore-from', () => {
     ['the target given twice', '/tmp', ['bootstrap-from-backup=latest'], /--restore-from sets bootstrap-from-backup: do not give it in --config too/],
   ])('refuses %s', (_why, from, config, why) => {
     expect(() => restoreSettings(from, undefined, config)).toThrow(why);
+  });
+});
+
+describe('WAL a failed primary never archived', () => {
+  const history = parseHistory('1\t0/5000000\tno recovery target specified\n\n2\t0/9A000060\tno recovery target specified\n');
+  const arch = (tl: number, ...segs: number[]) => segs.map((n) => `${segmentName(tl, BigInt(n))}-0123456789abcdef0123456789abcdef01234567.lz4`);
+  it('reads a timeline history file', () => {
+    expect(history).toEqual([
+      { tli: 1, switchLsn: '0/5000000' },
+      { tli: 2, switchLsn: '0/9A000060' },
+    ]);
+    expect(segmentName(2, 0x9an)).toBe('00000002000000000000009A');
+    expect(segmentName(3, 0x1_05n)).toBe('000000030000000100000005');
+  });
+  it.each([
+    ['all of the parent timeline archived up to the switch segment (which the promotion copies)', arch(2, ...Array.from({ length: 0x9a - 5 }, (_, i) => 5 + i)), '0/3000028', []],
+    ['the last three completed segments missing', arch(2, ...Array.from({ length: 0x97 - 5 }, (_, i) => 5 + i)), '0/3000028', ['000000020000000000000097', '000000020000000000000098', '000000020000000000000099']],
+    ['a hole in the middle', arch(2, 5, 6, ...Array.from({ length: 0x9a - 8 }, (_, i) => 8 + i)), '0/3000028', ['000000020000000000000007']],
+    ['the partial of the switch segment does not count, nor other timelines', [...arch(1, 0x97, 0x98, 0x99), '000000020000000000000099.partial-0123456789abcdef0123456789abcdef01234567.lz4', ...arch(2, ...Array.from({ length: 0x99 - 5 }, (_, i) => 5 + i))], '0/3000028', ['000000020000000000000099']],
+    ['only from the oldest backup on, when it is later than the timeline start', arch(2, 0x98, 0x99), '0/98000028', []],
+    ['no backup: nothing to restore from, nothing needed', [], undefined, []],
+  ])('%s', (_why, archived, oldest, want) => {
+    expect(archiveGap({ history, archived, oldestBackupLsn: oldest })).toEqual(want);
+  });
+  it('timeline 1 (no history) needs nothing', () => {
+    expect(archiveGap({ history: [], archived: [], oldestBackupLsn: '0/3000028' })).toEqual([]);
   });
 });

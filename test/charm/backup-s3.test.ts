@@ -92,6 +92,25 @@ describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
     expect(list.results!['repository']).toMatch(/^s3:\/\/pgcharm\/shop at localhost:\d+$/);
   }, 240_000);
 
+  it('dump-database streams pg_dump into the bucket as a timestamped and a latest object; restore-dump streams it back into a new database', async () => {
+    await q(uri, 'CREATE TABLE IF NOT EXISTS dumped (v int); INSERT INTO dumped SELECT generate_series(1, 5000)');
+    const d = await run('leader', 'dump-database', 'database=postgres');
+    expect(d.status, JSON.stringify(d)).toBe('completed');
+    expect(d.results!['file']).toMatch(new RegExp(`^s3://${s3.bucket}/shop/dumps/postgres/postgres-\\d{8}T\\d{6}Z\\.dump$`));
+    expect(d.results!['latest']).toBe(`s3://${s3.bucket}/shop/dumps/postgres/postgres-latest.dump`);
+    expect(Number(d.results!['bytes'])).toBeGreaterThan(1000);
+    const stored = objects().filter((o) => o.startsWith(`${s3.bucket}/shop/dumps/postgres/`));
+    expect(stored.some((o) => o.includes('postgres-latest.dump')) && stored.some((o) => String(d.results!['file']).endsWith(o.slice(0, o.indexOf('.dump') + 5).replace(`${s3.bucket}/`, '')))).toBe(true);
+    const p = ((await m.cli(['run', 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
+    const r = await run(p, 'restore-dump', 'database=postgres', 'into=fromdump');
+    expect(r.status, JSON.stringify(r)).toBe('completed');
+    const copy = new URL(uri);
+    copy.pathname = '/fromdump';
+    expect((await q(copy.toString(), 'SELECT count(*)::int AS n FROM dumped'))[0]!['n']).toBe(5000);
+    const missing = await run(p, 'restore-dump', 'database=postgres', 'from=postgres-20200101T000000Z.dump', 'into=never');
+    expect([missing.status, missing.message]).toEqual(['failed', `params.from: no dump s3://${s3.bucket}/shop/dumps/postgres/postgres-20200101T000000Z.dump`]);
+  }, 120_000);
+
   it('another cluster pointed at the same bucket and prefix is blocked, naming both, and writes nothing into the bucket', async () => {
     const before = objects();
     const d = await m.cli(['deploy', '--app', 'other', '--units', '1', '--config-file', configFile('other', '/shop'), '--timeout', '90'], 150_000);

@@ -332,4 +332,46 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     const b = await runAction(m, 'leader', 'create-backup', [], ['--app', 'copy']);
     expect(b.status === 'completed' || /runs on the primary/.test(String(b.message)), JSON.stringify(b)).toBe(true);
   }, 300_000);
+
+  it('a primary killed before it archived: the promoted standby archives the completed segments it had streamed, and a restore across the failover has every acknowledged row', async () => {
+    const archive = join(repo(), 'archive', 'pgcharm');
+    const old = await primary();
+    await q(uri, 'CREATE TABLE gap (v int)');
+    const mode = statSync(archive).mode & 0o777;
+    const segs: string[] = [];
+    execFileSync('chmod', ['000', archive]);
+    try {
+      for (let i = 0; i < 3; i++) {
+        await q(uri, `INSERT INTO gap SELECT generate_series(${i * 100 + 1}, ${i * 100 + 100})`);
+        segs.push(String((await q(uri, 'SELECT pg_walfile_name(pg_switch_wal()) AS w'))[0]!['w']));
+      }
+      await waitFor('archiving fails', async () => Number((await q(uri, 'SELECT failed_count FROM pg_stat_archiver'))[0]!['failed_count']) > 0, 30_000);
+      expect((await m.cli(['kill', old, '--no-restart'])).code).toBe(0);
+    } finally {
+      execFileSync('chmod', [mode.toString(8), archive]);
+    }
+    const promoted = await waitFor('a new primary', async () => {
+      const u = (await m.cli(['uri'])).stdout.trim();
+      return u && u !== uri && (await q(u, 'SELECT NOT pg_is_in_recovery() AS w').then((r) => r[0]!['w'] === true, () => false)) && u;
+    }, 60_000, 500);
+    // The old primary never archived them (it is still down); the new one pushed them from its pg_wal.
+    await waitFor('the unarchived segments in the repository', () => segs.every((seg) => files(archive).some((f) => f.includes(`/${seg}-`))), 60_000, 500);
+    expect((await m.cli(['kill', old, '--revive'])).code).toBe(0);
+    await waitFor('all 3 units active again', async () => {
+      const st = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { units: Record<string, { workload: { status: string } }> };
+      return Object.values(st.units).every((u) => u.workload.status === 'active');
+    }, 120_000, 500);
+    await q(promoted, 'INSERT INTO gap VALUES (1000)');
+    await new Promise((r) => setTimeout(r, 1100));
+    const T = String((await q(promoted, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
+    await q(promoted, 'INSERT INTO gap VALUES (2000)');
+    const r = await run('leader', 'restore', `restore-to-time=${T}`);
+    expect(r.out.status, JSON.stringify(r.out)).toBe('completed');
+    await waitFor('restored', async () => {
+      const st = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { application: { status: string }; units: Record<string, { workload: { status: string } }> };
+      return st.application.status === 'active' && Object.values(st.units).every((u) => u.workload.status === 'active') && !(await m.cli(['status'])).stdout.includes('restoring');
+    }, 120_000, 500);
+    uri = (await m.cli(['uri'])).stdout.trim();
+    expect((await q(uri, 'SELECT count(*)::int AS n, max(v) AS hi FROM gap'))[0]).toEqual({ n: 301, hi: 1000 });
+  }, 300_000);
 });

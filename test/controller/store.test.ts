@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expireEvents } from '../../agent/controller/registry/event-expiry.js';
 import { Registry } from '../../agent/controller/registry/registry.js';
-import { ObjectStore, type StoreOptions } from '../../agent/controller/store/object-store.js';
+import { isRenewal, ObjectStore, type StoreOptions } from '../../agent/controller/store/object-store.js';
 import { tempDir } from './helpers/server.js';
 
 /** The object store and its persistence, in-process: restarts, torn journals, compaction. */
@@ -59,6 +59,31 @@ describe('object store', () => {
     expect(store.latest('configmaps', 'ns', 'x')?.metadata.resourceVersion).toBe('1');
     await durable;
     expect(store.get('configmaps', 'ns', 'x')?.metadata.resourceVersion).toBe('1');
+  });
+
+  it.each([
+    ['the same holder, renewTime moved: a renewal', { holderIdentity: 'pg/0', leaseTransitions: 3, acquireTime: 'a', leaseDurationSeconds: 2, renewTime: 'r1' }, { holderIdentity: 'pg/0', leaseTransitions: 3, acquireTime: 'a', leaseDurationSeconds: 2, renewTime: 'r2' }, true],
+    ['another holder: a takeover, synced', { holderIdentity: 'pg/0', leaseTransitions: 3, acquireTime: 'a' }, { holderIdentity: 'pg/1', leaseTransitions: 4, acquireTime: 'b' }, false],
+    ['the same holder taking it again (transitions +1): synced', { holderIdentity: 'pg/0', leaseTransitions: 3, acquireTime: 'a' }, { holderIdentity: 'pg/0', leaseTransitions: 4, acquireTime: 'b' }, false],
+    ['a new duration: synced', { holderIdentity: 'pg/0', leaseDurationSeconds: 2 }, { holderIdentity: 'pg/0', leaseDurationSeconds: 4 }, false],
+    ['released (no holder): synced', { holderIdentity: 'pg/0' }, { holderIdentity: '' }, false],
+    ['a lease nobody held: synced', { holderIdentity: '' }, { holderIdentity: '' }, false],
+    ['created: synced', undefined, { holderIdentity: 'pg/0' }, false],
+  ])('lease write without fdatasync only for a renewal: %s', (_why, prev, next, want) => {
+    const obj = (spec: object | undefined) => (spec ? { metadata: { name: 'l' }, spec } : undefined);
+    expect(isRenewal(obj(prev), obj(next)!)).toBe(want);
+  });
+
+  it('a renewal is acknowledged and replayed like any write', async () => {
+    const dir = newDir();
+    let { store } = await openStore(dir);
+    const lease = (renewTime: string) => ({ metadata: { name: 'l', namespace: 'ns' }, spec: { holderIdentity: 'pg/0', leaseTransitions: 0, renewTime } });
+    await store.put('leases', 'ns', 'l', lease('t1')).durable;
+    await store.put('leases', 'ns', 'l', lease('t2')).durable;
+    expect((store.get('leases', 'ns', 'l') as unknown as { spec: { renewTime: string } }).spec.renewTime).toBe('t2');
+    await closeStore(store);
+    ({ store } = await openStore(dir));
+    expect((store.get('leases', 'ns', 'l') as unknown as { spec: { renewTime: string } }).spec.renewTime).toBe('t2');
   });
 
   it('group-commits concurrent writes, in order', async () => {

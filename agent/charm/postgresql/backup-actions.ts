@@ -1,6 +1,7 @@
 import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
 import { nextCronRun } from '../../charm-meta/values.js';
-import { archiveFailing, archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseRestoreParams, repoName, repoPath, s3KeysProblem, s3Repo, type RestoreRequest } from './backup.js';
+import { archiveFailing, archiveGap, archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseHistory, parseRestoreParams, repoName, STANZA, repoPath, s3KeysProblem, s3Repo, type RestoreRequest, type S3Repo } from './backup.js';
+import { dumpKey, type S3Dumps } from './dump-s3.js';
 import { Backrest } from './backup-run.js';
 import { parseAddress } from './positions.js';
 import { readPasswords, readS3Credentials, writeS3Credentials, type Passwords } from './secrets.js';
@@ -13,9 +14,41 @@ import { unitWorkload, withConnection, type PostgresWorkload } from './workload.
  */
 
 const NO_REPOSITORY = 'no backup repository: set backup-repo-path or s3-bucket (on Kubernetes there is no default)';
-/** Why the dump actions have no repository to write to (dumps go to a posix one only, for now). */
-const noDumpRepository = (ctx: EventContext) =>
-  s3Repo(ctx.config, ctx.app) ? 'dumps go to a posix repository (backup-repo-path) only; an S3 one is not supported yet' : 'no backup repository: set backup-repo-path (on Kubernetes there is no default)';
+
+/** Where dumps go: the repository's `dumps/` (a path, or the S3 prefix). */
+type DumpRepo = { kind: 'posix'; path: string } | { kind: 's3'; repo: S3Repo };
+
+function dumpRepo(config: EventContext['config'], app: string): DumpRepo | undefined {
+  const s3 = s3Repo(config, app);
+  if (s3) return { kind: 's3', repo: s3 };
+  const path = repoPath(config, app);
+  return path ? { kind: 'posix', path } : undefined;
+}
+
+async function openS3Dumps(ctx: EventContext, repo: S3Repo): Promise<S3Dumps> {
+  const keys = await readS3Credentials(ctx.kube, ctx.app);
+  if (!keys) throw new Error('no S3 keys yet: pgcharm run leader set-s3-credentials --params FILE');
+  const { S3Dumps } = await import('./dump-s3.js');
+  return S3Dumps.open(repo, keys);
+}
+
+/**
+ * pg_dump -Fc -Z9 of `db` as `<db>-<stamp>.dump` and `<db>-latest.dump` under the repository's
+ * dumps/<db>/: locally written beside and renamed; in S3 streamed through the sidecar into a
+ * multipart upload that completes only with pg_dump, then copied server-side to the latest.
+ */
+async function takeDump(ctx: EventContext, repo: DumpRepo, b: Backrest, db: string, at: string): Promise<{ file: string; latest: string; bytes: number }> {
+  if (repo.kind === 'posix') return b.dump(db, dumpDir(repo.path, db), at);
+  const store = await openS3Dumps(ctx, repo.repo);
+  try {
+    const [key, latest] = [dumpKey(repo.repo, db, `${db}-${at}.dump`), dumpKey(repo.repo, db, `${db}-latest.dump`)];
+    const bytes = await store.put(key, (out) => b.dumpTo(db, out));
+    await store.copy(key, latest);
+    return { file: store.where(key), latest: store.where(latest), bytes };
+  } finally {
+    store.close();
+  }
+}
 
 /** Actions that must run on the primary: `why`, and how to run `cmd` there, unless this is it. */
 async function notOnPrimary(ctx: EventContext, why: string, cmd: string): Promise<string | undefined> {
@@ -93,6 +126,8 @@ const checkStanza: Handler = async (ctx) => {
   if (blocked !== was || d.kind === 'create') ctx.log[blocked ? 'error' : 'info']({ decision: d.kind, why: d.why, repo }, 'backup repository');
   // The reconcile writes the statuses (the unit's, and the leader's for the application).
   if (blocked !== was) ctx.emit('pgcharm-reconcile');
+  // A promoted standby checks its stanza first, then what the old primary left unarchived.
+  if (!blocked) wantArchiveGapCheck(ctx);
 };
 
 /** What blocks the primary and the application: a foreign or unreadable repository, archiving failing for long. */
@@ -101,7 +136,7 @@ export function backupProblem(bag: { get(k: string): string | undefined }): stri
 }
 
 /** A failing archive short of blocking: said in the primary's status message. */
-export const archiveWarning = (bag: { get(k: string): string | undefined }): string | undefined => bag.get('archive-problem') || undefined;
+export const archiveWarning = (bag: { get(k: string): string | undefined }): string | undefined => [bag.get('archive-problem'), bag.get('archive-gap')].filter(Boolean).join('; ') || undefined;
 
 /**
  * The primary's update-status: is WAL archiving failing (pg_stat_archiver, on the kept
@@ -128,6 +163,59 @@ export async function checkArchiving(ctx: EventContext, me: { host: string; port
   ctx.log[problem ? 'warn' : 'info']({ decision: problem ? 'archiving failing' : 'archiving works', why: problem ?? 'the last segment was archived' }, 'backup');
   return true;
 }
+
+/** The primary's reconcile: once per timeline after a promotion, the archive is checked for WAL the old primary never archived. */
+export function wantArchiveGapCheck(ctx: EventContext): void {
+  const tl = Number(ctx.peers.local.get('timeline') ?? 0);
+  if (tl > 1 && state.gapCheckedTimeline !== tl && state.stanzaChecked === repoKey(ctx) && archiving(ctx.config)) ctx.emit('pgcharm-archive-gap');
+}
+
+/**
+ * After a promotion: the old timeline's segments the old primary completed but never archived
+ * (backup.ts archiveGap). Those this unit still has in pg_wal (it streamed them) are pushed
+ * now; if any is gone, point-in-time recovery into that stretch is impossible for good: the
+ * primary says so and takes a full backup, so that a restore to any time from now on works.
+ */
+const archiveGapCheck: Handler = async (ctx) => {
+  const me = ctx.workload.address();
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!me || !pw || ctx.peers.local.get('role') !== 'primary' || !archiving(ctx.config) || state.stanzaChecked !== repoKey(ctx)) return;
+  const w = unitWorkload(ctx);
+  const { tl, history } = await withConnection(me, pw.operator, async (c) => {
+    const t = parseInt((await c.query<{ w: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS w')).rows[0]!.w.slice(0, 8), 16);
+    const file = `pg_wal/${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
+    const text = t > 1 ? (await c.query<{ h: string | null }>('SELECT pg_read_file($1, true) AS h', [file])).rows[0]?.h : undefined;
+    return { tl: t, history: parseHistory(text ?? '') };
+  });
+  if (tl <= 1 || state.gapCheckedTimeline === tl) return;
+  const b = new Backrest(w);
+  const info = await b.info();
+  if (info.code !== 0 || !info.archiveId) return;
+  const listed = () => b.repoLs(`archive/${STANZA}/${info.archiveId}`);
+  const missing = archiveGap({ history, archived: await listed(), oldestBackupLsn: info.backups[0]?.['lsn-start'] });
+  const pushed: string[] = [];
+  for (const seg of missing) {
+    if (!(await w.exists(`${w.l.pgdata}/pg_wal/${seg}`))) continue;
+    await b.pushSegment(`${w.l.pgdata}/pg_wal/${seg}`);
+    pushed.push(seg);
+  }
+  const left = pushed.length ? archiveGap({ history, archived: await listed(), oldestBackupLsn: info.backups[0]?.['lsn-start'] }) : missing;
+  if (pushed.length) ctx.log.warn({ decision: 'archived what the old primary had not', segments: pushed, timeline: history.at(-1)?.tli, why: 'the old primary failed before it archived them; this unit had streamed them' }, 'backup');
+  if (!left.length) {
+    state.gapCheckedTimeline = tl;
+    if (ctx.peers.local.get('archive-gap')) ctx.peers.local.set('archive-gap', null);
+    return;
+  }
+  const gap = `WAL ${left[0]}${left.length > 1 ? `..${left.at(-1)}` : ''} (${left.length} segment${left.length > 1 ? 's' : ''}) was never archived: the old primary failed first; no restore can reach a time in or after it from an older backup`;
+  ctx.peers.local.set('archive-gap', `${gap}; taking a full backup`);
+  ctx.log.error({ decision: 'archive gap', segments: left, why: gap }, 'backup');
+  const t0 = Date.now();
+  await b.backup('full');
+  ctx.peers.local.set('archive-gap', null);
+  ctx.peers.local.set('last-backup', new Date().toISOString());
+  state.gapCheckedTimeline = tl;
+  ctx.log.warn({ decision: 'full backup after an archive gap', ms: Date.now() - t0, why: 'restores to a time from now on start from it' }, 'backup');
+};
 
 const createBackup: Handler = async (ctx) => {
   const a = ctx.action!;
@@ -262,13 +350,20 @@ export const dumpScheduleLoop: CharmLoop = {
   run(ctx) {
     const config = ctx.config();
     const spec = String(config['dump-schedule'] ?? '').trim();
-    if (dumpSchedule.fires(ctx.isLeader() && repoPath(config, ctx.app) ? spec : undefined, new Date())) ctx.emit('pgcharm-scheduled-dump');
+    const repo = (() => {
+      try {
+        return dumpRepo(config, ctx.app);
+      } catch {
+        return undefined; // an S3 setting pgBackRest cannot use either: the status says which
+      }
+    })();
+    if (dumpSchedule.fires(ctx.isLeader() && repo ? spec : undefined, new Date())) ctx.emit('pgcharm-scheduled-dump');
     return Promise.resolve();
   },
 };
 
 const scheduledDump: Handler = async (ctx) => {
-  const repo = repoPath(ctx.config, ctx.app);
+  const repo = dumpRepo(ctx.config, ctx.app);
   const me = ctx.workload.address();
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!ctx.isLeader() || !repo || !me || !pw) return;
@@ -281,7 +376,7 @@ const scheduledDump: Handler = async (ctx) => {
       continue;
     }
     try {
-      const r = await b.dump(db, dumpDir(repo, db), at);
+      const r = await takeDump(ctx, repo, b, db, at);
       ctx.log.info({ decision: 'scheduled dump taken', database: db, file: r.file, bytes: r.bytes }, 'backup');
     } catch (e) {
       ctx.log.error({ decision: 'scheduled dump failed', database: db, why: e instanceof Error ? e.message : String(e) }, 'backup');
@@ -326,8 +421,8 @@ const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$
 
 const dumpDatabase: Handler = async (ctx) => {
   const a = ctx.action!;
-  const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail(noDumpRepository(ctx));
+  const repo = dumpRepo(ctx.config, ctx.app);
+  if (!repo) return a.fail(NO_REPOSITORY);
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps (letters, digits, _ and -, at most 63)`);
   const me = ctx.workload.address();
@@ -337,15 +432,15 @@ const dumpDatabase: Handler = async (ctx) => {
   if (!exists) return a.fail(`params.database: no database ${db} on ${ctx.unit}`);
   const t0 = Date.now();
   a.progress(`pg_dump of ${db}`, 0);
-  const r = await new Backrest(unitWorkload(ctx), me.port).dump(db, dumpDir(repo, db), stamp(new Date()));
+  const r = await takeDump(ctx, repo, new Backrest(unitWorkload(ctx), me.port), db, stamp(new Date()));
   a.progress('done', 1);
   a.setResults({ database: db, file: r.file, latest: r.latest, bytes: r.bytes, 'took-ms': Date.now() - t0 });
 };
 
 const restoreDump: Handler = async (ctx) => {
   const a = ctx.action!;
-  const repo = repoPath(ctx.config, ctx.app);
-  if (!repo) return a.fail(noDumpRepository(ctx));
+  const repo = dumpRepo(ctx.config, ctx.app);
+  if (!repo) return a.fail(NO_REPOSITORY);
   const db = String(a.params['database'] ?? '');
   if (!DB_NAME.test(db)) return a.fail(`params.database: ${JSON.stringify(db)} is not a database name pgcharm dumps`);
   const into = String(a.params['into'] ?? db);
@@ -358,8 +453,20 @@ const restoreDump: Handler = async (ctx) => {
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!me || !pw) return a.fail('this unit has no running PostgreSQL yet');
   const w = unitWorkload(ctx);
-  const file = `${dumpDir(repo, db)}/${from}`;
-  if (!(await w.exists(file))) return a.fail(`params.from: no dump ${file}`);
+  const s3 = repo.kind === 's3' ? await openS3Dumps(ctx, repo.repo) : undefined;
+  try {
+    const key = repo.kind === 's3' ? dumpKey(repo.repo, db, from) : `${dumpDir(repo.path, db)}/${from}`;
+    const file = s3 ? s3.where(key) : key;
+    if (!(s3 ? (await s3.size(key)) !== undefined : await w.exists(key))) return a.fail(`params.from: no dump ${file}`);
+    await restoreDumpInto(ctx, me, pw, into, s3 ? (b) => s3.get(key).then((body) => b.restoreDumpFrom(body, into)) : (b) => b.restoreDump(key, into), file);
+  } finally {
+    s3?.close();
+  }
+};
+
+/** A new database `into`, then `fill` (pg_restore) into it. */
+async function restoreDumpInto(ctx: EventContext, me: { host: string; port: number }, pw: Passwords, into: string, fill: (b: Backrest) => Promise<void>, file: string): Promise<void> {
+  const a = ctx.action!;
   // A new database only: restoring over one in use is a decision for a human (drop it first).
   const created = await withConnection(me, pw.operator, async (c) => {
     if ((await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [into])).rowCount) return false;
@@ -369,11 +476,11 @@ const restoreDump: Handler = async (ctx) => {
   });
   if (!created) return a.fail(`params.into: database ${into} exists; restore into a new one (into=NEWNAME) or drop it first`);
   const t0 = Date.now();
-  a.progress(`pg_restore of ${from} into ${into}`, 0);
-  await new Backrest(w, me.port).restoreDump(file, into);
+  a.progress(`pg_restore of ${file} into ${into}`, 0);
+  await fill(new Backrest(unitWorkload(ctx), me.port));
   a.progress('done', 1);
   a.setResults({ database: into, from: file, 'took-ms': Date.now() - t0 });
-};
+}
 
 /** set-s3-credentials, on the leader: the keys go into a Secret (write-only params); every unit writes its 0600 file. */
 const setS3Credentials: Handler = async (ctx) => {
@@ -399,6 +506,7 @@ export const backupHandlers: Record<string, Handler> = {
   'pgcharm-scheduled-backup': scheduledBackup,
   'restore-action': restore,
   'pgcharm-stanza': checkStanza,
+  'pgcharm-archive-gap': archiveGapCheck,
   'create-backup-action': createBackup,
   'list-backups-action': listBackups,
 };

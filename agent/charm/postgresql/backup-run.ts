@@ -1,9 +1,13 @@
+import type { Readable, Writable } from 'node:stream';
 import type { ConfigValue } from '../../runtime/charm.js';
 import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, renderS3Credentials, restoreArgs, s3CaFile, s3CredentialsFile, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type S3Repo, type StanzaInfo } from './backup.js';
 import type { S3Credentials } from './secrets.js';
 import { ExecFailed, isMissing, type PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
+
+/** A dump or a restore of one may take this long. */
+const DUMP_TIMEOUT_MS = 6 * 3_600_000;
 
 /** How long `info` may take: an unreachable repository must not hold a hook or an action for minutes. */
 const INFO_TIMEOUT_MS = 30_000;
@@ -56,6 +60,17 @@ export class Backrest {
     }
   }
 
+  /** File names under a repository path, recursively (`repo-ls`). */
+  async repoLs(path: string): Promise<string[]> {
+    const out = JSON.parse(await this.run(['--io-timeout=30', 'repo-ls', '--recurse', '--output=json', path], INFO_TIMEOUT_MS)) as Record<string, { type?: string }>;
+    return Object.entries(out).filter(([, v]) => v.type === 'file').map(([k]) => k);
+  }
+
+  /** Archives one WAL file now (not through the asynchronous queue): a segment of an earlier timeline this unit still has. */
+  async pushSegment(path: string): Promise<void> {
+    await this.run(['--no-archive-async', 'archive-push', path], 600_000);
+  }
+
   async stanzaCreate(): Promise<void> {
     await this.run(['stanza-create'], 120_000);
   }
@@ -82,18 +97,29 @@ export class Backrest {
     const bin = this.l.binDir;
     await this.w.run(['/bin/sh', '-c', 'umask 027 && "$1" -Fc -Z9 -h "$2" -p "$3" -U operator -d "$4" -f "$5.partial" && mv "$5.partial" "$5" && cp "$5" "$6.partial" && mv "$6.partial" "$6"', 'sh', `${bin}/pg_dump`, this.l.socketDir, String(this.port()), db, file, latest], {
       env: { PGPASSFILE: backrestPassfile(this.l) },
-      timeoutMs: 6 * 3_600_000,
+      timeoutMs: DUMP_TIMEOUT_MS,
     });
     const st = (await this.w.pebble.listFiles(file, { itself: true }))[0];
     return { file, latest, bytes: st?.size ?? 0 };
   }
 
-  /** pg_restore of a dump into an existing (empty) database. */
+  /** pg_dump -Fc -Z9 of one database into `out` (streamed through the sidecar; the caller ends `out`). */
+  async dumpTo(db: string, out: Writable): Promise<void> {
+    await this.w.runStreaming([`${this.l.binDir}/pg_dump`, '-Fc', '-Z9', '-h', this.l.socketDir, '-p', String(this.port()), '-U', 'operator', '-d', db], { env: { PGPASSFILE: backrestPassfile(this.l) }, timeoutMs: DUMP_TIMEOUT_MS, stdout: out });
+  }
+
+  private restoreArgv(into: string): string[] {
+    return [`${this.l.binDir}/pg_restore`, '-h', this.l.socketDir, '-p', String(this.port()), '-U', 'operator', '-d', into, '--no-owner', '--exit-on-error'];
+  }
+
+  /** pg_restore of a dump file in the workload into an existing (empty) database. */
   async restoreDump(file: string, into: string): Promise<void> {
-    await this.w.run([`${this.l.binDir}/pg_restore`, '-h', this.l.socketDir, '-p', String(this.port()), '-U', 'operator', '-d', into, '--no-owner', '--exit-on-error', file], {
-      env: { PGPASSFILE: backrestPassfile(this.l) },
-      timeoutMs: 6 * 3_600_000,
-    });
+    await this.w.run([...this.restoreArgv(into), file], { env: { PGPASSFILE: backrestPassfile(this.l) }, timeoutMs: DUMP_TIMEOUT_MS });
+  }
+
+  /** pg_restore of a dump streamed in (from S3) into an existing (empty) database. */
+  async restoreDumpFrom(input: Readable, into: string): Promise<void> {
+    await this.w.runStreaming(this.restoreArgv(into), { env: { PGPASSFILE: backrestPassfile(this.l) }, timeoutMs: DUMP_TIMEOUT_MS, stdin: input });
   }
 
   private port(): number {

@@ -202,6 +202,8 @@ export interface StanzaInfo {
   backups: BackupInfo[];
   /** The archived WAL range of the current database, when any. */
   archive?: { min: string; max: string };
+  /** The current database's archive directory name (like 15-1), when the stanza has one. */
+  archiveId?: string;
 }
 
 /**
@@ -230,7 +232,7 @@ export function parseInfo(raw: string): StanzaInfo {
       info?: { size?: number; repository?: { delta?: number; size?: number } };
       database?: { id: number };
     }[];
-    archive?: { min?: string | null; max?: string | null; database?: { id: number } }[];
+    archive?: { id?: string; min?: string | null; max?: string | null; database?: { id: number } }[];
     repo?: { status?: { code?: number; message?: string } }[];
   };
   const stanza = (Array.isArray(doc) ? (doc as Raw[]) : []).find((s) => s.name === STANZA);
@@ -262,6 +264,7 @@ export function parseInfo(raw: string): StanzaInfo {
     ...(current ? { systemId: String(current['system-id']) } : {}),
     backups,
     ...(arch?.min && arch.max ? { archive: { min: arch.min, max: arch.max } } : {}),
+    ...(arch?.id ? { archiveId: arch.id } : {}),
   };
 }
 
@@ -346,6 +349,46 @@ export function parseRestoreParams(p: Readonly<Record<string, unknown>>): Restor
   if (k === 'latest') return { kind: 'latest' };
   const t = parseRecoveryTime(v);
   return t ? { kind: 'time', ...t } : { error: `params.restore-to-time: ${JSON.stringify(v)} is not a timestamp (${TIME_EXAMPLE})` };
+}
+
+/** 16 MB WAL segments (initdb's default; pgcharm does not change it). */
+const SEGMENT = 0x1000000n;
+const hex8 = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
+const segno = (lsn: string): bigint => lsnNumber(lsn) / SEGMENT;
+/** A WAL segment's file name on a timeline. */
+export const segmentName = (tli: number, no: bigint): string => `${hex8(tli)}${hex8(no / 0x100n)}${hex8(no % 0x100n)}`;
+
+/** A timeline history file (pg_wal/0000000N.history): each ancestor timeline and the LSN where it ended. */
+export function parseHistory(text: string): { tli: number; switchLsn: string }[] {
+  return text
+    .split('\n')
+    .map((l) => /^\s*(\d+)\s+([0-9A-F]+\/[0-9A-F]+)/i.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ tli: Number(m[1]), switchLsn: m[2]!.toUpperCase() }));
+}
+
+/**
+ * WAL of the timeline a promotion ended that the archive lacks: segments the old primary
+ * completed (its standbys streamed them) but had not archived when it failed. Standbys do not
+ * archive (archive_mode=on), so nobody would: a restore into or across them would fail. Needed
+ * are the parent timeline's segments from its start (or the oldest backup's, if later) up to
+ * the one it ended in, which the promotion copied into the new timeline (and archives as
+ * .partial). `archived`: the archive's file names (segment, then -checksum and extension).
+ * Nothing is needed without a backup to restore from.
+ */
+export function archiveGap(o: { history: readonly { tli: number; switchLsn: string }[]; archived: readonly string[]; oldestBackupLsn?: string | undefined }): string[] {
+  const parent = o.history.at(-1);
+  if (!parent || !o.oldestBackupLsn) return [];
+  const before = o.history.at(-2);
+  const start = before ? segno(before.switchLsn) : 0n;
+  const from = segno(o.oldestBackupLsn) > start ? segno(o.oldestBackupLsn) : start;
+  const have = new Set(o.archived.map((f) => f.split('/').pop()!).filter((f) => /^[0-9A-F]{24}-/.test(f) && parseInt(f.slice(0, 8), 16) === parent.tli).map((f) => f.slice(0, 24)));
+  const missing: string[] = [];
+  for (let n = from; n < segno(parent.switchLsn); n++) {
+    const name = segmentName(parent.tli, n);
+    if (!have.has(name)) missing.push(name);
+  }
+  return missing;
 }
 
 /** The LSN just past a WAL segment (16 MB segments), as a number. */

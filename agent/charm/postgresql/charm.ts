@@ -13,7 +13,7 @@ import { formatBytes, memberPositions, parseAddress, readPosition } from './posi
 import { checkLostWal, dropSlot } from './slots.js';
 import type { UnitResources } from './profile.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
-import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, dumpScheduleLoop, configureBackrest, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
+import { archiveWarning, backupHandlers, backupProblem, backupScheduleLoop, checkArchiving, dumpScheduleLoop, configureBackrest, wantArchiveGapCheck, wantScheduledBackup, wantStanzaCheck } from './backup-actions.js';
 import { parseRestoreRequest, RECOVERY_SETTINGS, type RestoreRequest } from './backup.js';
 import { Backrest } from './backup-run.js';
 import { closeFences } from './fence.js';
@@ -120,6 +120,8 @@ async function updateStatus(ctx: EventContext): Promise<void> {
     // A foreign or unreadable backup repository is looked at again (once a minute); a failing
     // archive changes the statuses (a reconcile writes them).
     if (backupProblem(ctx.peers.local)) wantStanzaCheck(ctx);
+    // A gap check that failed (the repository briefly unreadable) is tried again.
+    wantArchiveGapCheck(ctx);
     const me = ctx.workload.address();
     const pw = me ? await state.passwords(ctx.kube, ctx.app, ctx.peers.app.get('passwords-rotated')).catch(() => undefined) : undefined;
     if (me && pw && (await checkArchiving(ctx, me, pw).catch((e: unknown) => void ctx.log.debug({ err: String(e) }, 'archiving check failed')))) state.settledOn = undefined;
@@ -189,6 +191,8 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   // Rejoined after a restore (asReplica rewinds while this is set).
   if (ctx.peers.local.get('restore-ack')) ctx.peers.local.set('restore-ack', null);
   await Promise.all([recordTimeline(ctx, me, pw), ctx.isLeader() ? appStatus(ctx, primary) : undefined]);
+  // After the timeline is recorded: a promotion's first reconcile sees the new one.
+  if (primary === ctx.unit) wantArchiveGapCheck(ctx);
 }
 
 /** The reason a restore failed, when the bag's `restore-failed` is about this one. */

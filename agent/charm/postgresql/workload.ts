@@ -4,6 +4,7 @@ import { APIError, ChangeError, PathError, type PebbleClient } from '../../../si
 import { parseResources, resourcesScript, syncfsReportsErrors, type UnitResources } from './profile.js';
 import { readFileSync } from 'node:fs';
 import { chown } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
 import { fencePipe, fenceWriter } from './fence.js';
 import { FENCE_SERVICE, fenceLayer, fenceScript, layout, postgresLayer, renderConf, renderHba, renderIdent, SERVICE, type HbaSpec, type Layout } from './render.js';
 
@@ -55,6 +56,15 @@ export class PostgresWorkload {
       throw new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
     }
     return r.stdout.toString();
+  }
+
+  /** As run, with the command's input from `stdin` or its output into `stdout` (streamed, with backpressure); stderr for the error. */
+  async runStreaming(argv: string[], o: { env?: Record<string, string>; timeoutMs: number; stdin?: Readable; stdout?: Writable }): Promise<void> {
+    const p = await this.pebble.exec(argv, { ...OWNER, ...(o.env ? { environment: o.env } : {}), timeoutMs: o.timeoutMs, workingDir: this.l.storage, ...(o.stdin ? { stdin: o.stdin } : {}), ...(o.stdout ? { stdout: o.stdout } : {}) });
+    const r = await p.waitOutput();
+    if (r.exitCode !== 0) {
+      throw new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
+    }
   }
 
   async exists(path: string): Promise<boolean> {

@@ -11,7 +11,9 @@ import { parseRecord, type StoreRecord } from './records.js';
  * and one fdatasync (group commit), then hands the batch to `onDurable` and only then
  * resolves the writers' promises, so nothing is acknowledged before it is on disk. A failed
  * write or fsync is fatal: the journal refuses everything afterwards rather than guess what
- * reached the disk.
+ * reached the disk. A record appended with `sync: false` (a lease renewal: object-store.ts
+ * isRenewal) is acknowledged once written; a batch of only such records skips the fdatasync,
+ * and the next synced batch makes them durable too.
  */
 
 const SEGMENT = /^journal-(\d{10})\.jsonl$/;
@@ -19,6 +21,7 @@ export const segmentName = (seq: number) => `journal-${String(seq).padStart(10, 
 
 interface Pending {
   line: string;
+  sync: boolean;
   rec: StoreRecord;
   resolve: () => void;
   reject: (e: Error) => void;
@@ -57,11 +60,11 @@ export class Journal {
     return new Journal(dir, seq, fh, hooks, log);
   }
 
-  append(rec: StoreRecord): Promise<void> {
+  append(rec: StoreRecord, sync = true): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
-      this.queue.push({ line: `${JSON.stringify(rec)}\n`, rec, resolve, reject });
-      this.flushing ??= this.flushLoop().finally(() => (this.flushing = undefined));
+      this.queue.push({ line: `${JSON.stringify(rec)}\n`, sync, rec, resolve, reject });
+      this.flushing ??= this.flushLoop();
     });
   }
 
@@ -84,15 +87,25 @@ export class Journal {
     this.closedSegments = this.closedSegments.filter((s) => !segments.includes(s));
   }
 
+  /**
+   * Clears `flushing` in the same synchronous run that finds the queue empty: a writer told of
+   * its record's durability may append again before a `.finally` on this promise would run, and
+   * must then start a new loop, not find this one still marked as running and wait for ever.
+   */
   private async flushLoop(): Promise<void> {
-    while (this.queue.length && !this.failed) {
+    for (;;) {
+      if (!this.queue.length || this.failed) {
+        this.flushing = undefined;
+        return;
+      }
       const batch = this.queue.splice(0);
       const buf = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
       try {
         await writeAll(this.fh, buf);
-        await this.fh.datasync();
+        if (batch.some((p) => p.sync)) await this.fh.datasync();
       } catch (e) {
         this.fail(e as Error, batch);
+        this.flushing = undefined;
         return;
       }
       this.bytes += buf.length;
@@ -106,6 +119,7 @@ export class Journal {
           await this.rotate();
         } catch (e) {
           this.fail(e as Error, []);
+          this.flushing = undefined;
           return;
         }
       }

@@ -169,10 +169,11 @@ export class ObjectStore {
    * once; `durable` settles when it is on disk and visible to readers and watchers.
    */
   put(res: string, ns: string, name: string, obj: KubeObject): { object: KubeObject; durable: Promise<void> } {
+    const renewal = res === 'leases' && isRenewal(this.latest(res, ns, name), obj);
     const rv = this.nextRv();
     const object = deepFreeze({ ...obj, metadata: { ...obj.metadata, resourceVersion: String(rv) } });
     this.pending.set(`${res}/${nsName(ns, name)}`, { rv, obj: object });
-    return { object, durable: this.persistence.append({ rv, op: 'put', res, ns, name, obj: object }) };
+    return { object, durable: this.persistence.append({ rv, op: 'put', res, ns, name, obj: object }, { sync: !renewal }) };
   }
 
   remove(res: string, ns: string, name: string): { rv: number; durable: Promise<void> } {
@@ -267,3 +268,19 @@ export class ObjectStore {
 }
 
 export type { StoreEvent };
+
+/**
+ * A Lease update that only moves renewTime forward for the same holder. The journal writes it
+ * without waiting for fdatasync: under a bulk load the disk's writeback made one take seconds,
+ * longer than a 2 s lease lets a primary wait, and its agent fenced a healthy primary. Losing
+ * one costs nothing: only a crash of the machine loses what the page cache holds, and that
+ * takes every unit down with the controller; the lease then looks older than it was, which no
+ * unit can mistake for a lease it holds. A change of holder (a takeover) is still synced
+ * before anyone is told.
+ */
+export function isRenewal(prev: KubeObject | undefined, next: KubeObject): boolean {
+  type L = { spec?: { holderIdentity?: string; leaseTransitions?: number; acquireTime?: string; leaseDurationSeconds?: number } };
+  const a = (prev as L | undefined)?.spec;
+  const b = (next as L).spec;
+  return a !== undefined && b !== undefined && Boolean(a.holderIdentity) && a.holderIdentity === b.holderIdentity && a.leaseTransitions === b.leaseTransitions && a.acquireTime === b.acquireTime && a.leaseDurationSeconds === b.leaseDurationSeconds;
+}

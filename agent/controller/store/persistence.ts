@@ -75,8 +75,8 @@ export class Persistence {
     return self;
   }
 
-  append(rec: StoreRecord): Promise<void> {
-    return this.journal.append(rec);
+  append(rec: StoreRecord, o: { sync: boolean } = { sync: true }): Promise<void> {
+    return this.journal.append(rec, o.sync);
   }
 
   async close(): Promise<void> {
