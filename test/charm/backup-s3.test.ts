@@ -171,7 +171,8 @@ describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
     try {
       const d = await rebuilt.cli(['deploy', '--units', '3', '--restore-from', `s3://${s3.bucket}/shop`, '--config-file', endpoint, '--s3-credentials', keys, '--timeout', '180'], 240_000);
       expect(d.code, d.stderr + d.stdout).toBe(0);
-      expect(d.stdout).toMatch(/primary postgresql\/\d, 2\/2 replicas/);
+      // deploy returns once every unit settled; the leader's summary follows the replicas' last hooks.
+      await waitFor('a primary and 2 replicas', async () => /primary postgresql\/\d, 2\/2 replicas/.test((await rebuilt!.cli(['status'])).stdout), 30_000, 500);
     } finally {
       rmSync(endpoint, { force: true });
       rmSync(keys, { force: true });

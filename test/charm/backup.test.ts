@@ -320,7 +320,8 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     execFileSync('cp', ['-a', repo(), copy]);
     const c = await m.cli(['deploy', '--app', 'copy', '--units', '2', '--restore-from', copy, '--timeout', '120'], 180_000);
     expect(c.code, c.stderr).toBe(0);
-    expect(c.stdout).toMatch(/primary copy\/\d, 1\/1 replicas/);
+    // deploy returns once every unit settled; the leader's summary follows the replica's last hook.
+    await waitFor('copy: a primary and its replica', async () => /primary copy\/\d, 1\/1 replicas/.test((await m.cli(['status', '--app', 'copy'])).stdout), 30_000, 500);
     const copyUri = (await m.cli(['uri', '--app', 'copy'])).stdout.trim();
     expect((await q(copyUri, 'SELECT count(*)::int AS n FROM dr'))[0]!['n']).toBe(50);
     // The same cluster (system identifier), a new timeline, its own passwords; the repository is now its.
@@ -335,7 +336,8 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
 
   it('a primary killed before it archived: the promoted standby archives the completed segments it had streamed, and a restore across the failover has every acknowledged row', async () => {
     const archive = join(repo(), 'archive', 'pgcharm');
-    const old = await primary();
+    const app = ['--app', 'postgresql'];
+    const old = ((await m.cli(['run', ...app, 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
     await q(uri, 'CREATE TABLE gap (v int)');
     const mode = statSync(archive).mode & 0o777;
     const segs: string[] = [];
@@ -346,32 +348,32 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
         segs.push(String((await q(uri, 'SELECT pg_walfile_name(pg_switch_wal()) AS w'))[0]!['w']));
       }
       await waitFor('archiving fails', async () => Number((await q(uri, 'SELECT failed_count FROM pg_stat_archiver'))[0]!['failed_count']) > 0, 30_000);
-      expect((await m.cli(['kill', old, '--no-restart'])).code).toBe(0);
+      expect((await m.cli(['kill', ...app, old, '--no-restart'])).code).toBe(0);
     } finally {
       execFileSync('chmod', [mode.toString(8), archive]);
     }
     const promoted = await waitFor('a new primary', async () => {
-      const u = (await m.cli(['uri'])).stdout.trim();
+      const u = (await m.cli(['uri', ...app])).stdout.trim();
       return u && u !== uri && (await q(u, 'SELECT NOT pg_is_in_recovery() AS w').then((r) => r[0]!['w'] === true, () => false)) && u;
     }, 60_000, 500);
     // The old primary never archived them (it is still down); the new one pushed them from its pg_wal.
     await waitFor('the unarchived segments in the repository', () => segs.every((seg) => files(archive).some((f) => f.includes(`/${seg}-`))), 60_000, 500);
-    expect((await m.cli(['kill', old, '--revive'])).code).toBe(0);
+    expect((await m.cli(['kill', ...app, old, '--revive'])).code).toBe(0);
     await waitFor('all 3 units active again', async () => {
-      const st = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { units: Record<string, { workload: { status: string } }> };
+      const st = parse((await m.cli(['status', ...app, '--format', 'yaml'])).stdout) as { units: Record<string, { workload: { status: string } }> };
       return Object.values(st.units).every((u) => u.workload.status === 'active');
     }, 120_000, 500);
     await q(promoted, 'INSERT INTO gap VALUES (1000)');
     await new Promise((r) => setTimeout(r, 1100));
     const T = String((await q(promoted, 'SELECT clock_timestamp()::text AS t'))[0]!['t']);
     await q(promoted, 'INSERT INTO gap VALUES (2000)');
-    const r = await run('leader', 'restore', `restore-to-time=${T}`);
-    expect(r.out.status, JSON.stringify(r.out)).toBe('completed');
+    const r = await runAction(m, 'leader', 'restore', [`restore-to-time=${T}`], app);
+    expect(r.status, JSON.stringify(r)).toBe('completed');
     await waitFor('restored', async () => {
-      const st = parse((await m.cli(['status', '--format', 'yaml'])).stdout) as { application: { status: string }; units: Record<string, { workload: { status: string } }> };
-      return st.application.status === 'active' && Object.values(st.units).every((u) => u.workload.status === 'active') && !(await m.cli(['status'])).stdout.includes('restoring');
+      const st = parse((await m.cli(['status', ...app, '--format', 'yaml'])).stdout) as { application: { status: string }; units: Record<string, { workload: { status: string } }> };
+      return st.application.status === 'active' && Object.values(st.units).every((u) => u.workload.status === 'active') && !(await m.cli(['status', ...app])).stdout.includes('restoring');
     }, 120_000, 500);
-    uri = (await m.cli(['uri'])).stdout.trim();
+    uri = (await m.cli(['uri', ...app])).stdout.trim();
     expect((await q(uri, 'SELECT count(*)::int AS n, max(v) AS hi FROM gap'))[0]).toEqual({ n: 301, hi: 1000 });
   }, 300_000);
 });

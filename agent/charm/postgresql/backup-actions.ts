@@ -167,8 +167,20 @@ export async function checkArchiving(ctx: EventContext, me: { host: string; port
 /** The primary's reconcile: once per timeline after a promotion, the archive is checked for WAL the old primary never archived. */
 export function wantArchiveGapCheck(ctx: EventContext): void {
   const tl = Number(ctx.peers.local.get('timeline') ?? 0);
-  if (tl > 1 && state.gapCheckedTimeline !== tl && state.stanzaChecked === repoKey(ctx) && archiving(ctx.config)) ctx.emit('pgcharm-archive-gap');
+  if (tl <= 1 || state.gapCheckedTimeline === tl || state.stanzaChecked !== repoKey(ctx) || !archiving(ctx.config)) return;
+  if (Date.now() - state.gapCheckFailedAt < RECHECK_MS) return;
+  ctx.emit('pgcharm-archive-gap');
 }
+
+/** The check never fails its event (a failed event would hold every later one): it logs, and is tried again a minute later. */
+const archiveGapCheck: Handler = async (ctx) => {
+  try {
+    await checkArchiveGap(ctx);
+  } catch (e) {
+    state.gapCheckFailedAt = Date.now();
+    ctx.log.warn({ decision: 'archive gap check failed', why: e instanceof Error ? e.message : String(e), retryInMs: RECHECK_MS }, 'backup');
+  }
+};
 
 /**
  * After a promotion: the old timeline's segments the old primary completed but never archived
@@ -176,7 +188,7 @@ export function wantArchiveGapCheck(ctx: EventContext): void {
  * now; if any is gone, point-in-time recovery into that stretch is impossible for good: the
  * primary says so and takes a full backup, so that a restore to any time from now on works.
  */
-const archiveGapCheck: Handler = async (ctx) => {
+async function checkArchiveGap(ctx: EventContext): Promise<void> {
   const me = ctx.workload.address();
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!me || !pw || ctx.peers.local.get('role') !== 'primary' || !archiving(ctx.config) || state.stanzaChecked !== repoKey(ctx)) return;
@@ -184,7 +196,7 @@ const archiveGapCheck: Handler = async (ctx) => {
   const { tl, history } = await withConnection(me, pw.operator, async (c) => {
     const t = parseInt((await c.query<{ w: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS w')).rows[0]!.w.slice(0, 8), 16);
     const file = `pg_wal/${t.toString(16).toUpperCase().padStart(8, '0')}.history`;
-    const text = t > 1 ? (await c.query<{ h: string | null }>('SELECT pg_read_file($1, true) AS h', [file])).rows[0]?.h : undefined;
+    const text = t > 1 ? (await c.query<{ h: string | null }>('SELECT pg_read_file($1::text, 0, 1048576, true) AS h', [file])).rows[0]?.h : undefined;
     return { tl: t, history: parseHistory(text ?? '') };
   });
   if (tl <= 1 || state.gapCheckedTimeline === tl) return;
@@ -215,7 +227,7 @@ const archiveGapCheck: Handler = async (ctx) => {
   ctx.peers.local.set('last-backup', new Date().toISOString());
   state.gapCheckedTimeline = tl;
   ctx.log.warn({ decision: 'full backup after an archive gap', ms: Date.now() - t0, why: 'restores to a time from now on start from it' }, 'backup');
-};
+}
 
 const createBackup: Handler = async (ctx) => {
   const a = ctx.action!;

@@ -51,6 +51,7 @@ export class CharmState {
   restoredData: string | undefined;
   /** The timeline whose parent's WAL this primary found complete in the archive (backup-actions.ts archiveGapCheck). */
   gapCheckedTimeline: number | undefined;
+  gapCheckFailedAt = 0;
   /** Since when (this unit's clock) the primary has seen WAL archiving fail; undefined: it works. */
   archiveFailingSince: number | undefined;
   /** The last HA cycle found a replica following a live lease: nothing to do until the watch says otherwise. */
