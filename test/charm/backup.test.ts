@@ -338,6 +338,8 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     const archive = join(repo(), 'archive', 'pgcharm');
     const app = ['--app', 'postgresql'];
     const old = ((await m.cli(['run', ...app, 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
+    uri = (await m.cli(['uri', ...app])).stdout.trim();
+    expect(uri).toMatch(/^postgresql:/);
     await q(uri, 'CREATE TABLE gap (v int)');
     const mode = statSync(archive).mode & 0o777;
     const segs: string[] = [];

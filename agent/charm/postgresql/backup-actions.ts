@@ -114,6 +114,9 @@ const checkStanza: Handler = async (ctx) => {
   if (d.kind === 'create') {
     await b.stanzaCreate();
     if (posix) await b.writeOwner(posix, mine);
+    // WAL switched before the stanza existed failed to archive, and Postgres's archiver waits a
+    // minute after three failures: a reload wakes it to push those segments now.
+    await withConnection(me, pw.operator, (c) => c.query('SELECT pg_reload_conf()'));
   } else if (d.kind === 'ours' && posix && (owner?.application !== ctx.app || owner.namespace !== namespace)) {
     // Ours by system identifier but marked by another deployment: this one was restored from
     // that one's backups (bootstrap-from-backup) and takes the repository over.

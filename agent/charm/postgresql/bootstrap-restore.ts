@@ -39,6 +39,23 @@ export function bootstrapTarget(config: Readonly<Record<string, unknown>>): Reco
  * reach; waits for the S3 keys when the repository is in S3.
  */
 export async function restoreForBootstrap(ctx: EventContext, w: PostgresWorkload, port: number, pw: Passwords, target: RecoveryTarget): Promise<void> {
+  // A refused restore is tried again a minute later (update-status reconciles every 10 s), or at
+  // once when the config or the S3 keys change.
+  const inputs = `${ctx.configHash}|${ctx.peers.app.get('s3-credentials-set') ?? ''}`;
+  if (lastRefusal && lastRefusal.inputs === inputs && Date.now() - lastRefusal.at < RETRY_MS) throw new Blocked(lastRefusal.why);
+  try {
+    await restoreOnce(ctx, w, port, pw, target);
+    lastRefusal = undefined;
+  } catch (e) {
+    if (e instanceof Blocked) lastRefusal = { at: Date.now(), inputs, why: e.message };
+    throw e;
+  }
+}
+
+const RETRY_MS = 60_000;
+let lastRefusal: { at: number; inputs: string; why: string } | undefined;
+
+async function restoreOnce(ctx: EventContext, w: PostgresWorkload, port: number, pw: Passwords, target: RecoveryTarget): Promise<void> {
   const repo = repoName(ctx.config, ctx.app);
   if (!repo || !archiving(ctx.config)) throw new Blocked(`${OPTION}: there is no backup repository to restore from: set backup-repo-path or s3-bucket`);
   try {
