@@ -71,8 +71,21 @@ export class Backrest {
     await this.run(['--no-archive-async', 'archive-push', path], 600_000);
   }
 
+  /**
+   * Creates the stanza. The asynchronous archiver may hold the stanza's archive lock a moment
+   * (it was started by a segment switched before the stanza existed, and is failing): waited
+   * for, up to 15 s, rather than failing the hook.
+   */
   async stanzaCreate(): Promise<void> {
-    await this.run(['stanza-create'], 120_000);
+    for (const until = Date.now() + 15_000; ; ) {
+      try {
+        await this.run(['stanza-create'], 120_000);
+        return;
+      } catch (e) {
+        if (!(e instanceof ExecFailed && /unable to acquire lock/.test(e.message)) || Date.now() > until) throw e;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
   }
 
   /** Takes a backup; returns pgBackRest's log of it (warnings). */
