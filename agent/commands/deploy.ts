@@ -179,6 +179,9 @@ export function settled(s: ModelStatus): boolean {
   );
 }
 
+/** How long the units must stay settled before deploy returns. */
+const SETTLED_QUIET_MS = 300;
+
 export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise<ModelStatus> {
   const [{ gatherStatus, statusFrom }, { watchPath }, { default: pino }] = await Promise.all([import('./status.js'), import('../runtime/store.js'), import('pino')]);
   // Watched, not polled: a bootstrap changes these objects a few dozen times, and a status poll
@@ -193,10 +196,14 @@ export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise
   let settle!: { ok: () => void; fail: (e: Error) => void };
   const finished = new Promise<void>((ok, fail) => (settle = { ok, fail }));
   const timer = setTimeout(() => settle.fail(new UserError(`units did not settle within ${Math.round(timeoutMs / 1000)} s; \`pgcharm status\` and \`pgcharm debug-log\` show where they are`)), timeoutMs);
+  // Settled and still so a moment later: a unit's last bag write reaches the leader by a watch
+  // an instant after that unit went idle, and the leader's summary ("1/2 replicas") follows it.
+  let quiet: NodeJS.Timeout | undefined;
   const check = () => {
+    clearTimeout(quiet);
     const s = statusFrom(ctx, { cms: [...cms.values()], pods: [...pods.values()], leaderLease: leases.get(objects.leaderLease(ctx.app)) });
     const failed = Object.entries(s.units).find(([, u]) => u.agent.status === 'error');
-    if (settled(s)) settle.ok();
+    if (settled(s)) quiet = setTimeout(() => settle.ok(), SETTLED_QUIET_MS);
     else if (failed) settle.fail(new UserError(`unit ${failed[0]} is in error: ${failed[1].agent.message} (\`pgcharm debug-log\` shows why)`));
   };
   // One look per burst of events (a re-list delivers every object at once).
@@ -228,6 +235,7 @@ export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise
     await finished;
   } finally {
     clearTimeout(timer);
+    clearTimeout(quiet);
     await Promise.all(watchers.map((w) => w.stop().catch(() => undefined)));
   }
   return gatherStatus(ctx);
