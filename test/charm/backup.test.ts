@@ -375,7 +375,11 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
       const st = parse((await m.cli(['status', ...app, '--format', 'yaml'])).stdout) as { application: { status: string }; units: Record<string, { workload: { status: string } }> };
       return st.application.status === 'active' && Object.values(st.units).every((u) => u.workload.status === 'active') && !(await m.cli(['status', ...app])).stdout.includes('restoring');
     }, 120_000, 500);
-    uri = (await m.cli(['uri', ...app])).stdout.trim();
+    // The restored primary's address, once it serves (uri prints nothing while none does).
+    uri = await waitFor('the restored primary serving', async () => {
+      const u = (await m.cli(['uri', ...app])).stdout.trim();
+      return u && (await q(u, 'SELECT NOT pg_is_in_recovery() AS w').then((r) => r[0]!['w'] === true, () => false)) && u;
+    }, 60_000, 500);
     expect((await q(uri, 'SELECT count(*)::int AS n, max(v) AS hi FROM gap'))[0]).toEqual({ n: 301, hi: 1000 });
   }, 300_000);
 });
