@@ -58,12 +58,13 @@ let lastRefusal: { at: number; inputs: string; why: string } | undefined;
 async function restoreOnce(ctx: EventContext, w: PostgresWorkload, port: number, pw: Passwords, target: RecoveryTarget): Promise<void> {
   const repo = repoName(ctx.config, ctx.app);
   if (!repo || !archiving(ctx.config)) throw new Blocked(`${OPTION}: there is no backup repository to restore from: set backup-repo-path or s3-bucket`);
+  let s3;
   try {
-    s3Repo(ctx.config, ctx.app);
+    s3 = s3Repo(ctx.config, ctx.app);
   } catch (e) {
     throw new Blocked((e as Error).message);
   }
-  if (s3Repo(ctx.config, ctx.app) && !(await readS3Credentials(ctx.kube, ctx.app))) {
+  if (s3 && !(await readS3Credentials(ctx.kube, ctx.app))) {
     throw new Waiting(`waiting for the S3 keys to restore from ${repo}: pgcharm run leader set-s3-credentials --params FILE`);
   }
   await configureBackrest(ctx, w, port, pw);

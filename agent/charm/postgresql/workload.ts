@@ -37,6 +37,10 @@ const layersAdded = new Map<string, string>();
 /** How long a deadline write may wait for a watchdog that is (re)starting. */
 const FENCE_WRITE_WAIT_MS = 2000;
 
+/** A command's failure: its name, exit code and the last lines of its stderr. */
+const execFailed = (argv: string[], r: { exitCode: number; stderr: Buffer }) =>
+  new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
+
 export class ExecFailed extends Error {
   override name = 'ExecFailed';
 }
@@ -52,9 +56,7 @@ export class PostgresWorkload {
   async run(argv: string[], o: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<string> {
     const p = await this.pebble.exec(argv, { ...OWNER, ...(o.env ? { environment: o.env } : {}), timeoutMs: o.timeoutMs ?? 120_000, workingDir: this.l.storage });
     const r = await p.waitOutput();
-    if (r.exitCode !== 0) {
-      throw new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
-    }
+    if (r.exitCode !== 0) throw execFailed(argv, r);
     return r.stdout.toString();
   }
 
@@ -62,9 +64,7 @@ export class PostgresWorkload {
   async runStreaming(argv: string[], o: { env?: Record<string, string>; timeoutMs: number; stdin?: Readable; stdout?: Writable }): Promise<void> {
     const p = await this.pebble.exec(argv, { ...OWNER, ...(o.env ? { environment: o.env } : {}), timeoutMs: o.timeoutMs, workingDir: this.l.storage, ...(o.stdin ? { stdin: o.stdin } : {}), ...(o.stdout ? { stdout: o.stdout } : {}) });
     const r = await p.waitOutput();
-    if (r.exitCode !== 0) {
-      throw new ExecFailed(`${argv[0]!.split('/').pop()} exited with ${r.exitCode}: ${r.stderr.toString().trim().split('\n').slice(-5).join(' | ')}`);
-    }
+    if (r.exitCode !== 0) throw execFailed(argv, r);
   }
 
   async exists(path: string): Promise<boolean> {
