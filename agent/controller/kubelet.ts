@@ -152,7 +152,7 @@ export class Kubelet {
     mkdirSync(join(dir, 'pebble', 'layers'), { recursive: true, mode: 0o755 });
     mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
-    await this.ensurePod(index, pod, await this.unitPort(dir, 'port'), await this.unitPort(dir, 'api-port'));
+    await this.ensurePod(index, pod, { workload: await this.unitPort(dir, 'port'), api: await this.unitPort(dir, 'api-port'), backup: await this.unitPort(dir, 'backup-port') });
     const u: LocalUnit = { index, pod, sidecar: { pid: undefined, child: undefined, restarts: 0 }, agent: { pid: undefined, child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
     const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
@@ -165,9 +165,10 @@ export class Kubelet {
   /**
    * All local units share 127.0.0.1, so each gets its own ports (kept in the unit's directory so
    * they survive reschedules), published as container ports like a pod's: `port` for the
-   * workload (Postgres), `api-port` for the agent's unit API.
+   * workload (Postgres), `api-port` for the agent's unit API, `backup-port` for the workload's
+   * pgBackRest TLS server (backups taken from a standby).
    */
-  private async unitPort(dir: string, name: 'port' | 'api-port'): Promise<number> {
+  private async unitPort(dir: string, name: 'port' | 'api-port' | 'backup-port'): Promise<number> {
     const file = join(dir, name);
     if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
     const port = await freePort();
@@ -187,7 +188,7 @@ export class Kubelet {
 
   private container: string | undefined;
 
-  private async ensurePod(index: number, pod: string, port: number, apiPort: number): Promise<void> {
+  private async ensurePod(index: number, pod: string, ports: { workload: number; api: number; backup: number }): Promise<void> {
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -198,8 +199,16 @@ export class Kubelet {
       spec: {
         containers: [
           // The agent's unit API (failsafe confirmations between units), as the manifests publish it.
-          { name: 'charm', image: 'pgcharm/agent', ports: [{ name: 'api', containerPort: apiPort, protocol: 'TCP' }] },
-          { name: await this.workloadContainer(), image: 'pgcharm/workload', ports: [{ name: 'workload', containerPort: port, protocol: 'TCP' }] },
+          { name: 'charm', image: 'pgcharm/agent', ports: [{ name: 'api', containerPort: ports.api, protocol: 'TCP' }] },
+          {
+            name: await this.workloadContainer(),
+            image: 'pgcharm/workload',
+            // The first port is the workload's own (Postgres); as the manifests publish them.
+            ports: [
+              { name: 'workload', containerPort: ports.workload, protocol: 'TCP' },
+              { name: 'pgbackrest', containerPort: ports.backup, protocol: 'TCP' },
+            ],
+          },
         ],
       },
     };

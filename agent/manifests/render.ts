@@ -1,4 +1,5 @@
 import { ROLE_LABEL } from '../charm/postgresql/render.js';
+import { BACKUP_SERVER_PORT, BACKUP_SERVER_PORT_NAME } from '../charm/postgresql/backup-standby.js';
 import type {
   V1ConfigMap,
   V1Container,
@@ -272,7 +273,11 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
       { name: 'PEBBLE_SOCKET_GROUP', value: String(AGENT_UID) },
     ],
     // The agent finds its Postgres at the pod IP and this port (agent/runtime/agent.ts, workload.address).
-    ports: [{ name: 'postgresql', containerPort: port, protocol: 'TCP' }],
+    // The first port is Postgres's; pgbackrest serves this unit's data to backups taken from it as a standby.
+    ports: [
+      { name: 'postgresql', containerPort: port, protocol: 'TCP' },
+      { name: BACKUP_SERVER_PORT_NAME, containerPort: BACKUP_SERVER_PORT, protocol: 'TCP' },
+    ],
     volumeMounts: [{ name: 'pebble', mountPath: PEBBLE_DIR }, ...mounts.map((mt) => ({ name: mt.storage, mountPath: mt.location }))],
     // Alive: the sidecar answers. Ready: its `ready` checks pass (the charm's postgresql-ready: Postgres accepts TCP).
     livenessProbe: health('alive', 10, 3),

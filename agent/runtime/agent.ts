@@ -120,6 +120,7 @@ export class Agent {
         const port = this.podObject?.spec?.containers.flatMap((x) => x.ports ?? []).find((p) => p.name === 'api')?.containerPort;
         return ip && port ? { host: ip, port } : undefined;
       },
+      port: (name: string) => this.podObject?.spec?.containers.flatMap((x) => x.ports ?? []).find((p) => p.name === name)?.containerPort,
       storage: (name: string) => {
         // The local kubelet keeps each unit's volumes under one directory; in a pod they are mounts.
         const local = process.env['PGCHARM_STORAGE_DIR'];

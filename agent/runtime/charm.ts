@@ -50,6 +50,8 @@ export interface Workload {
   address(): { host: string; port: number } | undefined;
   /** Where this unit's agent serves its API: the pod IP and the pod's port named `api` (undefined without one). */
   api(): { host: string; port: number } | undefined;
+  /** The pod's container port with this name (any container), undefined without one. */
+  port(name: string): number | undefined;
   /** The local path of a storage mount from charm.yaml (e.g. `pgdata`). */
   storage(name: string): string;
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testModel, type TestModel } from '../helpers/model.js';
 import { q, runAction } from '../helpers/pg.js';
 import { waitFor } from '../helpers/procs.js';
+import { PebbleClient } from '../../sidecar/client/index.js';
 
 /**
  * Backups with a real pgBackRest into the local repository (<model>/backups/<app>): WAL
@@ -58,11 +59,18 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     for (const s of standbys) expect((await q(s, 'SELECT archived_count FROM pg_stat_archiver'))[0]!['archived_count']).toBe('0');
   });
 
-  it('create-backup runs on the primary (full, then incremental), list-backups shows both with their LSN range and timeline', async () => {
+  it('create-backup runs on the primary (full, then incremental), copying from a streaming standby; list-backups shows both with their LSN range and timeline', async () => {
     const p = await primary();
     const full = await run(p, 'create-backup');
     expect(full.out.status, JSON.stringify(full.out)).toBe('completed');
-    expect(full.out.results).toMatchObject({ type: 'full', timeline: 1 });
+    expect(full.out.results).toMatchObject({ type: 'full', timeline: 1, 'source-role': 'standby' });
+    // The data files came from the standby's server (pgBackRest names them host:path); the
+    // primary gave only what a backup must read there (its config files, the backup label).
+    const r = full.out.results!;
+    expect(['postgresql/0', 'postgresql/1', 'postgresql/2'].filter((u) => u !== p)).toContain(r['source']);
+    expect(Number(r['files-from-standby'])).toBeGreaterThan(900);
+    expect(Number(r['files-from-primary'])).toBeLessThan(20);
+    expect(full.out.log?.some((l) => /replay on the standby reached/.test(l))).toBe(true);
     expect(String(full.out.results!['backup-id'])).toMatch(/^\d{8}-\d{6}F$/);
     await q(uri, 'INSERT INTO t SELECT generate_series(1001, 2000)');
     const incr = await run(p, 'create-backup', 'type=incr');
@@ -95,6 +103,29 @@ describe('PostgreSQL charm: pgBackRest repository, archiving and backups', () =>
     const bad = await m.cli(['run', p, 'create-backup', 'type=weekly', '--wait']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/type/);
+  });
+
+  it("with every standby's pgBackRest server down the backup falls back to the primary and says why; from=primary asks for the primary", async () => {
+    const p = await primary();
+    const standbys = ['postgresql/0', 'postgresql/1', 'postgresql/2'].filter((u) => u !== p);
+    const pebble = (u: string) => new PebbleClient({ socketPath: join(m.dir, 'units', u.replace('/', '-'), 'pebble', '.pebble.socket') });
+    for (const u of standbys) await pebble(u).waitChange(await pebble(u).stop(['pgbackrest-server']));
+    try {
+      const b = await run(p, 'create-backup', 'type=diff');
+      expect(b.out.status, JSON.stringify(b.out)).toBe('completed');
+      expect(b.out.results).toMatchObject({ type: 'diff', source: p, 'source-role': 'primary', 'files-from-standby': 0 });
+      expect(b.out.results!['source-reason']).toBe(standbys.map((u) => `${u} has a backup server that does not answer`).join(', '));
+      expect(b.out.log?.some((l) => l.includes('taking it from the primary'))).toBe(true);
+    } finally {
+      for (const u of standbys) await pebble(u).waitChange(await pebble(u).start(['pgbackrest-server']));
+    }
+    const prim = await run(p, 'create-backup', 'type=incr', 'from=primary');
+    expect(prim.out.status, JSON.stringify(prim.out)).toBe('completed');
+    expect(prim.out.results).toMatchObject({ source: p, 'source-role': 'primary', 'source-reason': 'params.from=primary' });
+    expect(prim.out.results!['standby-error']).toBeUndefined();
+    const bad = await m.cli(['run', p, 'create-backup', 'from=replica', '--wait']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/from/);
   });
 
   it('refuses a restore it cannot carry out, before anything stops, and writes go on', async () => {

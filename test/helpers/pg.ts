@@ -17,6 +17,8 @@ export interface ActionOutcome {
   status: string;
   message?: string;
   results?: Record<string, unknown>;
+  /** The action's log lines (timestamp first). */
+  log?: string[];
 }
 
 /** `pgcharm run UNIT ACTION PARAMS --wait`, the outcome as the CLI printed it (YAML keyed by unit). */

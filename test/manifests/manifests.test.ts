@@ -169,7 +169,10 @@ describe('rendered objects', () => {
 
   test('workload container: image by postgresql-major, its port, probes through the sidecar', () => {
     expect(workload.image).toBe('pgcharm/postgresql:15');
-    expect(workload.ports).toEqual([{ name: 'postgresql', containerPort: 5432, protocol: 'TCP' }]);
+    expect(workload.ports).toEqual([
+      { name: 'postgresql', containerPort: 5432, protocol: 'TCP' },
+      { name: 'pgbackrest', containerPort: 8432, protocol: 'TCP' },
+    ]);
     expect(workload.env).toContainEqual({ name: 'PEBBLE', value: PEBBLE_DIR });
     for (const probe of [workload.livenessProbe, workload.readinessProbe]) {
       expect(probe?.exec?.command?.slice(0, 2)).toEqual(['pgcharm-sidecar', 'health']);

@@ -1,9 +1,12 @@
+import { connect } from 'node:net';
 import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
 import { nextCronRun } from '../../charm-meta/values.js';
-import { archiveFailing, archiveGap, archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseHistory, parseRestoreParams, repoName, STANZA, repoPath, s3KeysProblem, s3Repo, type RestoreRequest, type S3Repo } from './backup.js';
+import { archiveFailing, archiveGap, type BackupType, archiveState, archiving, checkRestoreTarget, decideStanza, describeTarget, isBackupType, parseHistory, parseRestoreParams, repoName, STANZA, repoPath, s3KeysProblem, s3Repo, type RestoreRequest, type S3Repo } from './backup.js';
 import { dumpKey, type S3Dumps } from './dump-s3.js';
 import { Backrest } from './backup-run.js';
-import { parseAddress } from './positions.js';
+import { backupServerPlan, ensureBackupServer } from './backup-server.js';
+import { chooseBackupSource, parseBackupFileLine, parseBackupServer, serverConfLines, type BackupServer } from './backup-standby.js';
+import { memberPositions, parseAddress } from './positions.js';
 import { readPasswords, readS3Credentials, writeS3Credentials, type Passwords } from './secrets.js';
 import { local, state } from './state.js';
 import { unitWorkload, withConnection, type PostgresWorkload } from './workload.js';
@@ -72,7 +75,9 @@ export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, 
   }
   const repo = s3 ?? repoPath(ctx.config, ctx.app);
   if (!repo) return;
-  await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator, ...(s3 ? { s3: (await readS3Credentials(ctx.kube, ctx.app)) ?? null } : {}) });
+  const server = backupServerPlan(ctx);
+  await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator, server: server && serverConfLines(w.l, server), ...(s3 ? { s3: (await readS3Credentials(ctx.kube, ctx.app)) ?? null } : {}) });
+  if (server) await ensureBackupServer(ctx, w, server, port);
 }
 
 /** What a stanza check is valid for: the repository, and the S3 keys it was read with. */
@@ -225,11 +230,100 @@ async function checkArchiveGap(ctx: EventContext): Promise<void> {
   ctx.peers.local.set('archive-gap', `${gap}; taking a full backup`);
   ctx.log.error({ decision: 'archive gap', segments: left, why: gap }, 'backup');
   const t0 = Date.now();
-  await b.backup('full');
+  const took = await takeBackup(ctx, 'full', { from: 'standby', pw, repo: repoName(ctx.config, ctx.app) ?? '' });
   ctx.peers.local.set('archive-gap', null);
   ctx.peers.local.set('last-backup', new Date().toISOString());
   state.gapCheckedTimeline = tl;
-  ctx.log.warn({ decision: 'full backup after an archive gap', ms: Date.now() - t0, why: 'restores to a time from now on start from it' }, 'backup');
+  ctx.log.warn({ decision: 'full backup after an archive gap', ms: Date.now() - t0, source: took.source, why: 'restores to a time from now on start from it' }, 'backup');
+}
+
+/** Where a backup copies the files from: a streaming standby's server, else the primary (and why). */
+async function backupSource(ctx: EventContext, pw: Passwords): Promise<{ unit: string; server: BackupServer } | { why: string }> {
+  const me = ctx.workload.address();
+  const units = ctx.peers.units;
+  const targets: Record<string, { host: string; port: number }> = me ? { [ctx.unit]: me } : {};
+  for (const u of units) {
+    const t = parseAddress(ctx.peers.unit(u).get('address'));
+    if (t) targets[u] = t;
+  }
+  const servers = Object.fromEntries(units.map((u) => [u, parseBackupServer(ctx.peers.unit(u).get('backup-server'))]));
+  const [live, up] = await Promise.all([memberPositions(targets, pw.operator), Promise.all(units.map((u) => (servers[u] ? answers(servers[u]) : false)))]);
+  const tl = live[ctx.unit]?.timeline;
+  if (!tl) return { why: 'the primary did not report its timeline' };
+  return chooseBackupSource(
+    tl,
+    units.map((u, i) => {
+      const p = live[u];
+      return { unit: u, role: ctx.peers.unit(u).get('role'), server: servers[u], serverUp: up[i]!, pos: p && p.state !== 'unreachable' && p.timeline !== null ? { streaming: p.streaming, timeline: p.timeline, lagBytes: p.lagBytes } : undefined };
+    }),
+  );
+}
+
+/** Whether a backup server accepts a TCP connection within 2 s. */
+function answers(s: BackupServer): Promise<boolean> {
+  return new Promise((res) => {
+    const sock = connect({ host: s.host, port: s.port, timeout: 2000 });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      res(ok);
+    };
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+    sock.once('timeout', () => done(false));
+  });
+}
+
+interface Reporter {
+  log(line: string): void;
+  progress(message: string, fraction: number): void;
+}
+const QUIET: Reporter = { log: () => undefined, progress: () => undefined };
+
+/**
+ * A backup on the primary: from the least lagging streaming standby (its server sends the
+ * files; the primary only starts and stops the backup) unless `from` is primary, from the
+ * primary when there is none or the standby's attempt fails. Progress is pgBackRest's, per file.
+ */
+async function takeBackup(ctx: EventContext, type: BackupType, o: { from: 'standby' | 'primary'; pw: Passwords; repo: string; r?: Reporter }) {
+  const r = o.r ?? QUIET;
+  const b = new Backrest(unitWorkload(ctx));
+  const source = o.from === 'standby' ? await backupSource(ctx, o.pw) : { why: 'params.from=primary' };
+  const take = async (standby: { unit: string; server: BackupServer } | undefined) => {
+    const where = standby ? `from the standby ${standby.unit}` : 'from the primary';
+    r.progress(`taking a ${type} backup ${where} into ${o.repo}`, 0);
+    const files = { standby: 0, primary: 0 };
+    let shown = { at: 0, fraction: 0 };
+    await b.backup(type, {
+      standby: standby?.server,
+      onLine: (line) => {
+        const f = parseBackupFileLine(line);
+        if (!f) {
+          // pgBackRest's own account (start, waits, stop, label); the per-file lines are progress,
+          // and "command begin" only restates the options.
+          if (!/ DETAIL: | command begin /.test(line)) r.log(line.replace(/^\S+ \S+ P\d+ +/, ''));
+          return;
+        }
+        files[f.remote ? 'standby' : 'primary']++;
+        if (f.fraction - shown.fraction >= 0.05 || Date.now() - shown.at > 2000) {
+          shown = { at: Date.now(), fraction: f.fraction };
+          r.progress(`copying files ${where}`, f.fraction);
+        }
+      },
+    });
+    return { source: standby ? standby.unit : ctx.unit, 'source-role': standby ? 'standby' : 'primary', 'files-from-standby': files.standby, 'files-from-primary': files.primary };
+  };
+  if (!('unit' in source)) {
+    if (o.from === 'standby') r.log(`no standby to take the backup from (${source.why}): taking it from the primary`);
+    return { ...(await take(undefined)), 'source-reason': source.why };
+  }
+  try {
+    return await take(source);
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    ctx.log.warn({ decision: 'backup from the primary', standby: source.unit, why }, 'backup');
+    r.log(`the backup from ${source.unit} failed (${why}); taking it from the primary`);
+    return { ...(await take(undefined)), 'standby-error': why };
+  }
 }
 
 const createBackup: Handler = async (ctx) => {
@@ -238,21 +332,22 @@ const createBackup: Handler = async (ctx) => {
   if (!repo) return a.fail(NO_REPOSITORY);
   const type = a.params['type'] ?? 'full';
   if (!isBackupType(type)) return a.fail(`params.type: must be one of full, diff, incr`);
+  const from = a.params['from'] ?? 'standby';
+  if (from !== 'standby' && from !== 'primary') return a.fail('params.from: must be standby or primary');
   const elsewhere = await notOnPrimary(ctx, 'create-backup runs on the primary', 'create-backup');
   if (elsewhere) return a.fail(elsewhere);
   const blocked = ctx.peers.local.get('backup-blocked');
   if (blocked) return a.fail(blocked);
   if (state.stanzaChecked !== repoKey(ctx)) return a.fail(`the repository ${repo} is still being checked (its stanza is created after the bootstrap); try again in a few seconds`);
-  const b = new Backrest(unitWorkload(ctx));
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!pw) return a.fail('no passwords yet');
   const t0 = Date.now();
-  a.progress(`taking a ${type} backup into ${repo}`, 0);
-  const out = await b.backup(type);
-  for (const line of out.split('\n').filter(Boolean)) a.log(line);
-  const info = await b.info();
+  const took = await takeBackup(ctx, type, { from, pw, repo, r: a });
+  const info = await new Backrest(unitWorkload(ctx)).info();
   const taken = info.backups.at(-1);
   if (!taken) return a.fail('pgBackRest finished but lists no backup');
   a.progress('done', 1);
-  a.setResults({ 'backup-id': taken.id, type: taken.type, 'lsn-start': taken['lsn-start'], 'lsn-stop': taken['lsn-stop'], timeline: taken.timeline, size: taken.size, 'repository-size': taken['repository-size'], 'took-ms': Date.now() - t0 });
+  a.setResults({ 'backup-id': taken.id, type: taken.type, 'lsn-start': taken['lsn-start'], 'lsn-stop': taken['lsn-stop'], timeline: taken.timeline, size: taken.size, 'repository-size': taken['repository-size'], 'took-ms': Date.now() - t0, ...took });
 };
 
 const listBackups: Handler = async (ctx) => {
@@ -289,8 +384,11 @@ const restore: Handler = async (ctx) => {
     const seg = at ? await withConnection(at, pw.operator, async (c) => (await c.query<{ w: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS w')).rows[0]!.w).catch(() => undefined) : undefined;
     if (at && seg) {
       for (const until = Date.now() + 60_000; ; ) {
-        const [r] = await withConnection(at, pw.operator, async (c) => (await c.query<{ w: string | null }>('SELECT last_archived_wal AS w FROM pg_stat_archiver')).rows);
-        if (r?.w && r.w.slice(8) >= seg.slice(8)) break;
+        // Archived once its .ready mark is gone (the switch made it; the archiver renames it
+        // .done). Not last_archived_wal by name: that may be a backup history file named after
+        // an earlier segment (or a timeline history file), archived after this one.
+        const [r] = await withConnection(at, pw.operator, async (c) => (await c.query<{ ready: boolean }>("SELECT pg_stat_file('pg_wal/archive_status/' || $1 || '.ready', true) IS NOT NULL AS ready", [seg])).rows);
+        if (r && !r.ready) break;
         if (Date.now() > until) return a.fail(`WAL segment ${seg} was not archived within 60 s: a target after it could not be reached (pgcharm status shows the archiving error)`);
         await new Promise((res) => setTimeout(res, 200));
       }
@@ -417,10 +515,12 @@ const scheduledBackup: Handler = async (ctx) => {
   }
   state.scheduledBackupBusy = true;
   try {
+    const pw = await readPasswords(ctx.kube, ctx.app);
+    if (!pw) throw new Error('no passwords yet');
     const t0 = Date.now();
-    await new Backrest(unitWorkload(ctx)).backup('full');
+    const took = await takeBackup(ctx, 'full', { from: 'standby', pw, repo });
     ctx.peers.local.set('last-backup', new Date().toISOString());
-    ctx.log.info({ decision: 'scheduled backup taken', type: 'full', ms: Date.now() - t0, asked }, 'backup');
+    ctx.log.info({ decision: 'scheduled backup taken', type: 'full', ms: Date.now() - t0, source: took.source, asked }, 'backup');
   } catch (e) {
     ctx.log.error({ decision: 'scheduled backup failed', why: e instanceof Error ? e.message : String(e), asked }, 'backup');
   } finally {

@@ -1,7 +1,8 @@
-import type { Readable, Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import type { ConfigValue } from '../../runtime/charm.js';
 import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, renderS3Credentials, restoreArgs, s3CaFile, s3CredentialsFile, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type S3Repo, type StanzaInfo } from './backup.js';
 import type { S3Credentials } from './secrets.js';
+import { standbyArgs, type BackupServer } from './backup-standby.js';
 import { ExecFailed, isMissing, type PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
@@ -29,7 +30,7 @@ export class Backrest {
    * pgBackRest connects to Postgres with (the operator over the local socket; the postgres OS
    * user owns the data directory anyway). Writes only what changed.
    */
-  async configure(o: { config: Readonly<Record<string, ConfigValue>>; repo: string | S3Repo; port: number; operatorPassword: string; s3?: S3Credentials | null }): Promise<void> {
+  async configure(o: { config: Readonly<Record<string, ConfigValue>>; repo: string | S3Repo; port: number; operatorPassword: string; server?: string[] | undefined; s3?: S3Credentials | null }): Promise<void> {
     const dir = backrestDir(this.l);
     // The parent first: the sidecar's make-parents is not safe against a concurrent one.
     await Promise.all([this.w.ensureDir(dir, '700'), typeof o.repo === 'string' ? this.w.ensureDir(o.repo, '750') : undefined]);
@@ -37,7 +38,7 @@ export class Backrest {
     const esc = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
     const s3 = typeof o.repo === 'string' ? undefined : o.repo;
     await Promise.all([
-      this.w.pushIfChanged(`${dir}/pgbackrest.conf`, renderBackrestConf({ config: o.config, repo: o.repo, l: this.l, port: o.port })),
+      this.w.pushIfChanged(`${dir}/pgbackrest.conf`, renderBackrestConf({ config: o.config, repo: o.repo, l: this.l, port: o.port, server: o.server })),
       this.w.pushIfChanged(backrestPassfile(this.l), `*:*:*:operator:${esc(o.operatorPassword)}\n`),
       // The keys only in this 0600 file (set-s3-credentials), included by pgBackRest from conf.d.
       s3 && o.s3 ? this.w.pushIfChanged(s3CredentialsFile(this.l), renderS3Credentials(o.s3['access-key'], o.s3['secret-key'])) : this.w.pebble.removePath(s3CredentialsFile(this.l)).catch(() => undefined),
@@ -88,9 +89,26 @@ export class Backrest {
     }
   }
 
-  /** Takes a backup; returns pgBackRest's log of it (warnings). */
-  async backup(type: BackupType): Promise<string> {
-    return this.run(['backup', `--type=${type}`], 6 * 3_600_000);
+  /**
+   * Takes a backup, from a standby's server when `standby` is given; each line of pgBackRest's
+   * console log (at detail: one per file, with the progress) goes to `onLine` as it comes.
+   */
+  async backup(type: BackupType, o: { standby?: BackupServer | undefined; onLine: (line: string) => void }): Promise<void> {
+    let rest = '';
+    const out = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        const lines = (rest + chunk.toString()).split('\n');
+        rest = lines.pop()!;
+        for (const l of lines) if (l) o.onLine(l);
+        done();
+      },
+      final(done) {
+        if (rest) o.onLine(rest);
+        done();
+      },
+    });
+    const args = ['backup', `--type=${type}`, '--log-level-console=detail', ...(o.standby ? standbyArgs(this.l, o.standby) : [])];
+    await this.w.runStreaming([...backrestArgv(this.l), ...args], { env: { PGPASSFILE: backrestPassfile(this.l) }, timeoutMs: 6 * 3_600_000, stdout: out });
   }
 
   /** Restores the data directory (Postgres stopped), or a new one `into`, for recovery to the target; Postgres promotes once there. */

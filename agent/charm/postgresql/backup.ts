@@ -131,7 +131,7 @@ export function renderS3Credentials(key: string, secret: string): string {
 }
 
 /** pgbackrest.conf for one unit (INI; values are taken to the end of the line). */
-export function renderBackrestConf(o: { config: Config; repo: string | S3Repo; l: Layout; port: number }): string {
+export function renderBackrestConf(o: { config: Config; repo: string | S3Repo; l: Layout; port: number; server?: string[] | undefined }): string {
   const dir = backrestDir(o.l);
   const repoLines =
     typeof o.repo === 'string'
@@ -168,6 +168,8 @@ export function renderBackrestConf(o: { config: Config; repo: string | S3Repo; l
     'start-fast=y',
     'process-max=2',
     'compress-type=lz4',
+    // This unit's TLS server, for backups taken from it while a standby (backup-standby.ts).
+    ...(o.server ?? []),
     `[${STANZA}]`,
     `pg1-path=${o.l.pgdata}`,
     `pg1-port=${o.port}`,

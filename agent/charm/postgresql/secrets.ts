@@ -3,6 +3,7 @@ import { isConflict, isNotFound, type Kube } from '../../runtime/kube.js';
 import { LABELS, objects } from '../../runtime/names.js';
 import { API_TOKEN_KEY, generateApiToken } from './api-token.js';
 import { generatePassword } from './scram.js';
+import type { KeyPair } from '../../tls/x509.js';
 
 /** System users whose passwords live in Secret `<app>-passwords`. */
 export const SYSTEM_USERS = ['operator', 'replication', 'rewind', 'monitoring'] as const;
@@ -52,6 +53,32 @@ export async function ensureApiToken(kube: Kube, app: string): Promise<string | 
     throw e;
   }
   return token;
+}
+
+/** The deployment's CA in the passwords Secret (PEM): it signs the units' backup-server and client certificates. */
+const CA_CERT_KEY = 'ca.crt';
+const CA_KEY_KEY = 'ca.key';
+
+/**
+ * The deployment's CA, created by the first unit that needs one (a compare-and-swap on the
+ * Secret: two units at once end up with the same CA); undefined without a Secret yet.
+ */
+export async function ensureCa(kube: Kube, app: string): Promise<KeyPair | undefined> {
+  const have = await readSecretData(kube, app);
+  if (!have) return undefined;
+  if (have[CA_CERT_KEY] && have[CA_KEY_KEY]) return { cert: have[CA_CERT_KEY], key: have[CA_KEY_KEY] };
+  // Loaded when first needed: node-forge is not small, and most agent runs never get here.
+  const { createCa } = await import('../../tls/x509.js');
+  const made = await createCa(`pgcharm ${app} CA`);
+  let ca: KeyPair = made;
+  await editPasswords(kube, app, (d) => {
+    if (d[CA_CERT_KEY] && d[CA_KEY_KEY]) {
+      ca = { cert: d[CA_CERT_KEY], key: d[CA_KEY_KEY] };
+      return undefined;
+    }
+    return { ...d, [CA_CERT_KEY]: made.cert, [CA_KEY_KEY]: made.key };
+  });
+  return ca;
 }
 
 /** Leader only: creates the Secret with generated passwords (operator from override-root-password when set). */

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { parse } from '#yaml';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
 import { parseResources, resourcesScript, syncfsReportsErrors, type UnitResources } from './profile.js';
 import { readFileSync } from 'node:fs';
@@ -49,7 +50,7 @@ export class PostgresWorkload {
   constructor(
     readonly pebble: PebbleClient,
     readonly l: Layout,
-    private readonly log: Logger,
+    readonly log: Logger,
   ) {}
 
   /** Runs a command as postgres in the workload; throws with its stderr when it fails. */
@@ -292,6 +293,22 @@ export class PostgresWorkload {
     if (layersAdded.get(key) === `${boot}|${yaml}`) return;
     await this.pebble.addLayer(label, yaml, { combine: true });
     layersAdded.set(key, `${boot}|${yaml}`);
+  }
+
+  /**
+   * A helper service from a layer of its own, running with `digest` (in its environment): the
+   * layer is replaced and the service restarted when the digest differs from the plan's, and
+   * started when it is not running (it reads its config only at start).
+   */
+  async ensureService(label: string, yaml: string, service: string, digest: string): Promise<void> {
+    const plan = parse(await this.pebble.getPlan()) as { services?: Record<string, { environment?: Record<string, string> }> } | null;
+    const planned = plan?.services?.[service]?.environment?.['PGCHARM_CONFIG_DIGEST'];
+    if (planned !== digest) await this.pebble.addLayer(label, yaml, { combine: true });
+    const [s] = await this.pebble.getServices([service]);
+    if (s?.current === 'active' && planned === digest) return;
+    // Not waited for: the start's change takes the service's okay delay (1 s), and nothing needs it at once.
+    const change = await (s?.current === 'active' ? this.pebble.restart([service]) : this.pebble.start([service]));
+    this.pebble.waitChange(change).catch((e: unknown) => this.log.error({ service, err: e instanceof Error ? e.message : String(e) }, 'service did not start'));
   }
 
   /**
