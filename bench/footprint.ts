@@ -58,8 +58,10 @@ export function pgcharmSubject(model: string): Subject {
       }
       return roots;
     },
-    // Under a sidecar: Postgres, and the rest of the workload (the fence watchdog and its sleeps).
-    refine: (path, root) => (isPostgres(path) ? 'postgres' : root.kind === 'sidecar' && path.length > 1 ? 'watchdog' : root.kind),
+    // Under a sidecar: Postgres (its archiver's pgBackRest too), the backup server (pgBackRest,
+    // not an HA process: Patroni's side has none), and the rest of the workload (the fence
+    // watchdog and its sleeps).
+    refine: (path, root) => (isPostgres(path) ? 'postgres' : path.some((p) => p.comm === 'pgbackrest') ? 'pgbackrest' : root.kind === 'sidecar' && path.length > 1 ? 'watchdog' : root.kind),
     haKinds: ['controller', 'agent', 'sidecar', 'watchdog'],
     roles: { store: 'controller', 'ha-agent': 'agent', sidecar: 'sidecar', watchdog: 'watchdog', postgres: 'postgres' },
     logs: () => (existsSync(paths.logs) ? readdirSync(paths.logs).map((name) => ({ path: join(paths.logs, name), ...rotatedGroup(name) })) : []),

@@ -1,11 +1,14 @@
-import { generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
+import { generateKeyPair, randomBytes, sign as nodeSign, X509Certificate } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 
 /**
  * A certificate authority per deployment and the certificates it signs, without an openssl
- * binary (the agent's image has none): node-forge builds and signs the X.509 structures, Node's
- * crypto makes the keys (native, fast) and checks the results.
+ * binary (the agent's image has none): node-forge builds the X.509 structures (ASN.1 only);
+ * Node's crypto makes the keys and the signatures, natively. forge's own RSA is JavaScript
+ * big-integer arithmetic: in an agent without the optimizing compiler (--no-opt) one signature
+ * held the event loop for about a second, and a primary's lease renewal waited behind it until
+ * the fence stopped Postgres.
  */
 
 export interface KeyPair {
@@ -18,10 +21,21 @@ export interface KeyPair {
 const DAY_MS = 86_400_000;
 
 /** Off the event loop (a 2048-bit key takes ~200 ms; the agent renews its lease meanwhile). */
-async function rsaKey(): Promise<{ pub: forge.pki.rsa.PublicKey; priv: forge.pki.rsa.PrivateKey; pem: string }> {
-  const { privateKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const priv = forge.pki.privateKeyFromPem(privateKey);
-  return { priv, pub: forge.pki.setRsaPublicKey(priv.n, priv.e), pem: privateKey };
+async function rsaKey(): Promise<{ pub: forge.pki.rsa.PublicKey; pem: string }> {
+  const { privateKey, publicKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  return { pub: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, pem: privateKey };
+}
+
+/**
+ * Signs `c` with the PEM key natively (SHA-256 with RSA): forge's sign() gets a digest that
+ * only collects the to-be-signed bytes and a key whose sign() hands them to Node's crypto.
+ */
+function signNative(c: forge.pki.Certificate, keyPem: string): void {
+  let tbs = '';
+  const md = { algorithm: 'sha256', update: (bytes: string) => ((tbs += bytes), md) };
+  const key = { sign: () => nodeSign('sha256', Buffer.from(tbs, 'binary'), keyPem).toString('binary') };
+  // The two objects stand in for forge's digest and key types, which have many more members.
+  c.sign(key as unknown as forge.pki.rsa.PrivateKey, md as unknown as forge.md.MessageDigest);
 }
 
 /** A positive random serial (the high bit clear: DER integers are signed). */
@@ -52,7 +66,7 @@ export async function createCa(cn: string, days = 3650): Promise<KeyPair> {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  c.sign(k.priv, forge.md.sha256.create());
+  signNative(c, k.pem);
   return { cert: forge.pki.certificateToPem(c), key: k.pem };
 }
 
@@ -81,7 +95,7 @@ export async function issue(ca: KeyPair, req: LeafRequest): Promise<KeyPair> {
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
-  c.sign(forge.pki.privateKeyFromPem(ca.key), forge.md.sha256.create());
+  signNative(c, ca.key);
   return { cert: forge.pki.certificateToPem(c), key: k.pem };
 }
 

@@ -74,6 +74,9 @@ describe('PostgreSQL charm: pgBackRest repository in S3 over TLS', () => {
     const p = ((await m.cli(['run', 'leader', 'get-primary', '--wait'])).stdout.match(/primary: (\S+)/) ?? [])[1]!;
     const b = await run(p, 'create-backup');
     expect(b.status, JSON.stringify(b)).toBe('completed');
+    // Into S3 from the primary, the files from a standby's pgBackRest server.
+    expect(b.results).toMatchObject({ 'source-role': 'standby' });
+    expect(Number(b.results!['files-from-standby'])).toBeGreaterThan(900);
     expect(objects().some((o) => o.startsWith(`${s3.bucket}/shop/backup/pgcharm/${String(b.results!['backup-id'])}/`))).toBe(true);
     // pgBackRest keeps a backup's stop to the second: a target in that second is refused (backup.test.ts).
     await new Promise((r) => setTimeout(r, 1100));

@@ -17,13 +17,17 @@ export function isAlive(pid: number): boolean {
   return s !== undefined && s.state !== 'Z';
 }
 
-export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+/**
+ * Polls `fn` until it gives a value: anything but undefined, null, false or '' (so that
+ * `u && check(u) && u` with an empty `u` waits on instead of returning '').
+ */
+export async function waitFor<T>(what: string, fn: () => T | undefined | null | false | '' | Promise<T | undefined | null | false | ''>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
     try {
       const v = await fn();
-      if (v !== undefined && v !== false) return v;
+      if (v !== undefined && v !== null && v !== false && v !== '') return v as T;
     } catch (e) {
       lastErr = e;
     }

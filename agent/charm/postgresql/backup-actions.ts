@@ -77,8 +77,27 @@ export async function configureBackrest(ctx: EventContext, w: PostgresWorkload, 
   if (!repo) return;
   const server = backupServerPlan(ctx);
   await new Backrest(w).configure({ config: ctx.config, repo, port, operatorPassword: pw.operator, server: server && serverConfLines(w.l, server), ...(s3 ? { s3: (await readS3Credentials(ctx.kube, ctx.app)) ?? null } : {}) });
-  if (server) await ensureBackupServer(ctx, w, server, port);
+  if (server) wantBackupServer(ctx, server, port);
 }
+
+/** What the backup server is set up for: its plan, the Postgres port, and the day (certificates are looked at again daily). */
+const serverKey = (server: object, port: number): string => JSON.stringify([server, port, Math.floor(Date.now() / 86_400_000)]);
+
+/**
+ * The backup server (certificates, service) is set up in an event of its own after the hook:
+ * new keys and a CA take a moment, and nothing in a bootstrap needs the server.
+ */
+function wantBackupServer(ctx: EventContext, server: object, port: number): void {
+  if (state.backupServerReady !== serverKey(server, port)) ctx.emit('pgcharm-backup-server');
+}
+
+const setUpBackupServer: Handler = async (ctx) => {
+  const server = backupServerPlan(ctx);
+  const port = ctx.workload.address()?.port;
+  if (!server || !port || !archiving(ctx.config) || state.backupServerReady === serverKey(server, port)) return;
+  await ensureBackupServer(ctx, unitWorkload(ctx), server, port);
+  state.backupServerReady = serverKey(server, port);
+};
 
 /** What a stanza check is valid for: the repository, and the S3 keys it was read with. */
 function repoKey(ctx: EventContext): string | undefined {
@@ -497,16 +516,19 @@ const scheduledDump: Handler = async (ctx) => {
   }
 };
 
+/** Whether any unit served this request: a primary promoted after the old one took it must not take it again. */
+const served = (ctx: EventContext, asked: string): boolean => [ctx.peers.local, ...ctx.peers.units.map((u) => ctx.peers.unit(u))].some((b) => b.get('backup-served') === asked);
+
 /** The primary's reconcile: a scheduled backup asked for and not yet served is taken after this hook. */
 export function wantScheduledBackup(ctx: EventContext): void {
   const asked = ctx.peers.app.get('backup-requested');
-  if (asked && asked !== ctx.peers.local.get('backup-served') && !state.scheduledBackupBusy) ctx.emit('pgcharm-scheduled-backup');
+  if (asked && !served(ctx, asked) && !state.scheduledBackupBusy) ctx.emit('pgcharm-scheduled-backup');
 }
 
 const scheduledBackup: Handler = async (ctx) => {
   const asked = ctx.peers.app.get('backup-requested');
   const repo = repoName(ctx.config, ctx.app);
-  if (!asked || !repo || asked === ctx.peers.local.get('backup-served') || ctx.peers.local.get('role') !== 'primary' || (await state.lease(ctx).holder()) !== ctx.unit) return;
+  if (!asked || !repo || served(ctx, asked) || ctx.peers.local.get('role') !== 'primary' || (await state.lease(ctx).holder()) !== ctx.unit) return;
   // Served either way: a failed backup is logged and in the status; the next one is the schedule's.
   ctx.peers.local.set('backup-served', asked);
   if (ctx.peers.local.get('backup-blocked') || state.stanzaChecked !== repoKey(ctx)) {
@@ -621,6 +643,7 @@ export const backupHandlers: Record<string, Handler> = {
   'pgcharm-scheduled-backup': scheduledBackup,
   'restore-action': restore,
   'pgcharm-stanza': checkStanza,
+  'pgcharm-backup-server': setUpBackupServer,
   'pgcharm-archive-gap': archiveGapCheck,
   'create-backup-action': createBackup,
   'list-backups-action': listBackups,

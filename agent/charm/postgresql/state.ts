@@ -47,6 +47,8 @@ export class CharmState {
   stanzaTried: string | undefined;
   stanzaCheckedAt = 0;
   scheduledBackupBusy = false;
+  /** What this unit's backup server was last set up for (backup-actions.ts wantBackupServer); undefined: set it up. */
+  backupServerReady: string | undefined;
   /** The restore whose data directory this unit has restored (its recovery may still be under way). */
   restoredData: string | undefined;
   /** The timeline whose parent's WAL this primary found complete in the archive (backup-actions.ts archiveGapCheck). */
