@@ -181,6 +181,8 @@ export function settled(s: ModelStatus): boolean {
 
 /** How long the units must stay settled before deploy returns. */
 const SETTLED_QUIET_MS = 300;
+/** How long a unit may stay in error (retrying its hook) before deploy gives up on it: past its first retry. */
+const ERROR_GRACE_MS = 12_000;
 
 export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise<ModelStatus> {
   const [{ gatherStatus, statusFrom }, { watchPath }, { default: pino }] = await Promise.all([import('./status.js'), import('../runtime/store.js'), import('pino')]);
@@ -199,12 +201,24 @@ export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise
   // Settled and still so a moment later: a unit's last bag write reaches the leader by a watch
   // an instant after that unit went idle, and the leader's summary ("1/2 replicas") follows it.
   let quiet: NodeJS.Timeout | undefined;
+  // A unit in error retries its hook (5 s, then longer, as Juju does): deploy gives up on it only
+  // once it stayed in error past a retry, not on a hook that failed once against a sidecar that
+  // was restarting (a unit killed a moment before).
+  const inError = new Map<string, number>();
+  let recheck: NodeJS.Timeout | undefined;
   const check = () => {
     clearTimeout(quiet);
+    clearTimeout(recheck);
     const s = statusFrom(ctx, { cms: [...cms.values()], pods: [...pods.values()], leaderLease: leases.get(objects.leaderLease(ctx.app)) });
-    const failed = Object.entries(s.units).find(([, u]) => u.agent.status === 'error');
+    const now = Date.now();
+    for (const [unit, u] of Object.entries(s.units)) {
+      if (u.agent.status !== 'error') inError.delete(unit);
+      else if (!inError.has(unit)) inError.set(unit, now);
+    }
+    const failed = Object.entries(s.units).find(([unit]) => now - (inError.get(unit) ?? now) >= ERROR_GRACE_MS);
     if (settled(s)) quiet = setTimeout(() => settle.ok(), SETTLED_QUIET_MS);
     else if (failed) settle.fail(new UserError(`unit ${failed[0]} is in error: ${failed[1].agent.message} (\`pgcharm debug-log\` shows why)`));
+    else if (inError.size) recheck = setTimeout(check, ERROR_GRACE_MS - (now - Math.min(...inError.values())) + 10);
   };
   // One look per burst of events (a re-list delivers every object at once).
   let queued = false;
@@ -236,6 +250,7 @@ export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise
   } finally {
     clearTimeout(timer);
     clearTimeout(quiet);
+    clearTimeout(recheck);
     await Promise.all(watchers.map((w) => w.stop().catch(() => undefined)));
   }
   return gatherStatus(ctx);

@@ -194,7 +194,8 @@ describe('PostgreSQL charm: secrets and exposure', () => {
     }
     const after = await passwordsSecret();
     for (const p of Object.values(after)) seen.add(p);
-    expect(Object.keys(after).sort()).toEqual(['api-token', 'monitoring', 'operator', 'replication', 'rewind']); // nothing left pending (api-token: the unit API's, failsafe)
+    // Nothing left pending (api-token: the unit API's, failsafe; ca.*: the deployment's CA, backup servers).
+    expect(Object.keys(after).sort()).toEqual(['api-token', 'ca.crt', 'ca.key', 'monitoring', 'operator', 'replication', 'rewind']);
     expect(after['operator']).toBe(given);
     for (const user of ['rewind', 'monitoring', 'replication']) expect(after[user]).not.toBe(before[user]);
     for (const user of ['operator', 'replication', 'rewind', 'monitoring']) expect(await getPassword(user)).toBe(after[user]);

@@ -42,7 +42,7 @@ describe('two applications in one model', () => {
     expect(existsSync(join(m.dir, 'units', 'Bad_Name-0'))).toBe(false);
   });
 
-  it('deploy stops waiting and says which unit failed, and why, as soon as a hook fails', async () => {
+  it('deploy stops waiting and says which unit failed, and why, once a failing hook still fails after its retry', async () => {
     const r = await m.cli([...deployArgs(m, 1), '--app', 'gamma', '--config', 'greeting=fail-install', '--timeout', '60']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/unit gamma\/0 is in error: hook failed: "install": asked to fail at install/);
