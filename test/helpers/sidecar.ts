@@ -25,7 +25,15 @@ export async function startTestSidecar(opts: { hold?: boolean; layers?: Record<s
   mkdirSync(join(dir, 'layers'), { recursive: true });
   for (const [file, text] of Object.entries(opts.layers ?? {})) writeFileSync(join(dir, 'layers', file), text);
   const marker = randomUUID();
-  const sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}), ...(opts.args ? { args: opts.args(tmp) } : {}) });
+  let sc: SidecarProcess;
+  try {
+    sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}), ...(opts.args ? { args: opts.args(tmp) } : {}) });
+  } catch (e) {
+    // A sidecar that refused to start (tests of bad input do that on purpose) leaves nothing behind.
+    killMarked(MARK, marker);
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
   return {
     ...sc,
     tmp,
