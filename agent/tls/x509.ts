@@ -1,103 +1,61 @@
-import { generateKeyPair, randomBytes, sign as nodeSign, X509Certificate } from 'node:crypto';
-import { promisify } from 'node:util';
-import forge from 'node-forge';
+import { X509Certificate } from 'node:crypto';
 
 /**
- * A certificate authority per deployment and the certificates it signs, without an openssl
- * binary (the agent's image has none): node-forge builds the X.509 structures (ASN.1 only);
- * Node's crypto makes the keys and the signatures, natively. forge's own RSA is JavaScript
- * big-integer arithmetic: in an agent without the optimizing compiler (--no-opt) one signature
- * held the event loop for about a second, and a primary's lease renewal waited behind it until
- * the fence stopped Postgres.
+ * A certificate authority per deployment and the certificates it signs, made by the openssl
+ * command where the keys are used: in the workload container, through the sidecar (Debian's
+ * postgresql-common depends on it; the local controller already needs it for its API server).
+ * ECDSA P-256: a key takes well under a millisecond, where an RSA key took 50-300 ms of CPU while
+ * the standbys were cloning. The agent itself only reads certificates (Node's X509Certificate):
+ * an X.509 library in the agent cost ~7 MB of RSS for the life of the process, and its
+ * JavaScript RSA held the event loop ~0.9 s per signature (a primary's lease renewal waited).
  */
 
 export interface KeyPair {
   /** PEM. */
   cert: string;
-  /** PEM (PKCS#1 RSA): what OpenSSL, pgBackRest and Postgres read. */
+  /** PEM (PKCS#8). */
   key: string;
 }
 
-const DAY_MS = 86_400_000;
-
-/** Off the event loop (a 2048-bit key takes ~200 ms; the agent renews its lease meanwhile). */
-async function rsaKey(): Promise<{ pub: forge.pki.rsa.PublicKey; pem: string }> {
-  const { privateKey, publicKey } = await promisify(generateKeyPair)('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  return { pub: forge.pki.publicKeyFromPem(publicKey) as forge.pki.rsa.PublicKey, pem: privateKey };
-}
+/**
+ * `sh -c` script: a self-signed CA (10 years) in directory $1, subject CN=$2; prints the key
+ * then the certificate (PEM) and leaves nothing behind.
+ */
+export const CA_SCRIPT = `set -e
+umask 077
+cd "$1"
+trap 'rm -f ca-new.cnf ca-new.key ca-new.crt ca-new.err' EXIT
+printf '%s\\n' '[req]' 'distinguished_name = dn' 'x509_extensions = ext' 'prompt = no' '[dn]' "CN = $2" '[ext]' 'basicConstraints = critical,CA:TRUE' 'keyUsage = critical,keyCertSign,cRLSign' 'subjectKeyIdentifier = hash' > ca-new.cnf
+openssl req -x509 -config ca-new.cnf -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -keyout ca-new.key -out ca-new.crt 2>ca-new.err || { cat ca-new.err >&2; exit 1; }
+cat ca-new.key ca-new.crt
+`;
 
 /**
- * Signs `c` with the PEM key natively (SHA-256 with RSA): forge's sign() gets a digest that
- * only collects the to-be-signed bytes and a key whose sign() hands them to Node's crypto.
+ * \`sh -c\` script: in directory $1, which holds ca.crt and the CA's key as .ca.key (removed
+ * here whatever happens), a key and a certificate $2.key / $2.crt for usage $3 (server|client),
+ * subject CN=$4, DNS names $5 (comma-separated, may be empty), serial $6 (hex), 1 year; each
+ * written beside and renamed into place, the key first.
  */
-function signNative(c: forge.pki.Certificate, keyPem: string): void {
-  let tbs = '';
-  const md = { algorithm: 'sha256', update: (bytes: string) => ((tbs += bytes), md) };
-  const key = { sign: () => nodeSign('sha256', Buffer.from(tbs, 'binary'), keyPem).toString('binary') };
-  // The two objects stand in for forge's digest and key types, which have many more members.
-  c.sign(key as unknown as forge.pki.rsa.PrivateKey, md as unknown as forge.md.MessageDigest);
+export const LEAF_SCRIPT = `set -e
+umask 077
+cd "$1"
+trap 'rm -f .ca.key "$2.cnf" "$2.csr" "$2.key.new" "$2.crt.new" "$2.err"' EXIT
+{
+  printf '%s\\n' '[req]' 'distinguished_name = dn' 'prompt = no' '[dn]' "CN = $4" '[ext]' 'basicConstraints = critical,CA:FALSE' 'keyUsage = critical,digitalSignature,keyEncipherment' "extendedKeyUsage = $3Auth" 'subjectKeyIdentifier = hash' 'authorityKeyIdentifier = keyid'
+  if [ -n "$5" ]; then printf 'subjectAltName = %s\\n' "$(printf '%s' "$5" | sed 's/[^,][^,]*/DNS:&/g')"; fi
+} > "$2.cnf"
+openssl req -new -config "$2.cnf" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$2.key.new" -out "$2.csr" 2>"$2.err" || { cat "$2.err" >&2; exit 1; }
+openssl x509 -req -in "$2.csr" -CA ca.crt -CAkey .ca.key -set_serial "0x$6" -days 365 -extfile "$2.cnf" -extensions ext -out "$2.crt.new" 2>"$2.err" || { cat "$2.err" >&2; exit 1; }
+mv "$2.key.new" "$2.key"
+mv "$2.crt.new" "$2.crt"
+`;
+
+/** The PEM blocks of a text: the CA script's output is the key, then the certificate. */
+export function pemBlocks(text: string): string[] {
+  return [...text.matchAll(/-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----\n?/g)].map((m) => (m[0].endsWith('\n') ? m[0] : `${m[0]}\n`));
 }
 
-/** A positive random serial (the high bit clear: DER integers are signed). */
-const serial = (): string => {
-  const b = randomBytes(16);
-  b[0]! &= 0x7f;
-  return b.toString('hex');
-};
-
-function base(cn: string, days: number, pub: forge.pki.rsa.PublicKey): forge.pki.Certificate {
-  const c = forge.pki.createCertificate();
-  c.publicKey = pub;
-  c.serialNumber = serial();
-  // Backdated a little: a unit whose clock is behind the issuer's must accept it at once.
-  c.validity.notBefore = new Date(Date.now() - 3_600_000);
-  c.validity.notAfter = new Date(Date.now() + days * DAY_MS);
-  c.setSubject([{ name: 'commonName', value: cn }]);
-  return c;
-}
-
-/** A self-signed CA (10 years). */
-export async function createCa(cn: string, days = 3650): Promise<KeyPair> {
-  const k = await rsaKey();
-  const c = base(cn, days, k.pub);
-  c.setIssuer(c.subject.attributes);
-  c.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  signNative(c, k.pem);
-  return { cert: forge.pki.certificateToPem(c), key: k.pem };
-}
-
-export interface LeafRequest {
-  cn: string;
-  /** Subject alternative names: DNS names and IP addresses. */
-  dns?: string[];
-  ips?: string[];
-  /** What the certificate is for (extended key usage). */
-  usage: 'server' | 'client';
-  days?: number;
-}
-
-/** A certificate signed by `ca` (1 year by default). */
-export async function issue(ca: KeyPair, req: LeafRequest): Promise<KeyPair> {
-  const k = await rsaKey();
-  const caCert = forge.pki.certificateFromPem(ca.cert);
-  const c = base(req.cn, req.days ?? 365, k.pub);
-  c.setIssuer(caCert.subject.attributes);
-  const alt = [...(req.dns ?? []).map((value) => ({ type: 2, value })), ...(req.ips ?? []).map((ip) => ({ type: 7, ip }))];
-  c.setExtensions([
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: req.usage === 'server', clientAuth: req.usage === 'client' },
-    ...(alt.length ? [{ name: 'subjectAltName', altNames: alt }] : []),
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
-  ]);
-  signNative(c, ca.key);
-  return { cert: forge.pki.certificateToPem(c), key: k.pem };
-}
+const DAY_MS = 86_400_000;
 
 /**
  * Why `cert` cannot serve `want` any longer (not signed by `caPem`, a name missing, expiring

@@ -1,10 +1,14 @@
-import { X509Certificate } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { renderBackrestConf } from '../../agent/charm/postgresql/backup.js';
 import { backupServerLayer, chooseBackupSource, parseBackupFileLine, parseBackupServer, serverBind, serverConfLines, serverNames, standbyArgs, type BackupServer, type SourceCandidate } from '../../agent/charm/postgresql/backup-standby.js';
 import { layout } from '../../agent/charm/postgresql/render.js';
-import { createCa, issue, needsRenewal } from '../../agent/tls/x509.js';
+import { CA_SCRIPT, LEAF_SCRIPT, needsRenewal, pemBlocks } from '../../agent/tls/x509.js';
 
 const l = layout('/data', 15);
 const server = (host: string): BackupServer => ({ host, port: 8432, pgdata: `/d/${host}/pgdata`, socket: `/d/${host}/run`, 'pg-port': 5432 });
@@ -97,26 +101,52 @@ describe('backups from a standby: where the files come from', () => {
   });
 });
 
-describe('the deployment CA (node-forge)', () => {
-  it('signs server and client certificates that verify against it, with the names asked for; renewal says why', async () => {
-    const ca = await createCa('pgcharm test CA');
-    const caCert = new X509Certificate(ca.cert);
-    expect(caCert.ca).toBe(true);
-    const s = await issue(ca, { cn: 'pg-0.pg-endpoints.ns.svc', dns: ['pg-0.pg-endpoints.ns.svc', 'localhost'], ips: ['127.0.0.1'], usage: 'server' });
-    const c = await issue(ca, { cn: 'pgcharm-backup', usage: 'client' });
-    const sc = new X509Certificate(s.cert);
-    expect(sc.verify(caCert.publicKey)).toBe(true);
-    expect(sc.checkHost('localhost')).toBe('localhost');
-    expect(sc.checkIP('127.0.0.1')).toBe('127.0.0.1');
-    expect(sc.checkPrivateKey((await import('node:crypto')).createPrivateKey(s.key))).toBe(true);
-    expect(sc.ca).toBe(false);
-    expect(sc.serialNumber).not.toBe(new X509Certificate(c.cert).serialNumber);
-    expect(needsRenewal(s.cert, ca.cert, { dns: ['localhost'] })).toBeUndefined();
-    expect(needsRenewal(c.cert, ca.cert, { cn: 'pgcharm-backup' })).toBeUndefined();
-    expect(needsRenewal(s.cert, ca.cert, { dns: ['other'] })).toBe('no name other');
-    expect(needsRenewal(c.cert, ca.cert, { cn: 'someone' })).toBe('subject is not CN=someone');
-    expect(needsRenewal(s.cert, (await createCa('another CA')).cert, {})).toBe('not signed by the current CA');
-    expect(needsRenewal(s.cert, ca.cert, {}, 400)).toMatch(/^expires /);
-    expect(needsRenewal('garbage', ca.cert, {})).toBe('unreadable');
+describe('the deployment CA (openssl in the workload, ECDSA P-256)', () => {
+  it('signs server and client certificates that verify against it, with the names and usages asked for; nothing of the CA key is left; renewal says why', () => {
+    const d = mkdtempSync(join(tmpdir(), 'pgcharm-x509-'));
+    try {
+      const sh = (script: string, ...args: string[]) => execFileSync('sh', ['-c', script, 'sh', d, ...args], { encoding: 'utf8' });
+      const [key, cert] = pemBlocks(sh(CA_SCRIPT, 'pgcharm test CA'));
+      expect(key).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
+      const ca = new X509Certificate(cert!);
+      expect(ca.ca).toBe(true);
+      expect(ca.subject).toBe('CN=pgcharm test CA');
+      expect(readdirSync(d)).toEqual([]);
+      writeFileSync(join(d, 'ca.crt'), cert!);
+      const leaf = (kind: string, cn: string, dns: string, serial: string) => {
+        writeFileSync(join(d, '.ca.key'), key!, { mode: 0o600 });
+        sh(LEAF_SCRIPT, kind, kind, cn, dns, serial);
+        return readFileSync(join(d, `${kind}.crt`), 'utf8');
+      };
+      const server = leaf('server', 'pg-0.pg-endpoints.ns.svc', 'pg-0.pg-endpoints.ns.svc,localhost', '0abc');
+      const client = leaf('client', 'pgcharm-backup', '', '7f01');
+      const s = new X509Certificate(server);
+      expect(s.verify(ca.publicKey)).toBe(true);
+      expect(s.ca).toBe(false);
+      expect(s.subjectAltName).toBe('DNS:pg-0.pg-endpoints.ns.svc, DNS:localhost');
+      expect(s.keyUsage).toEqual(['1.3.6.1.5.5.7.3.1']);
+      expect(s.serialNumber).toBe('0ABC');
+      expect(s.checkPrivateKey(createPrivateKey(readFileSync(join(d, 'server.key'))))).toBe(true);
+      const c = new X509Certificate(client);
+      expect(c.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
+      expect(c.subjectAltName).toBeUndefined();
+      // The CA key, the requests and the configs are gone; the keys are the owner's only.
+      expect(readdirSync(d).sort()).toEqual(['ca.crt', 'client.crt', 'client.key', 'server.crt', 'server.key']);
+      expect(statSync(join(d, 'server.key')).mode & 0o777).toBe(0o600);
+      expect(needsRenewal(server, cert!, { dns: ['localhost'] })).toBeUndefined();
+      expect(needsRenewal(client, cert!, { cn: 'pgcharm-backup' })).toBeUndefined();
+      expect(needsRenewal(server, cert!, { dns: ['other'] })).toBe('no name other');
+      expect(needsRenewal(client, cert!, { cn: 'someone' })).toBe('subject is not CN=someone');
+      expect(needsRenewal(server, cert!, {}, 400)).toMatch(/^expires /);
+      expect(needsRenewal('garbage', cert!, {})).toBe('unreadable');
+      const [, other] = pemBlocks(sh(CA_SCRIPT, 'another CA'));
+      expect(needsRenewal(server, other!, {})).toBe('not signed by the current CA');
+      // A failing openssl fails the script, saying why, and still removes the CA key.
+      writeFileSync(join(d, '.ca.key'), 'not a key', { mode: 0o600 });
+      expect(() => sh(LEAF_SCRIPT, 'server', 'server', 'x', 'x', '01')).toThrow(/unable to load|Could not read|CA key/i);
+      expect(readdirSync(d)).not.toContain('.ca.key');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { EventContext } from '../../runtime/charm.js';
 import { podName } from '../../runtime/names.js';
-import type { KeyPair } from '../../tls/x509.js';
+import { CA_SCRIPT, LEAF_SCRIPT, needsRenewal, pemBlocks, type KeyPair } from '../../tls/x509.js';
 import { BACKUP_CLIENT_CN, BACKUP_SERVER_PORT_NAME, BACKUP_SERVER_SERVICE, backupServerLayer, serverBind, serverConfLines, serverNames, tlsFiles, type BackupServer } from './backup-standby.js';
 import { ensureCa } from './secrets.js';
 import { isMissing, type PostgresWorkload } from './workload.js';
@@ -26,41 +26,49 @@ export function backupServerPlan(ctx: EventContext): { names: string[]; bind: st
 const checked = new Map<string, { key: string; at: number; server: string }>();
 const RECHECK_MS = 86_400_000;
 
+/** A new CA, made by openssl in this unit's workload (the key never touches its disk: printed, then gone). */
+async function makeCa(w: PostgresWorkload, app: string): Promise<KeyPair> {
+  const f = tlsFiles(w.l);
+  await w.ensureDir(f.dir, '700');
+  const [key, cert] = pemBlocks(await w.run(['/bin/sh', '-c', CA_SCRIPT, 'sh', f.dir, `pgcharm ${app} CA`]));
+  if (!key || !cert || !/PRIVATE KEY/.test(key)) throw new Error('openssl printed no CA key and certificate');
+  return { key, cert };
+}
+
 /**
  * The unit's server certificate (for its names) and client certificate (CN pgcharm-backup), each
- * issued again when it is missing, not from the current CA, lacks a name, or expires within 30
- * days. Returns the server certificate (PEM).
+ * issued again by openssl in the workload when it is missing, not from the current CA, lacks a
+ * name, or expires within 30 days. Returns the server certificate (PEM).
  */
 async function ensureCerts(w: PostgresWorkload, ca: KeyPair, names: string[]): Promise<string> {
   const f = tlsFiles(w.l);
   const key = `${ca.cert}|${names.join(',')}`;
   const seen = checked.get(w.l.storage);
   if (seen?.key === key && Date.now() - seen.at < RECHECK_MS) return seen.server;
-  // Loaded when first needed (node-forge): once per agent process.
-  const { issue, needsRenewal } = await import('../../tls/x509.js');
   await w.ensureDir(f.dir, '700');
   await w.pushIfChanged(f.ca, ca.cert);
-  const leaf = async (certPath: string, keyPath: string, want: { dns?: string[]; cn?: string }, make: () => Promise<KeyPair>): Promise<string> => {
-    const have = await w.pebble.pull(certPath).then(
+  const current = (path: string) =>
+    w.pebble.pull(path).then(
       (b) => b.toString(),
       (e: unknown) => {
         if (isMissing(e)) return '';
         throw e;
       },
     );
+  const leaf = async (kind: 'server' | 'client', want: { dns?: string[]; cn?: string }, cn: string): Promise<string> => {
+    const path = kind === 'server' ? f.serverCert : f.clientCert;
+    const have = await current(path);
     const why = have ? needsRenewal(have, ca.cert, want) : 'missing';
     if (!why) return have;
-    const made = await make();
-    // The key first: a certificate is never beside a key it does not match for long.
-    await w.pushIfChanged(keyPath, made.key);
-    await w.pushIfChanged(certPath, made.cert);
-    w.log.info({ cert: certPath, why }, 'certificate issued');
-    return made.cert;
+    // The CA's key only for the moment openssl signs (the script removes it whatever happens).
+    await w.pebble.push(`${f.dir}/.ca.key`, ca.key, { user: 'postgres', group: 'postgres', permissions: '600' });
+    await w.run(['/bin/sh', '-c', LEAF_SCRIPT, 'sh', f.dir, kind, `${kind}`, cn, (want.dns ?? []).join(','), randomBytes(16).toString('hex').replace(/^[89a-f]/, '7')]);
+    w.log.info({ cert: path, why }, 'certificate issued');
+    return current(path);
   };
-  const [server] = await Promise.all([
-    leaf(f.serverCert, f.serverKey, { dns: names }, () => issue(ca, { cn: names[0]!, dns: names, usage: 'server' })),
-    leaf(f.clientCert, f.clientKey, { cn: BACKUP_CLIENT_CN }, () => issue(ca, { cn: BACKUP_CLIENT_CN, usage: 'client' })),
-  ]);
+  // One after the other: both use the CA key file.
+  const server = await leaf('server', { dns: names }, names[0]!);
+  await leaf('client', { cn: BACKUP_CLIENT_CN }, BACKUP_CLIENT_CN);
   checked.set(w.l.storage, { key, at: Date.now(), server });
   return server;
 }
@@ -70,7 +78,7 @@ async function ensureCerts(w: PostgresWorkload, ca: KeyPair, names: string[]): P
  * configures pgBackRest (its server lines are in pgbackrest.conf already).
  */
 export async function ensureBackupServer(ctx: EventContext, w: PostgresWorkload, plan: { names: string[]; bind: string; port: number }, pgPort: number): Promise<void> {
-  const ca = await ensureCa(ctx.kube, ctx.app);
+  const ca = await ensureCa(ctx.kube, ctx.app, () => makeCa(w, ctx.app));
   if (!ca) return;
   const serverCert = await ensureCerts(w, ca, plan.names);
   const digest = createHash('sha256').update(JSON.stringify([serverConfLines(w.l, plan), ca.cert, serverCert])).digest('hex').slice(0, 16);

@@ -60,16 +60,14 @@ const CA_CERT_KEY = 'ca.crt';
 const CA_KEY_KEY = 'ca.key';
 
 /**
- * The deployment's CA, created by the first unit that needs one (a compare-and-swap on the
- * Secret: two units at once end up with the same CA); undefined without a Secret yet.
+ * The deployment's CA, made by `make` for the first unit that needs one (a compare-and-swap on
+ * the Secret: two units at once end up with the same CA); undefined without a Secret yet.
  */
-export async function ensureCa(kube: Kube, app: string): Promise<KeyPair | undefined> {
+export async function ensureCa(kube: Kube, app: string, make: () => Promise<KeyPair>): Promise<KeyPair | undefined> {
   const have = await readSecretData(kube, app);
   if (!have) return undefined;
   if (have[CA_CERT_KEY] && have[CA_KEY_KEY]) return { cert: have[CA_CERT_KEY], key: have[CA_KEY_KEY] };
-  // Loaded when first needed: node-forge is not small, and most agent runs never get here.
-  const { createCa } = await import('../../tls/x509.js');
-  const made = await createCa(`pgcharm ${app} CA`);
+  const made = await make();
   let ca: KeyPair = made;
   await editPasswords(kube, app, (d) => {
     if (d[CA_CERT_KEY] && d[CA_KEY_KEY]) {
