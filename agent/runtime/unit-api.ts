@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 
 /**
  * The unit's own HTTP API, served by its agent on the pod's port named `api` (Patroni's REST
- * API: unit-to-unit calls such as the failsafe confirmation; health routes and metrics later).
+ * API: unit-to-unit calls such as the failsafe confirmation, and the health routes).
  * A tiny router: routes are registered by whoever needs them; this module knows nothing about
  * what they do. Every answer is JSON; a bad request gets `{"error": ..., "field"?: ...}` naming
  * what is wrong.
@@ -15,6 +15,8 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 export interface ApiRequest {
   method: Method;
   path: string;
+  /** The query string's parameters. */
+  query: URLSearchParams;
   /** The parsed JSON body (undefined when there was none). */
   body: unknown;
   remote: string;
@@ -116,30 +118,39 @@ export class UnitApi {
       res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
       res.end(text);
     };
+    // HEAD and OPTIONS answer as GET does, without a body (as Patroni's API: HAProxy checks
+    // with `option httpchk OPTIONS /primary`).
+    const bare = req.method === 'HEAD' || req.method === 'OPTIONS';
+    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      if (!bare) return send(status, body, headers);
+      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': 0, ...headers });
+      res.end();
+    };
     try {
-      const path = new URL(req.url ?? '/', 'http://unit').pathname;
+      const url = new URL(req.url ?? '/', 'http://unit');
+      const path = url.pathname;
       const routes = this.opts.routes.filter((r) => r.path === path);
-      if (!routes.length) return send(404, { error: `no route ${path}` });
-      const route = routes.find((r) => r.method === req.method);
+      if (!routes.length) return reply(404, { error: `no route ${path}` });
+      const route = routes.find((r) => r.method === (bare ? 'GET' : req.method));
       if (!route) {
         const allowed = routes.map((r) => r.method).join(', ');
-        return send(405, { error: `${req.method} not allowed on ${path}; use ${allowed}` }, { Allow: allowed });
+        return reply(405, { error: `${req.method} not allowed on ${path}; use ${allowed}` }, { Allow: allowed });
       }
       if (route.auth) {
         const problem = authProblem(req.headers.authorization, this.opts.token());
         if (problem) {
           // Neither the header nor the token goes to the log.
           this.opts.log.warn({ path, remote: req.socket.remoteAddress, why: problem }, 'unit API request refused');
-          return send(401, { error: problem }, { 'WWW-Authenticate': 'Bearer' });
+          return reply(401, { error: problem }, { 'WWW-Authenticate': 'Bearer' });
         }
       }
       const body = await readJson(req);
-      const out = await route.handle({ method: route.method, path, body, remote: req.socket.remoteAddress ?? '' });
-      send(out.status, out.body);
+      const out = await route.handle({ method: route.method, path, query: url.searchParams, body, remote: req.socket.remoteAddress ?? '' });
+      reply(out.status, out.body);
     } catch (e) {
-      if (e instanceof ApiError) return send(e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) });
+      if (e instanceof ApiError) return reply(e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) });
       this.opts.log.error({ err: e instanceof Error ? e.message : String(e), path: req.url }, 'unit API handler failed');
-      if (!res.headersSent) send(500, { error: `internal error: ${e instanceof Error ? e.message : String(e)}` });
+      if (!res.headersSent) reply(500, { error: `internal error: ${e instanceof Error ? e.message : String(e)}` });
     }
   }
 }

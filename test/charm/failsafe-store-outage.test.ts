@@ -133,6 +133,43 @@ describe('failsafe: a store outage is not a write outage', () => {
     }
   });
 
+  it("Patroni's health routes, unauthenticated: /primary on the primary only, /replica (and ?lag=) on the standbys, HEAD and OPTIONS alike; after a switchover /primary moves", async () => {
+    const get = async (api: string, path: string, method: 'GET' | 'HEAD' | 'OPTIONS' = 'GET') => {
+      const r = await fetch(`http://${api}${path}`, { method });
+      return { status: r.status, text: await r.text() };
+    };
+    const check = async (u: Record<string, Unit>) => {
+      const primary = Object.entries(u).find(([, x]) => x.role === 'primary')![0];
+      for (const [name, x] of Object.entries(u)) {
+        const isPrimary = name === primary;
+        for (const path of ['/primary', '/read-write', '/leader', '/master']) expect((await get(x.api, path)).status, `${name} ${path}`).toBe(isPrimary ? 200 : 503);
+        const body = JSON.parse((await get(x.api, '/replica')).text) as Record<string, unknown>;
+        expect(body).toMatchObject({ unit: name, state: 'running', role: isPrimary ? 'primary' : 'replica' });
+        expect((await get(x.api, '/replica')).status, `${name} /replica`).toBe(isPrimary ? 503 : 200);
+        for (const path of ['/read-only', '/health', '/liveness', '/readiness']) expect((await get(x.api, path)).status, `${name} ${path}`).toBe(200);
+        for (const method of ['HEAD', 'OPTIONS'] as const) expect(await get(x.api, '/primary', method), `${name} ${method}`).toEqual({ status: isPrimary ? 200 : 503, text: '' });
+        if (!isPrimary) {
+          await waitFor(`${name} caught up`, async () => (await get(x.api, '/replica?lag=0')).status === 200, 10_000);
+          expect((await get(x.api, '/replica?lag=16MB')).status).toBe(200);
+          const bad = await get(x.api, '/replica?lag=lots');
+          expect(bad.status).toBe(400);
+          expect(JSON.parse(bad.text)).toMatchObject({ field: 'lag', error: expect.stringMatching(/^lag: expected bytes or a size/) });
+        }
+      }
+      return primary;
+    };
+    const before = await check((await waitFor('settled', settled, 90_000)));
+    const r = await m.cli(['run', 'leader', 'switchover', '--wait']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const moved = await waitFor('the switchover settled, and /primary answered by the new primary', async () => {
+      const u = await settled();
+      if (!u || u[before]?.role === 'primary') return undefined;
+      const p = Object.entries(u).find(([, x]) => x.role === 'primary')!;
+      return (await get(p[1].api, '/primary')).status === 200 && (await get(u[before]!.api, '/primary')).status === 503 ? u : undefined;
+    }, 60_000, 200);
+    expect(await check(moved)).not.toBe(before);
+  });
+
   it('store frozen 15 s under a writer: writes go on (gap <= 2 s), nothing lost, never two writable units', async () => {
     const u = await waitFor('settled', settled, 90_000);
     const primary = Object.entries(u).find(([, x]) => x.role === 'primary')![0];
@@ -177,6 +214,16 @@ describe('failsafe: a store outage is not a write outage', () => {
     const w = new Writer(m.dir, pw);
     await w.start();
     const probes = probeAll(u);
+    // /primary, asked of every unit all along (HAProxy's view): who answered 200, and when.
+    const said: { unit: string; at: number }[] = [];
+    let asking = true;
+    const askers = Object.entries(u).map(async ([unit, x]) => {
+      while (asking) {
+        const r = await fetch(`http://${x.api}/primary`, { method: 'OPTIONS', signal: AbortSignal.timeout(300) }).catch(() => undefined);
+        if (r?.status === 200) said.push({ unit, at: Date.now() });
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    });
     const controller = controllerPid();
     const peerAgent = agentPid(peer);
     let frozenAt = 0;
@@ -195,11 +242,18 @@ describe('failsafe: a store outage is not a write outage', () => {
     } finally {
       resume(controller);
       resume(peerAgent);
+      asking = false;
+      await Promise.all(askers);
       await probes.stop();
       await w.stop();
     }
     const lastBefore = Math.max(...w.acked.filter((a) => a.at < thawedAt).map((a) => a.at));
     const acceptedWhileFrozen = probes.accepted.filter((a) => a.at > frozenAt + 1500 && a.at < thawedAt);
+    // The fenced primary's HA loop could not learn that its lease is gone (the store is frozen),
+    // but /primary also needs Postgres to take writes: it stopped answering 200 with the fence.
+    expect(said.filter((a) => a.at > frozenAt + 1500 && a.at < thawedAt)).toEqual([]);
+    expect(said.filter((a) => a.at < frozenAt).map((a) => a.unit)).toContain(primary);
+    expect(new Set(said.map((a) => a.unit)).size).toBeLessThanOrEqual(2);
     console.log(`store and ${peer}'s agent frozen ${thawedAt - frozenAt} ms: last write ${lastBefore - frozenAt} ms after the freeze; writes back ${w.firstAckAfter(thawedAt)! - thawedAt} ms after the thaw`);
     // The fence deadline is at most TTL/2 (1 s) after the last renewal, before the freeze.
     expect(lastBefore - frozenAt).toBeLessThan(1500);

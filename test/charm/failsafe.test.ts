@@ -82,7 +82,7 @@ describe('failsafe: a unit keeps its promise', () => {
     f.observe('pg/0');
     return f;
   };
-  const ask = async (f: Failsafe, body: unknown) => f.routes()[0]!.handle({ method: 'POST', path: '/v1/failsafe', body, remote: '' });
+  const ask = async (f: Failsafe, body: unknown) => f.routes()[0]!.handle({ method: 'POST', path: '/v1/failsafe', query: new URLSearchParams(), body, remote: '' });
 
   it('confirms, then holds off a takeover for a TTL, as a renewal it saw would', async () => {
     const now = { t: T };

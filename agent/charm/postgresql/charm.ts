@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
+import { health } from './health.js';
 import { pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
@@ -653,7 +654,7 @@ export default function postgresqlCharm(): Charm {
   ];
   return {
     loops: [haLoop, backupScheduleLoop, dumpScheduleLoop],
-    api: { routes: failsafe.routes(), token: () => failsafe.token },
+    api: { routes: [...failsafe.routes(), ...health.routes()], token: () => failsafe.token },
     shutdown: async () => {
       failsafe.stop();
       local.drop();

@@ -20,6 +20,7 @@ import {
 } from './decide.js';
 import { hbaSpec } from './access.js';
 import { Failsafe, roundBudgetMs, storeTimeoutMs, type RoundContext } from './failsafe.js';
+import { health } from './health.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
 import { parseAddress, POSITION_SQL, readPosition, toPosition, type Position, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
@@ -440,6 +441,14 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
   const o = await observe(src);
   if (!o) return;
   const holder = o.snap.lease.holder;
+  health.observe({
+    unit: ctx.unit,
+    holdsLease: holder === ctx.unit && !o.snap.lease.expired,
+    me: o.me,
+    primary: holder === ctx.unit ? o.me : holder ? parseAddress(src.peers.get(holder)?.['address']) : undefined,
+    password: o.pw.operator,
+    periodMs: haLoop.everyMs(config),
+  });
   if (ctx.isLeader() && holder && src.appBag['primary'] !== holder) await ctx.setApp({ primary: holder });
   const d = decideHa(o.snap);
   state.following = d.kind === 'nothing' && o.snap.role === 'replica' && Boolean(holder) && holder !== ctx.unit && !o.snap.lease.expired;

@@ -1,0 +1,158 @@
+import type { ApiRequest, ApiResponse, Route } from '../../runtime/unit-api.js';
+import { ApiError } from '../../runtime/unit-api.js';
+import { lsnValue } from './decide.js';
+import { readPosition, type Position } from './positions.js';
+
+/**
+ * Patroni's health routes, on the unit's API (read-only and unauthenticated like Patroni's: they
+ * reveal roles, not data), so that HAProxy, Kubernetes probes and scripts written for Patroni
+ * work unchanged: `/primary` (`/read-write`, `/leader`, `/master`), `/replica[?lag=]`,
+ * `/read-only`, `/health`, `/liveness`, `/readiness`. 200 when the answer is yes, 503 when no;
+ * HEAD and OPTIONS answer the same without a body.
+ *
+ * healthAnswer is pure (table-tested); Health gathers the facts: the primary lease as this
+ * unit's HA loop last saw it, and its Postgres's position, read at most every 250 ms however
+ * often the probes come. /primary needs both, so a primary whose lease is gone but whose HA loop
+ * could not say so (a frozen store) stops answering 200 when its fence stops writes.
+ */
+
+export const HEALTH_PATHS = {
+  primary: ['/primary', '/read-write', '/leader', '/master'],
+  replica: ['/replica'],
+  'read-only': ['/read-only'],
+  health: ['/health'],
+  liveness: ['/liveness'],
+  readiness: ['/readiness'],
+} as const;
+export type HealthCheck = keyof typeof HEALTH_PATHS;
+
+export interface HealthFacts {
+  unit: string;
+  /** This unit holds the primary lease (as its HA loop last saw it, not expired). */
+  holdsLease: boolean;
+  /** Its Postgres now; undefined when it did not answer. */
+  pg?: Pick<Position, 'writable' | 'streaming' | 'timeline' | 'lsn'> | undefined;
+  /** A standby's distance behind the primary's WAL position, when known. */
+  lagBytes?: number | undefined;
+  /** Since this unit's HA loop last completed a cycle (undefined: never). */
+  haAgeMs: number | undefined;
+  /** How old that may be before the unit is not live: a few of its periods. */
+  liveWithinMs: number;
+}
+
+const SIZE = /^(\d+)\s*(B|kB|KB|MB|GB|TB)?$/;
+const MULT: Record<string, number> = { B: 1, kB: 1024, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+/** `?lag=` as Patroni takes it: bytes, or a size with a unit (16MB, 1GB). */
+export function parseLag(v: string | null): number | undefined {
+  if (v === null) return undefined;
+  const m = SIZE.exec(v.trim());
+  if (!m) throw new ApiError(400, `lag: expected bytes or a size like 16MB, got ${JSON.stringify(v)}`, 'lag');
+  return Number(m[1]) * MULT[m[2] ?? 'B']!;
+}
+
+/** The answer to one check, given the facts (`lagLimit`: /replica?lag=). */
+export function healthAnswer(check: HealthCheck, f: HealthFacts, lagLimit?: number): ApiResponse {
+  const pg = f.pg;
+  const primary = f.holdsLease && pg?.writable === true;
+  const replica = !f.holdsLease && pg !== undefined && !pg.writable && pg.streaming;
+  const role = primary ? 'primary' : pg && !pg.writable ? 'replica' : pg?.writable ? 'demoted' : 'unknown';
+  const body: Record<string, unknown> = {
+    unit: f.unit,
+    state: pg ? 'running' : 'stopped',
+    role,
+    ...(pg ? { timeline: pg.timeline, lsn: pg.lsn } : {}),
+    ...(f.lagBytes !== undefined && !primary ? { lag: f.lagBytes } : {}),
+  };
+  let ok: boolean;
+  switch (check) {
+    case 'primary':
+      ok = primary;
+      break;
+    case 'replica':
+      ok = replica && (lagLimit === undefined || (f.lagBytes !== undefined && f.lagBytes <= lagLimit));
+      if (replica && lagLimit !== undefined && !ok) body['why'] = f.lagBytes === undefined ? 'lag unknown (the primary did not answer)' : `lag ${f.lagBytes} > ${lagLimit}`;
+      break;
+    case 'read-only':
+      ok = primary || (pg !== undefined && !pg.writable);
+      break;
+    case 'health':
+      ok = pg !== undefined;
+      break;
+    case 'liveness':
+      ok = f.haAgeMs !== undefined && f.haAgeMs <= f.liveWithinMs;
+      body['ha_loop_age_ms'] = f.haAgeMs ?? null;
+      break;
+    case 'readiness':
+      ok = primary || replica;
+      break;
+  }
+  return { status: ok ? 200 : 503, body };
+}
+
+/** What the HA loop tells the health routes at each cycle. */
+export interface HealthView {
+  unit: string;
+  holdsLease: boolean;
+  /** This unit's Postgres and the primary's, and the password to ask them with. */
+  me: { host: string; port: number } | undefined;
+  primary: { host: string; port: number } | undefined;
+  password: string | undefined;
+  /** The HA loop's period now. */
+  periodMs: number;
+}
+
+/**
+ * How long one reading of Postgres answers the probes. Short: a primary fenced at TTL/2 after its
+ * last renewal must stop answering /primary well before another unit may take the lease (a TTL
+ * after it), or two units could answer 200 at once.
+ */
+const CACHE_MS = 250;
+
+export class Health {
+  private view: HealthView | undefined;
+  private cycleAt: number | undefined;
+  private cached: { at: number; facts: Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> } | undefined;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Each completed HA cycle. */
+  observe(view: HealthView): void {
+    this.view = view;
+    this.cycleAt = this.now();
+  }
+
+  private async gather(v: HealthView): Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> {
+    const ask = (t: { host: string; port: number } | undefined) => (t && v.password ? readPosition(t, v.password, 1000).catch(() => undefined) : Promise.resolve(undefined));
+    const [pg, head] = await Promise.all([ask(v.me), v.primary && v.primary !== v.me ? ask(v.primary) : Promise.resolve(undefined)]);
+    const lagBytes = pg && !pg.writable && head?.writable ? Math.max(0, Number(lsnValue(head.lsn) - lsnValue(pg.have))) : undefined;
+    return { unit: v.unit, holdsLease: v.holdsLease, pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
+  }
+
+  async facts(): Promise<HealthFacts> {
+    const v = this.view;
+    const liveWithinMs = Math.max(3 * (v?.periodMs ?? 0), 5000);
+    const haAgeMs = this.cycleAt === undefined ? undefined : this.now() - this.cycleAt;
+    if (!v) return { unit: '', holdsLease: false, haAgeMs, liveWithinMs };
+    if (!this.cached || this.now() - this.cached.at > CACHE_MS) this.cached = { at: this.now(), facts: this.gather(v) };
+    return { ...(await this.cached.facts), haAgeMs, liveWithinMs };
+  }
+
+  routes(): Route[] {
+    return (Object.entries(HEALTH_PATHS) as [HealthCheck, readonly string[]][]).flatMap(([check, paths]) =>
+      paths.map(
+        (path): Route => ({
+          method: 'GET',
+          path,
+          auth: false,
+          handle: async (req: ApiRequest) => {
+            const lag = check === 'replica' ? parseLag(req.query.get('lag')) : undefined;
+            return healthAnswer(check, await this.facts(), lag);
+          },
+        }),
+      ),
+    );
+  }
+}
+
+export const health = new Health();
