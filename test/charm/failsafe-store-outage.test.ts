@@ -167,7 +167,20 @@ describe('failsafe: a store outage is not a write outage', () => {
       const p = Object.entries(u).find(([, x]) => x.role === 'primary')!;
       return (await get(p[1].api, '/primary')).status === 200 && (await get(u[before]!.api, '/primary')).status === 503 ? u : undefined;
     }, 60_000, 200);
-    expect(await check(moved)).not.toBe(before);
+    const now = await check(moved);
+    expect(now).not.toBe(before);
+    // /cluster, from any unit: the same picture, in Patroni's shape.
+    for (const x of Object.values(moved)) {
+      const c = JSON.parse((await get(x.api, '/cluster')).text) as { scope: string; members: { name: string; role: string; state: string; port: number; api_url: string; timeline: number }[] };
+      expect(c.scope).toBe('postgresql');
+      expect(c.members.map((mm) => mm.name)).toEqual(Object.keys(moved).sort());
+      expect(c.members.filter((mm) => mm.role === 'leader').map((mm) => mm.name)).toEqual([now]);
+      for (const mm of c.members) {
+        expect(mm.api_url).toBe(`http://${moved[mm.name]!.api}`);
+        expect(mm.port).toBe(Number(moved[mm.name]!.address.split(':')[1]));
+        if (mm.name !== now) expect(['replica', 'sync_standby']).toContain(mm.role);
+      }
+    }
   });
 
   it('store frozen 15 s under a writer: writes go on (gap <= 2 s), nothing lost, never two writable units', async () => {

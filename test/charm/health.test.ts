@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { healthAnswer, parseLag, type HealthCheck, type HealthFacts } from '../../agent/charm/postgresql/health.js';
+import { clusterAnswer, healthAnswer, parseLag, type HealthCheck, type HealthFacts } from '../../agent/charm/postgresql/health.js';
 import { ApiError } from '../../agent/runtime/unit-api.js';
 
 const running = (writable: boolean, streaming = !writable) => ({ writable, streaming, timeline: 2, lsn: '0/3000060' });
@@ -52,5 +52,54 @@ describe("Patroni's health routes: the answers", () => {
   });
   it('no lag parameter: no filter', () => {
     expect(parseLag(null)).toBeUndefined();
+  });
+});
+
+describe("GET /cluster, in Patroni's shape", () => {
+  const bags = {
+    'pg/0': { role: 'primary', address: '10.0.0.1:5432', api: '10.0.0.1:8008', 'synchronous-standbys': 'pg/1', 'synchronous-count': '1' },
+    'pg/1': { role: 'replica', address: '10.0.0.2:5432', api: '10.0.0.2:8008' },
+    'pg/2': { role: 'replica', address: '10.0.0.3:5432' },
+    'pg/3': {},
+  };
+  it('the leader, the synchronous standby, a replica behind, and a unit not started yet', () => {
+    const out = clusterAnswer({
+      app: 'pg',
+      holder: 'pg/0',
+      bags,
+      live: {
+        'pg/0': { state: 'primary', timeline: 3, lsn: '0/5000000', lagBytes: 0, streaming: false },
+        'pg/1': { state: 'replica', timeline: 3, lsn: '0/5000000', lagBytes: 0, streaming: true },
+        'pg/2': { state: 'replica', timeline: 3, lsn: '0/4000000', lagBytes: 16777216, streaming: false },
+        'pg/3': { state: 'unreachable', timeline: null, lsn: null, lagBytes: null, streaming: false },
+      },
+    });
+    expect(out).toEqual({
+      scope: 'pg',
+      members: [
+        { name: 'pg/0', role: 'leader', state: 'running', host: '10.0.0.1', port: 5432, api_url: 'http://10.0.0.1:8008', timeline: 3, lsn: '0/5000000' },
+        { name: 'pg/1', role: 'sync_standby', state: 'streaming', host: '10.0.0.2', port: 5432, api_url: 'http://10.0.0.2:8008', timeline: 3, lsn: '0/5000000', lag: 0 },
+        { name: 'pg/2', role: 'replica', state: 'running', host: '10.0.0.3', port: 5432, timeline: 3, lsn: '0/4000000', lag: 16777216 },
+        { name: 'pg/3', role: 'starting', state: 'stopped' },
+      ],
+    });
+  });
+  it("roles come from each Postgres now, not from a bag read a moment ago (a switchover just happened); a writable member without the lease is 'demoted'", () => {
+    const out = clusterAnswer({
+      app: 'pg',
+      holder: 'pg/1',
+      bags: { 'pg/0': { role: 'primary' }, 'pg/1': { role: 'replica' }, 'pg/2': { role: 'primary' }, 'pg/3': { role: 'replica' } },
+      live: {
+        'pg/0': { state: 'replica', timeline: 4, lsn: '0/6000000', lagBytes: 0, streaming: true },
+        'pg/1': { state: 'primary', timeline: 4, lsn: '0/6000000', lagBytes: 0, streaming: false },
+        'pg/2': { state: 'primary', timeline: 3, lsn: '0/5000000', lagBytes: null, streaming: false },
+      },
+    });
+    expect((out['members'] as { name: string; role: string; state: string }[]).map((x) => [x.name, x.role, x.state])).toEqual([
+      ['pg/0', 'replica', 'streaming'],
+      ['pg/1', 'leader', 'running'],
+      ['pg/2', 'demoted', 'running'],
+      ['pg/3', 'replica', 'stopped'],
+    ]);
   });
 });

@@ -443,6 +443,9 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
   const holder = o.snap.lease.holder;
   health.observe({
     unit: ctx.unit,
+    app: ctx.app,
+    holder,
+    bags: { ...Object.fromEntries(src.peers), [ctx.unit]: src.local },
     holdsLease: holder === ctx.unit && !o.snap.lease.expired,
     me: o.me,
     primary: holder === ctx.unit ? o.me : holder ? parseAddress(src.peers.get(holder)?.['address']) : undefined,

@@ -1,7 +1,7 @@
 import type { ApiRequest, ApiResponse, Route } from '../../runtime/unit-api.js';
 import { ApiError } from '../../runtime/unit-api.js';
-import { lsnValue } from './decide.js';
-import { readPosition, type Position } from './positions.js';
+import { lsnValue, parseSyncSet } from './decide.js';
+import { memberPositions, parseAddress, readPosition, type MemberPosition, type Position } from './positions.js';
 
 /**
  * Patroni's health routes, on the unit's API (read-only and unauthenticated like Patroni's: they
@@ -90,9 +90,45 @@ export function healthAnswer(check: HealthCheck, f: HealthFacts, lagLimit?: numb
   return { status: ok ? 200 : 503, body };
 }
 
+/**
+ * GET /cluster, in the shape of Patroni's: every member with its role (`leader`: the lease
+ * holder; `sync_standby` and `replica`; `demoted`: writable without the lease, being fenced),
+ * its state and position as its Postgres reports them now, and where to reach it and its API.
+ */
+export function clusterAnswer(o: { app: string; holder: string | undefined; bags: Readonly<Record<string, Readonly<Record<string, string>>>>; live: Readonly<Record<string, MemberPosition>> }): Record<string, unknown> {
+  const sync = parseSyncSet(o.holder ? o.bags[o.holder] : undefined).members;
+  const members = Object.keys(o.bags)
+    .sort()
+    .map((name) => {
+      const bag = o.bags[name]!;
+      const at = parseAddress(bag['address']);
+      const p = o.live[name];
+      // What its Postgres says now; the bag (as this unit's HA loop last read it) only for a
+      // member that did not answer.
+      const role =
+        p?.state === 'primary' ? (name === o.holder ? 'leader' : 'demoted') : p?.state === 'replica' ? (sync.includes(name) ? 'sync_standby' : 'replica') : name === o.holder ? 'leader' : (bag['role'] ?? 'starting');
+      const state = !p || p.state === 'unreachable' ? 'stopped' : p.state === 'replica' ? (p.streaming ? 'streaming' : 'running') : 'running';
+      return {
+        name,
+        role,
+        state,
+        ...(at ? { host: at.host, port: at.port } : {}),
+        ...(bag['api'] ? { api_url: `http://${bag['api']}` } : {}),
+        ...(p?.timeline !== null && p?.timeline !== undefined ? { timeline: p.timeline } : {}),
+        ...(p?.lsn ? { lsn: p.lsn } : {}),
+        ...(role !== 'leader' && p?.lagBytes !== null && p?.lagBytes !== undefined ? { lag: p.lagBytes } : {}),
+      };
+    });
+  return { scope: o.app, members };
+}
+
 /** What the HA loop tells the health routes at each cycle. */
 export interface HealthView {
   unit: string;
+  app: string;
+  holder: string | undefined;
+  /** Every unit's bag, this one's included. */
+  bags: Readonly<Record<string, Readonly<Record<string, string>>>>;
   holdsLease: boolean;
   /** This unit's Postgres and the primary's, and the password to ask them with. */
   me: { host: string; port: number } | undefined;
@@ -113,6 +149,7 @@ export class Health {
   private view: HealthView | undefined;
   private cycleAt: number | undefined;
   private cached: { at: number; facts: Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> } | undefined;
+  private clusterCached: { at: number; answer: Promise<Record<string, unknown>> } | undefined;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -138,8 +175,24 @@ export class Health {
     return { ...(await this.cached.facts), haAgeMs, liveWithinMs };
   }
 
+  private cluster(): Promise<Record<string, unknown>> {
+    const v = this.view;
+    if (!v) throw new ApiError(503, "this unit's HA loop has not run yet");
+    if (!this.clusterCached || this.now() - this.clusterCached.at > CACHE_MS) {
+      const targets: Record<string, { host: string; port: number }> = {};
+      for (const [u, bag] of Object.entries(v.bags)) {
+        const t = parseAddress(bag['address']);
+        if (t) targets[u] = t;
+      }
+      const live = v.password ? memberPositions(targets, v.password) : Promise.resolve({});
+      this.clusterCached = { at: this.now(), answer: live.then((l) => clusterAnswer({ app: v.app, holder: v.holder, bags: v.bags, live: l })) };
+    }
+    return this.clusterCached.answer;
+  }
+
   routes(): Route[] {
-    return (Object.entries(HEALTH_PATHS) as [HealthCheck, readonly string[]][]).flatMap(([check, paths]) =>
+    const cluster: Route = { method: 'GET', path: '/cluster', auth: false, handle: async () => ({ status: 200, body: await this.cluster() }) };
+    return [cluster, ...(Object.entries(HEALTH_PATHS) as [HealthCheck, readonly string[]][]).flatMap(([check, paths]) =>
       paths.map(
         (path): Route => ({
           method: 'GET',
@@ -151,7 +204,7 @@ export class Health {
           },
         }),
       ),
-    );
+    )];
   }
 }
 
