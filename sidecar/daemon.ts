@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from '#pino';
 import { changesRoutes } from './api/changes.js';
 import { checksRoutes } from './api/checks.js';
+import { metricsRoutes } from './api/metrics.js';
 import { execManager, execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
 import { filesRoutes } from './api/files.js';
 import { FilesManager } from './files/manager.js';
@@ -123,6 +124,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     ...changesRoutes(changes),
     ...planRoutes(plans),
     ...checksRoutes(checks),
+    ...metricsRoutes(services, checks),
     ...filesRoutes(new FilesManager(log)),
     ...execRoutes(execDeps),
     ...logsRoutes(logs, services),

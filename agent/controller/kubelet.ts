@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import type { V1ConfigMap, V1Pod } from '#client-node';
@@ -77,6 +77,23 @@ interface LocalUnit {
  * units' pid files instead of starting second copies. A sidecar that dies takes what it ran
  * with it (a container's processes end with its PID 1) before it is started again.
  */
+/** Ports this process gave to units (their files may not be written yet). */
+const handedOut = new Set<number>();
+
+/** Every port recorded in the model's unit directories. */
+function unitPorts(units: string): number[] {
+  if (!existsSync(units)) return [];
+  return readdirSync(units).flatMap((pod) =>
+    ['port', 'api-port', 'backup-port'].flatMap((f) => {
+      try {
+        return [Number(readFileSync(join(units, pod, f), 'utf8'))];
+      } catch {
+        return [];
+      }
+    }),
+  );
+}
+
 export class Kubelet {
   private readonly store: Store;
   private readonly units = new Map<number, LocalUnit>();
@@ -171,7 +188,13 @@ export class Kubelet {
   private async unitPort(dir: string, name: 'port' | 'api-port' | 'backup-port'): Promise<number> {
     const file = join(dir, name);
     if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
-    const port = await freePort();
+    // The ports of every unit are chosen before any of them is bound, and the kernel hands out a
+    // port that is free now, however often: one unit's Postgres and another's backup server got
+    // the same one (Postgres then failed to start). So never one already given to a unit.
+    const taken = new Set([...handedOut, ...unitPorts(join(this.opts.model, 'units'))]);
+    let port = await freePort();
+    for (let i = 0; taken.has(port) && i < 100; i++) port = await freePort();
+    handedOut.add(port);
     writeFileSync(file, String(port));
     return port;
   }

@@ -74,6 +74,9 @@ interface Entry {
   status: CheckStatus;
   successes: number;
   failures: number;
+  /** Every success and failure so far (Pebble's pebble_check_success_count / _failure_count). */
+  successTotal: number;
+  failureTotal: number;
   lastError?: string;
   active: boolean;
   /** Bumped on every start/stop so late results and timers of an older run are ignored. */
@@ -121,6 +124,9 @@ export class CheckManager extends EventEmitter<Events> {
         status: 'inactive',
         successes: 0,
         failures: 0,
+        // The totals live as long as the check's name does, across changes of its config.
+        successTotal: old?.successTotal ?? 0,
+        failureTotal: old?.failureTotal ?? 0,
         active: false,
         gen: (old?.gen ?? 0) + 1,
         chain: Promise.resolve(),
@@ -140,6 +146,13 @@ export class CheckManager extends EventEmitter<Events> {
     }
     this.entries = next;
     this.log.debug({ checks: next.size, started, removed }, 'checks configured');
+  }
+
+  /** Pebble's check metrics, by name: up (undefined while inactive), and the totals. */
+  metrics(): { name: string; up: boolean | undefined; successes: number; failures: number }[] {
+    return [...this.entries.values()]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((e) => ({ name: e.name, up: e.status === 'inactive' ? undefined : e.status === 'up', successes: e.successTotal, failures: e.failureTotal }));
   }
 
   /** Checks ordered by name. A level matches exactly, as in Pebble's GET /v1/checks. */
@@ -353,6 +366,8 @@ export class CheckManager extends EventEmitter<Events> {
 
   private record(e: Entry, err: CheckError | undefined): void {
     const { threshold } = e.resolved;
+    if (err) e.failureTotal++;
+    else e.successTotal++;
     if (!err) {
       e.lastError = undefined;
       if (e.status === 'down') {

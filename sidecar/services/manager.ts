@@ -60,6 +60,14 @@ export class ServiceManager extends EventEmitter {
     return this.runners.get(name);
   }
 
+  /** Pebble's service metrics: every service started at least once, by name. */
+  metrics(): { name: string; active: boolean; starts: number }[] {
+    return [...this.runners.entries()]
+      .filter(([, r]) => r.startCount > 0)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, r]) => ({ name, active: r.current === 'active', starts: r.startCount }));
+  }
+
   list(names: string[] = []): ServiceInfo[] {
     const wanted = names.length ? names : Object.keys(this.plan.services).sort();
     const out: ServiceInfo[] = [];

@@ -221,6 +221,7 @@ export class ServiceRunner extends EventEmitter {
     }
     trackChild(child.pid);
     this.proc = child;
+    this.startCount++;
     this.deps.log.info({ service: this.name, pid: child.pid }, 'service started');
     const lines: string[] = [];
     const streams = [child.stdout!, child.stderr!];
@@ -331,6 +332,9 @@ export class ServiceRunner extends EventEmitter {
       }
     });
   }
+
+  /** Times the service's process was started, restarts included (Pebble's pebble_service_start_count). */
+  startCount = 0;
 
   /** Restarts done so far in the current backoff sequence (reported for tests and status). */
   get restarts(): number {
