@@ -212,13 +212,14 @@ export async function waitSettled(ctx: ModelContext, timeoutMs: number): Promise
     const s = statusFrom(ctx, { cms: [...cms.values()], pods: [...pods.values()], leaderLease: leases.get(objects.leaderLease(ctx.app)) });
     const now = Date.now();
     for (const [unit, u] of Object.entries(s.units)) {
-      if (u.agent.status !== 'error') inError.delete(unit);
-      else if (!inError.has(unit)) inError.set(unit, now);
+      // A retry shows the unit executing a moment; only a hook that went through clears it.
+      if (u.agent.status === 'idle') inError.delete(unit);
+      else if (u.agent.status === 'error' && !inError.has(unit)) inError.set(unit, now);
     }
-    const failed = Object.entries(s.units).find(([unit]) => now - (inError.get(unit) ?? now) >= ERROR_GRACE_MS);
+    const failed = Object.entries(s.units).find(([unit, u]) => u.agent.status === 'error' && now - (inError.get(unit) ?? now) >= ERROR_GRACE_MS);
     if (settled(s)) quiet = setTimeout(() => settle.ok(), SETTLED_QUIET_MS);
     else if (failed) settle.fail(new UserError(`unit ${failed[0]} is in error: ${failed[1].agent.message} (\`pgcharm debug-log\` shows why)`));
-    else if (inError.size) recheck = setTimeout(check, ERROR_GRACE_MS - (now - Math.min(...inError.values())) + 10);
+    else if (inError.size) recheck = setTimeout(check, Math.max(250, ERROR_GRACE_MS - (now - Math.min(...inError.values())) + 10));
   };
   // One look per burst of events (a re-list delivers every object at once).
   let queued = false;

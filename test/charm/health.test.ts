@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clusterAnswer, healthAnswer, parseLag, type HealthCheck, type HealthFacts } from '../../agent/charm/postgresql/health.js';
+import { clusterAnswer, Health, healthAnswer, parseLag, type HealthCheck, type HealthFacts } from '../../agent/charm/postgresql/health.js';
 import { ApiError } from '../../agent/runtime/unit-api.js';
 
 const running = (writable: boolean, streaming = !writable) => ({ writable, streaming, timeline: 2, lsn: '0/3000060' });
@@ -101,5 +101,23 @@ describe("GET /cluster, in Patroni's shape", () => {
       ['pg/2', 'demoted', 'running'],
       ['pg/3', 'replica', 'stopped'],
     ]);
+  });
+});
+
+describe('the facts behind the answers', () => {
+  it('the lease seen by the last HA cycle counts only until the fence deadline in force: a loop stuck behind a frozen store cannot keep a unit primary', async () => {
+    let now = 1_000_000;
+    let deadline = now + 1000;
+    const h = new Health(() => now);
+    h.observe({ unit: 'pg/0', app: 'pg', holder: 'pg/0', bags: {}, holdsLease: true, leaseValidUntil: () => deadline, me: undefined, primary: undefined, password: undefined, periodMs: 400 });
+    expect((await h.facts()).holdsLease).toBe(true);
+    now += 999;
+    expect((await h.facts()).holdsLease).toBe(true);
+    now += 1;
+    expect((await h.facts()).holdsLease).toBe(false);
+    // A failsafe confirmation (or a renewal) moves the deadline: held again.
+    deadline = now + 1000;
+    expect((await h.facts()).holdsLease).toBe(true);
+    expect((await h.facts()).liveWithinMs).toBe(5000);
   });
 });

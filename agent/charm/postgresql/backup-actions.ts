@@ -339,6 +339,9 @@ async function takeBackup(ctx: EventContext, type: BackupType, o: { from: 'stand
     return await take(source);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
+    // Only a failure of the standby's side is worth a second backup from the primary; a full
+    // repository or an archive check would fail that one too (and a backup may take hours).
+    if (!why.includes(source.server.host) && !/\bpg2\b|remote|standby/i.test(why)) throw e;
     ctx.log.warn({ decision: 'backup from the primary', standby: source.unit, why }, 'backup');
     r.log(`the backup from ${source.unit} failed (${why}); taking it from the primary`);
     return { ...(await take(undefined)), 'standby-error': why };
@@ -405,8 +408,10 @@ const restore: Handler = async (ctx) => {
       for (const until = Date.now() + 60_000; ; ) {
         // Archived once its .ready mark is gone (the switch made it; the archiver renames it
         // .done). Not last_archived_wal by name: that may be a backup history file named after
-        // an earlier segment (or a timeline history file), archived after this one.
-        const [r] = await withConnection(at, pw.operator, async (c) => (await c.query<{ ready: boolean }>("SELECT pg_stat_file('pg_wal/archive_status/' || $1 || '.ready', true) IS NOT NULL AS ready", [seg])).rows);
+        // an earlier segment (or a timeline history file), archived after this one. The size
+        // field, not the row: a row IS NOT NULL only when every field is, and `creation` is
+        // always NULL on Linux.
+        const [r] = await withConnection(at, pw.operator, async (c) => (await c.query<{ ready: boolean }>("SELECT (pg_stat_file('pg_wal/archive_status/' || $1 || '.ready', true)).size IS NOT NULL AS ready", [seg])).rows);
         if (r && !r.ready) break;
         if (Date.now() > until) return a.fail(`WAL segment ${seg} was not archived within 60 s: a target after it could not be reached (pgcharm status shows the archiving error)`);
         await new Promise((res) => setTimeout(res, 200));

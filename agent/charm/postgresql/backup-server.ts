@@ -30,7 +30,14 @@ const RECHECK_MS = 86_400_000;
 async function makeCa(w: PostgresWorkload, app: string): Promise<KeyPair> {
   const f = tlsFiles(w.l);
   await w.ensureDir(f.dir, '700');
-  const [key, cert] = pemBlocks(await w.run(['/bin/sh', '-c', CA_SCRIPT, 'sh', f.dir, `pgcharm ${app} CA`]));
+  let out: string;
+  try {
+    out = await w.run(['/bin/sh', '-c', CA_SCRIPT, 'sh', f.dir, `pgcharm ${app} CA`]);
+  } finally {
+    // The script removes its files when it exits; this when it could not.
+    await w.pebble.removePath(`${f.dir}/ca-new.key`).catch(() => undefined);
+  }
+  const [key, cert] = pemBlocks(out);
   if (!key || !cert || !/PRIVATE KEY/.test(key)) throw new Error('openssl printed no CA key and certificate');
   return { key, cert };
 }
@@ -60,9 +67,15 @@ async function ensureCerts(w: PostgresWorkload, ca: KeyPair, names: string[]): P
     const have = await current(path);
     const why = have ? needsRenewal(have, ca.cert, want) : 'missing';
     if (!why) return have;
-    // The CA's key only for the moment openssl signs (the script removes it whatever happens).
-    await w.pebble.push(`${f.dir}/.ca.key`, ca.key, { user: 'postgres', group: 'postgres', permissions: '600' });
-    await w.run(['/bin/sh', '-c', LEAF_SCRIPT, 'sh', f.dir, kind, `${kind}`, cn, (want.dns ?? []).join(','), randomBytes(16).toString('hex').replace(/^[89a-f]/, '7')]);
+    // The CA's key only for the moment openssl signs: the script removes it when it exits, and
+    // this when it could not (killed at the exec's timeout, the sidecar gone).
+    const caKey = `${f.dir}/.ca.key`;
+    try {
+      await w.pebble.push(caKey, ca.key, { user: 'postgres', group: 'postgres', permissions: '600' });
+      await w.run(['/bin/sh', '-c', LEAF_SCRIPT, 'sh', f.dir, kind, `${kind}`, cn, (want.dns ?? []).join(','), randomBytes(16).toString('hex').replace(/^[89a-f]/, '7')]);
+    } finally {
+      await w.pebble.removePath(caKey).catch(() => undefined);
+    }
     w.log.info({ cert: path, why }, 'certificate issued');
     return current(path);
   };

@@ -447,6 +447,9 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
     holder,
     bags: { ...Object.fromEntries(src.peers), [ctx.unit]: src.local },
     holdsLease: holder === ctx.unit && !o.snap.lease.expired,
+    // The fence deadline in force (moved by renewals and failsafe confirmations): past it, the
+    // lease counts as lost even if this loop is stuck behind a frozen store and cannot say so.
+    leaseValidUntil: () => o.w.fenceDeadlineNow() ?? Infinity,
     me: o.me,
     primary: holder === ctx.unit ? o.me : holder ? parseAddress(src.peers.get(holder)?.['address']) : undefined,
     password: o.pw.operator,

@@ -130,6 +130,8 @@ export interface HealthView {
   /** Every unit's bag, this one's included. */
   bags: Readonly<Record<string, Readonly<Record<string, string>>>>;
   holdsLease: boolean;
+  /** Until when that holds without another renewal (epoch ms): the fence deadline in force. */
+  leaseValidUntil: () => number;
   /** This unit's Postgres and the primary's, and the password to ask them with. */
   me: { host: string; port: number } | undefined;
   primary: { host: string; port: number } | undefined;
@@ -163,7 +165,7 @@ export class Health {
     const ask = (t: { host: string; port: number } | undefined) => (t && v.password ? readPosition(t, v.password, 1000).catch(() => undefined) : Promise.resolve(undefined));
     const [pg, head] = await Promise.all([ask(v.me), v.primary && v.primary !== v.me ? ask(v.primary) : Promise.resolve(undefined)]);
     const lagBytes = pg && !pg.writable && head?.writable ? Math.max(0, Number(lsnValue(head.lsn) - lsnValue(pg.have))) : undefined;
-    return { unit: v.unit, holdsLease: v.holdsLease, pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
+    return { unit: v.unit, holdsLease: v.holdsLease && this.now() < v.leaseValidUntil(), pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
   }
 
   async facts(): Promise<HealthFacts> {
@@ -172,7 +174,9 @@ export class Health {
     const haAgeMs = this.cycleAt === undefined ? undefined : this.now() - this.cycleAt;
     if (!v) return { unit: '', holdsLease: false, haAgeMs, liveWithinMs };
     if (!this.cached || this.now() - this.cached.at > CACHE_MS) this.cached = { at: this.now(), facts: this.gather(v) };
-    return { ...(await this.cached.facts), haAgeMs, liveWithinMs };
+    const f = await this.cached.facts;
+    // A cached reading must not outlive the lease it saw.
+    return { ...f, holdsLease: f.holdsLease && this.now() < v.leaseValidUntil(), haAgeMs, liveWithinMs };
   }
 
   private cluster(): Promise<Record<string, unknown>> {

@@ -356,8 +356,11 @@ export class PostgresWorkload {
 
   /** The fence deadline in force (epoch ms) as this agent last set it, or undefined when not armed. */
   fenceDeadline(): Promise<number | undefined> {
-    const last = fenceWriter(fencePipe(this.pebble)).last;
-    return Promise.resolve(last ? last : undefined);
+    return Promise.resolve(this.fenceDeadlineNow());
+  }
+
+  fenceDeadlineNow(): number | undefined {
+    return fenceWriter(fencePipe(this.pebble)).last || undefined;
   }
 
   /** Disarms the fence (this unit is not, or no longer, a primary); a watchdog not running has nothing armed by us. */
