@@ -3,7 +3,7 @@ import type { ConfigValue } from '../../runtime/charm.js';
 import { backrestArgv, backrestDir, backrestPassfile, OWNER_FILE, parseInfo, renderBackrestConf, renderS3Credentials, restoreArgs, s3CaFile, s3CredentialsFile, STANZA, type BackupType, type RepoOwner, type RestoreTarget, type S3Repo, type StanzaInfo } from './backup.js';
 import type { S3Credentials } from './secrets.js';
 import { standbyArgs, type BackupServer } from './backup-standby.js';
-import { ExecFailed, isMissing, type PostgresWorkload } from './workload.js';
+import { ExecFailed, type PostgresWorkload } from './workload.js';
 
 const OWNER = { user: 'postgres', group: 'postgres' };
 
@@ -160,11 +160,13 @@ export class Backrest {
 
   /** The owner marker beside the stanza, when pgcharm made it. */
   async owner(repo: string): Promise<RepoOwner | undefined> {
+    const text = await this.w.readIfExists(`${repo}/${OWNER_FILE}`);
+    if (text === undefined) return undefined;
     try {
-      const o = JSON.parse((await this.w.pebble.pull(`${repo}/${OWNER_FILE}`)).toString()) as Partial<RepoOwner>;
+      const o = JSON.parse(text) as Partial<RepoOwner>;
       return typeof o.application === 'string' && typeof o.namespace === 'string' && typeof o['system-identifier'] === 'string' ? (o as RepoOwner) : undefined;
     } catch (e) {
-      if (isMissing(e) || e instanceof SyntaxError) return undefined;
+      if (e instanceof SyntaxError) return undefined;
       throw e;
     }
   }
@@ -175,14 +177,9 @@ export class Backrest {
 
   /** The reason the asynchronous archiver last gave up (its global error file), if it did. */
   async archiveError(): Promise<string | undefined> {
-    try {
-      const text = (await this.w.pebble.pull(`${backrestDir(this.l)}/spool/archive/${STANZA}/out/global.error`)).toString().trim();
-      // First line: the error code; then the message.
-      const [code, ...rest] = text.split('\n');
-      return text ? `[${code}] ${rest.join(' ').trim()}` : undefined;
-    } catch (e) {
-      if (isMissing(e)) return undefined;
-      throw e;
-    }
+    const text = (await this.w.readIfExists(`${backrestDir(this.l)}/spool/archive/${STANZA}/out/global.error`))?.trim();
+    // First line: the error code; then the message.
+    const [code, ...rest] = (text ?? '').split('\n');
+    return text ? `[${code}] ${rest.join(' ').trim()}` : undefined;
   }
 }

@@ -4,7 +4,7 @@ import { podName } from '../../runtime/names.js';
 import { CA_SCRIPT, LEAF_SCRIPT, needsRenewal, pemBlocks, type KeyPair } from '../../tls/x509.js';
 import { BACKUP_CLIENT_CN, BACKUP_SERVER_PORT_NAME, BACKUP_SERVER_SERVICE, backupServerLayer, serverBind, serverConfLines, serverNames, tlsFiles, type BackupServer } from './backup-standby.js';
 import { ensureCa } from './secrets.js';
-import { isMissing, type PostgresWorkload } from './workload.js';
+import type { PostgresWorkload } from './workload.js';
 
 /**
  * Every unit's pgBackRest TLS server (backup-standby.ts has the pure parts): its certificates
@@ -54,14 +54,7 @@ async function ensureCerts(w: PostgresWorkload, ca: KeyPair, names: string[]): P
   if (seen?.key === key && Date.now() - seen.at < RECHECK_MS) return seen.server;
   await w.ensureDir(f.dir, '700');
   await w.pushIfChanged(f.ca, ca.cert);
-  const current = (path: string) =>
-    w.pebble.pull(path).then(
-      (b) => b.toString(),
-      (e: unknown) => {
-        if (isMissing(e)) return '';
-        throw e;
-      },
-    );
+  const current = async (path: string) => (await w.readIfExists(path)) ?? '';
   const leaf = async (kind: 'server' | 'client', want: { dns?: string[]; cn?: string }, cn: string): Promise<string> => {
     const path = kind === 'server' ? f.serverCert : f.clientCert;
     const have = await current(path);

@@ -68,6 +68,16 @@ export class PostgresWorkload {
     if (r.exitCode !== 0) throw execFailed(argv, r);
   }
 
+  /** A file's text, or undefined when it is not there (other errors are thrown). */
+  async readIfExists(path: string): Promise<string | undefined> {
+    try {
+      return (await this.pebble.pull(path)).toString();
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+  }
+
   async exists(path: string): Promise<boolean> {
     try {
       await this.pebble.listFiles(path, { itself: true });
