@@ -236,6 +236,19 @@ program
   });
 
 program
+  .command('prometheus-config')
+  .description("print a Prometheus configuration that scrapes a local model's agents, exporters and sidecars (file_sd targets the controller keeps) with pgcharm's alert rules")
+  .addOption(modelOption())
+  .option('--scrape-interval <duration>', 'how often each target is scraped', '15s')
+  .option('--evaluation-interval <duration>', 'how often the alert rules are evaluated', '15s')
+  .action(async (o: { model: string; scrapeInterval: string; evaluationInterval: string }) => {
+    const { prometheusConfigCommand } = await import('./commands/prometheus-config.js');
+    const { config, notes } = await prometheusConfigCommand(o);
+    for (const n of notes) process.stderr.write(`note: ${n}\n`);
+    process.stdout.write(config);
+  });
+
+program
   .command('manifests')
   .description('print the Kubernetes objects for the charm as YAML, for `kubectl apply -f -` (see README: Kubernetes)')
   .option('-n, --units <n>', 'number of units', int('--units', 1, 9), 3)
@@ -245,10 +258,23 @@ program
   .option('--storage-size <quantity>', "each unit's data volume, e.g. 20Gi (default: charm.yaml's minimum-size)")
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config` (postgresql-major=16 picks the image)', [])
   .option('--config-file <path>', 'config settings from a YAML map; secret ones (override-root-password) are rendered into a Secret')
-  .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[]; configFile?: string }) => {
+  .option('--service-monitor', 'add a ServiceMonitor (Prometheus Operator) scraping the agents and the postgres exporters')
+  .option('--prometheus-rule', "add a PrometheusRule (Prometheus Operator) with pgcharm's alert rules")
+  .action(async (o: { units: number; namespace: string; app?: string; charm: string; storageSize?: string; config: string[]; configFile?: string; serviceMonitor?: boolean; prometheusRule?: boolean }) => {
     const [{ settingsFromFile }, { manifestsCommand }] = await Promise.all([import('./commands/config.js'), import('./commands/manifests.js')]);
     const config = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
-    process.stdout.write(await manifestsCommand({ charm: o.charm, units: o.units, namespace: o.namespace, config, ...(o.app ? { app: o.app } : {}), ...(o.storageSize ? { storageSize: o.storageSize } : {}) }));
+    process.stdout.write(
+      await manifestsCommand({
+        charm: o.charm,
+        units: o.units,
+        namespace: o.namespace,
+        config,
+        ...(o.app ? { app: o.app } : {}),
+        ...(o.storageSize ? { storageSize: o.storageSize } : {}),
+        ...(o.serviceMonitor ? { serviceMonitor: true } : {}),
+        ...(o.prometheusRule ? { prometheusRule: true } : {}),
+      }),
+    );
   });
 
 program

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the PostgreSQL server binaries pgcharm runs and pgBackRest (backups, WAL archiving)
-# (Debian/Ubuntu, apt) when they are missing, and makes sure the `postgres` OS user exists. Idempotent; needs root only when
+# Installs the PostgreSQL server binaries pgcharm runs, pgBackRest (backups, WAL archiving) and
+# Prometheus's postgres exporter (each unit's Postgres metrics) (Debian/Ubuntu, apt) when they are missing, and makes sure the `postgres` OS user exists. Idempotent; needs root only when
 # something is missing.
 #
 #   scripts/install-postgres.sh [MAJOR]     # MAJOR defaults to 15
@@ -21,15 +21,16 @@ bindir=/usr/lib/postgresql/$major/bin
 have_server() { [[ -x $bindir/postgres && -x $bindir/initdb ]]; }
 have_user() { getent passwd postgres >/dev/null; }
 have_pgbackrest() { command -v pgbackrest >/dev/null; }
+have_exporter() { command -v prometheus-postgres-exporter >/dev/null; }
 
-if have_server && have_user && have_pgbackrest; then
-  echo "PostgreSQL $major server binaries present in $bindir; pgBackRest present; user postgres exists."
+if have_server && have_user && have_pgbackrest && have_exporter; then
+  echo "PostgreSQL $major server binaries present in $bindir; pgBackRest and the postgres exporter present; user postgres exists."
   exit 0
 fi
 
 if [[ $(id -u) -ne 0 ]]; then
-  echo "PostgreSQL $major server binaries or pgBackRest are missing ($bindir/postgres, pgbackrest). Install them as root:" >&2
-  echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkg pgbackrest" >&2
+  echo "PostgreSQL $major server binaries, pgBackRest or the postgres exporter are missing ($bindir/postgres, pgbackrest, prometheus-postgres-exporter). Install them as root:" >&2
+  echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkg pgbackrest prometheus-postgres-exporter" >&2
   echo "or run this script as root: sudo bash scripts/install-postgres.sh $major" >&2
   exit 1
 fi
@@ -74,6 +75,21 @@ if ! have_pgbackrest; then
   have_pgbackrest || { echo "install-postgres: pgbackrest installed but not on PATH" >&2; exit 1; }
 fi
 
+if ! have_exporter; then
+  # Its package would start a system-wide exporter on port 9187; the units run their own.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# pgcharm: no service starts while installing\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  echo "Installing prometheus-postgres-exporter with apt..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o Acquire::Retries=3 update
+  apt-get -o Acquire::Retries=3 install -y --no-install-recommends prometheus-postgres-exporter
+  have_exporter || { echo "install-postgres: prometheus-postgres-exporter installed but not on PATH" >&2; exit 1; }
+fi
+
 if ! have_user; then
   # Normally created by postgresql-common; binaries installed some other way may lack it.
   if getent group postgres >/dev/null; then group=(-g postgres); else group=(-U); fi
@@ -81,4 +97,4 @@ if ! have_user; then
   echo "Created the postgres OS user."
 fi
 
-echo "PostgreSQL $major server binaries present in $bindir; pgBackRest present; user postgres exists."
+echo "PostgreSQL $major server binaries present in $bindir; pgBackRest and the postgres exporter present; user postgres exists."

@@ -5,7 +5,8 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { PebbleClient } from './client/client.js';
 import { ChangeError } from './client/errors.js';
 import { formatLogLine, formatMode, formatSize, formatTime, parseGlob, table } from './client/format.js';
-import type { CheckLevel, Ownership } from './client/types.js';
+import { identitiesTable, identityYaml, numItems, parseIdentitiesYaml } from './client/identities.js';
+import type { CheckLevel, Identity, Ownership } from './client/types.js';
 import { parseDuration } from './plan/duration.js';
 import { LOG_LEVELS } from './api/system.js';
 import { ROTATION_ENV } from './logs/rotate.js';
@@ -462,6 +463,93 @@ export function buildProgram(io: CliIO, state: State = { exitCode: 0 }): Command
         ]);
       }
       out(table(rows));
+    });
+
+  const formatOption = () => new Option('--format <format>', 'Output format').choices(['text', 'json', 'yaml']).default('text');
+
+  program
+    .command('identities')
+    .description('List identities (identity, add-identities, update-identities and remove-identities manage them)')
+    .addOption(formatOption())
+    .action(async (o: { format: string }) => {
+      const identities = await client().getIdentities();
+      if (o.format === 'json') out(`${JSON.stringify({ identities })}\n`);
+      else if (o.format === 'yaml') out(identityYaml({ identities }));
+      else if (Object.keys(identities).length === 0) io.stderr.write('No identities.\n');
+      else out(identitiesTable(identities));
+    });
+
+  program
+    .command('identity')
+    .description('Show a single identity')
+    .argument('<name>')
+    .addOption(formatOption())
+    .action(async (name: string, o: { format: string }) => {
+      const identities = await client().getIdentities();
+      if (!Object.hasOwn(identities, name)) throw new CliError(`cannot find identity ${JSON.stringify(name)}`);
+      const identity = identities[name];
+      out(o.format === 'json' ? `${JSON.stringify(identity)}\n` : identityYaml(identity));
+    });
+
+  const readIdentities = (path: string): Record<string, Identity | null> => {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new CliError(`open ${path}: ${/^\w+: ([^,]*)/.exec((e as Error).message)?.[1] ?? (e as Error).message}`);
+    }
+    try {
+      return parseIdentitiesYaml(text);
+    } catch (e) {
+      throw new CliError((e as Error).message);
+    }
+  };
+  const fromOption = () => new Option('--from <file>', 'Path of YAML file to read identities from (required)').makeOptionMandatory();
+  const nonNull = (identities: Record<string, Identity | null>, action: string): Record<string, Identity> => {
+    for (const [name, identity] of Object.entries(identities)) {
+      if (identity === null) throw new CliError(`identity value for ${JSON.stringify(name)} must not be null for ${action} operation`);
+    }
+    return identities as Record<string, Identity>;
+  };
+
+  program
+    .command('add-identities')
+    .description('Add new identities (YAML: identities: {NAME: {access: admin|read|metrics|untrusted, local: {user-id: UID} | basic: {password: HASH}}}; hash passwords with `openssl passwd -6`)')
+    .addOption(fromOption())
+    .action(async (o: { from: string }) => {
+      const identities = nonNull(readIdentities(o.from), 'add');
+      await client().addIdentities(identities);
+      out(`Added ${numItems(Object.keys(identities).length, 'new identity', 'new identities')}.\n`);
+    });
+
+  program
+    .command('update-identities')
+    .description('Update or replace identities (with --replace: add those missing, remove those given as null)')
+    .addOption(fromOption())
+    .option('--replace', 'Replace (add or update) identities; remove null identities')
+    .action(async (o: { from: string; replace?: boolean }) => {
+      const identities = readIdentities(o.from);
+      const n = Object.keys(identities).length;
+      if (o.replace) {
+        await client().replaceIdentities(identities);
+        out(`Replaced ${numItems(n, 'identity', 'identities')}.\n`);
+      } else {
+        await client().updateIdentities(nonNull(identities, 'update'));
+        out(`Updated ${numItems(n, 'identity', 'identities')}.\n`);
+      }
+    });
+
+  program
+    .command('remove-identities')
+    .description('Remove identities (each given as null in the YAML)')
+    .addOption(fromOption())
+    .action(async (o: { from: string }) => {
+      const identities = readIdentities(o.from);
+      for (const [name, identity] of Object.entries(identities)) {
+        if (identity !== null) throw new CliError(`identity value for ${JSON.stringify(name)} must be null for remove operation`);
+      }
+      await client().removeIdentities(Object.keys(identities));
+      out(`Removed ${numItems(Object.keys(identities).length, 'identity', 'identities')}.\n`);
     });
 
   return program;

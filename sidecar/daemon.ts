@@ -9,6 +9,9 @@ import { metricsRoutes } from './api/metrics.js';
 import { execManager, execRoutes, execUpgrade, type ExecDeps } from './api/exec.js';
 import { filesRoutes } from './api/files.js';
 import { FilesManager } from './files/manager.js';
+import { AccessGuard } from './api/access.js';
+import { identitiesRoutes } from './api/identities.js';
+import { IdentityStore } from './identities/store.js';
 import { logsRoutes } from './api/logs.js';
 import { noticesRoutes } from './api/notices.js';
 import { planRoutes } from './api/plan.js';
@@ -22,6 +25,7 @@ import { LogStore } from './logs/buffer.js';
 import { openProcessLog, type Rotation } from './logs/rotate.js';
 import { NoticeStore } from './notices/state.js';
 import { cpuMs } from './osutil/cpu.js';
+import { peerUidReader } from './osutil/peercred.js';
 import { startReaper } from './osutil/reaper.js';
 import { checksWithDefaults } from './plan/combine.js';
 import { PlanManager } from './plan/manager.js';
@@ -86,6 +90,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
 
   const plans = new PlanManager();
   plans.loadDir(opts.dir); // a bad layer file stops the sidecar here with the reason
+  const identities = new IdentityStore(opts.dir, log); // so does a bad identities file
 
   const changes = new ChangeStore();
   const notices = new NoticeStore();
@@ -129,18 +134,30 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     ...execRoutes(execDeps),
     ...logsRoutes(logs, services),
     ...noticesRoutes(notices),
+    ...identitiesRoutes(identities, log),
   ]);
   const upgrades = [execUpgrade(execDeps)];
-  const server = createApiServer(router, upgrades, log);
+  // Who may call what (Pebble's access levels and identities): the socket knows its peer's
+  // UID; the HTTP listener knows only basic-auth credentials and is not concealed.
+  const guard = (transport: 'unix' | 'http') =>
+    new AccessGuard({
+      transport,
+      identities,
+      log,
+      daemonUid: process.getuid?.() ?? 0,
+      ...(opts.socketGroup !== undefined ? { socketGroup: opts.socketGroup } : {}),
+      ...(transport === 'unix' ? { peerUid: peerUidReader(log) } : {}),
+    });
+  const server = createApiServer(router, upgrades, log, guard('unix'));
   await listenUnix(server, socketPath, opts.socketGroup);
   let httpServer: ReturnType<typeof createApiServer> | undefined;
   if (opts.http) {
-    httpServer = createApiServer(router, upgrades, log);
+    httpServer = createApiServer(router, upgrades, log, guard('http'));
     const a = await listenTcp(httpServer, opts.http);
     info.httpAddress = `${a.host}:${a.port}`;
   }
   const reaper = startReaper(log);
-  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services), processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'sidecar ready');
+  log.info({ socket: socketPath, http: info.httpAddress, version: info.version, services: Object.keys(plans.plan.services), identities: identities.identities.size, processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'sidecar ready');
 
   let stopping = false;
   const shutdown = async (code: number, why: string) => {

@@ -3,6 +3,8 @@ import { loadCharmYaml, parseConfigArgs } from '../charm-meta/index.js';
 import { isQuantity, jujuSizeToQuantity, manifestsYaml, quantityBytes, renderManifests } from '../manifests/render.js';
 import { validAppName } from '../runtime/names.js';
 import { checkAppName, UserError } from './context.js';
+import { parse } from '#yaml';
+import { ALERT_RULES } from './prometheus-config.js';
 
 export interface ManifestsOptions {
   /** Path of charm.yaml. */
@@ -16,6 +18,9 @@ export interface ManifestsOptions {
   /** `key=value` config settings, checked like `pgcharm config` (e.g. postgresql-major=16 picks the image). */
   config?: readonly string[];
   image?: { agent: string; workload: string };
+  /** Add a ServiceMonitor and/or a PrometheusRule (the Prometheus Operator's kinds). */
+  serviceMonitor?: boolean;
+  prometheusRule?: boolean;
 }
 
 /** A namespace is a DNS-1123 label. */
@@ -49,6 +54,7 @@ export async function manifestsCommand(o: ManifestsOptions): Promise<string> {
   // them (parseConfigArgs types the values, renderManifests checks them against charm.yaml).
   const settings = parseConfigArgs(meta, o.config ?? []).set;
   const charmText = await readFile(o.charm, 'utf8');
+  const rules = o.prometheusRule ? (parse(await readFile(ALERT_RULES, 'utf8')) as { groups: unknown[] }) : undefined;
   return manifestsYaml(
     renderManifests(meta, settings, {
       app,
@@ -57,6 +63,8 @@ export async function manifestsCommand(o: ManifestsOptions): Promise<string> {
       charmText,
       ...(o.storageSize !== undefined ? { storageSize: o.storageSize } : {}),
       ...(o.image ? { image: o.image } : {}),
+      ...(o.serviceMonitor ? { serviceMonitor: true } : {}),
+      ...(rules ? { prometheusRule: { groups: rules.groups } } : {}),
     }),
   );
 }

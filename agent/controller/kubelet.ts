@@ -11,6 +11,7 @@ import { apiMessage, isNotFound, mergePatch, SERVICE_ACCOUNT_DIR, type Kube } fr
 import { ANNOTATIONS, LABELS, podName, unitName } from '../runtime/names.js';
 import { Store, watchPath, type Watcher } from '../runtime/store.js';
 import { rotateIfOver, type Rotation } from '../../sidecar/logs/rotate.js';
+import { targetGroups, writeTargets } from '../monitoring/targets.js';
 import { signalGroup } from '../../sidecar/osutil/signal.js';
 import { decodeDeployment, type Deployment } from './deployment.js';
 
@@ -77,6 +78,16 @@ interface LocalUnit {
  * units' pid files instead of starting second copies. A sidecar that dies takes what it ran
  * with it (a container's processes end with its PID 1) before it is started again.
  */
+/**
+ * Each local unit's ports, by the pod port they are published as, and the file in the unit's
+ * directory that keeps each one: `workload` (Postgres), `api` (the agent's unit API, /metrics
+ * included), `pgbackrest` (the workload's pgBackRest TLS server, for backups taken from a
+ * standby), `metrics` (the workload's postgres exporter), `pebble` (the sidecar's HTTP listener:
+ * health for anyone, GET /v1/metrics for its `metrics` identity, nothing else).
+ */
+const PORT_FILES = { workload: 'port', api: 'api-port', pgbackrest: 'backup-port', metrics: 'metrics-port', pebble: 'pebble-port' } as const;
+type PortName = keyof typeof PORT_FILES;
+
 /** Ports this process gave to units (their files may not be written yet). */
 const handedOut = new Set<number>();
 
@@ -84,7 +95,7 @@ const handedOut = new Set<number>();
 function unitPorts(units: string): number[] {
   if (!existsSync(units)) return [];
   return readdirSync(units).flatMap((pod) =>
-    ['port', 'api-port', 'backup-port'].flatMap((f) => {
+    Object.values(PORT_FILES).flatMap((f) => {
       try {
         return [Number(readFileSync(join(units, pod, f), 'utf8'))];
       } catch {
@@ -153,6 +164,28 @@ export class Kubelet {
       if (!wanted.has(u.index)) await this.removeUnit(u);
       else if (held.has(u.index)) await this.kill(u, true); // logged as a kill: held down by `pgcharm kill --no-restart`
     }
+    this.writeScrapeTargets(wanted);
+  }
+
+  /** Prometheus's targets for every wanted unit, a held or dead one included (its `up` is 0: that is an alert). */
+  private writeScrapeTargets(wanted: ReadonlySet<number>): void {
+    const units = [...wanted].flatMap((index) => {
+      const dir = this.unitDir(podName({ app: this.app, index }));
+      const ports: Record<string, number | undefined> = {};
+      for (const [name, file] of Object.entries(PORT_FILES)) {
+        try {
+          ports[name] = Number(readFileSync(join(dir, file), 'utf8'));
+        } catch {
+          // not started yet: no target until it has its ports
+        }
+      }
+      return Object.keys(ports).length ? [{ unit: unitName({ app: this.app, index }), ports }] : [];
+    });
+    try {
+      writeTargets(this.opts.model, this.app, targetGroups(this.app, '127.0.0.1', units));
+    } catch (e) {
+      this.opts.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not write the Prometheus targets');
+    }
   }
 
   private unitDir(pod: string): string {
@@ -169,7 +202,9 @@ export class Kubelet {
     mkdirSync(join(dir, 'pebble', 'layers'), { recursive: true, mode: 0o755 });
     mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
-    await this.ensurePod(index, pod, { workload: await this.unitPort(dir, 'port'), api: await this.unitPort(dir, 'api-port'), backup: await this.unitPort(dir, 'backup-port') });
+    const ports = {} as Record<PortName, number>;
+    for (const name of Object.keys(PORT_FILES) as PortName[]) ports[name] = await this.unitPort(dir, PORT_FILES[name]);
+    await this.ensurePod(index, pod, ports);
     const u: LocalUnit = { index, pod, sidecar: { pid: undefined, child: undefined, restarts: 0 }, agent: { pid: undefined, child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
     const adopted = (['sidecar', 'agent'] as const).filter((which) => this.adopt(u, which));
@@ -180,12 +215,10 @@ export class Kubelet {
   }
 
   /**
-   * All local units share 127.0.0.1, so each gets its own ports (kept in the unit's directory so
-   * they survive reschedules), published as container ports like a pod's: `port` for the
-   * workload (Postgres), `api-port` for the agent's unit API, `backup-port` for the workload's
-   * pgBackRest TLS server (backups taken from a standby).
+   * All local units share 127.0.0.1, so each gets its own ports (PORT_FILES: kept in the unit's
+   * directory so they survive reschedules), published as container ports like a pod's.
    */
-  private async unitPort(dir: string, name: 'port' | 'api-port' | 'backup-port'): Promise<number> {
+  private async unitPort(dir: string, name: (typeof PORT_FILES)[PortName]): Promise<number> {
     const file = join(dir, name);
     if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
     // The ports of every unit are chosen before any of them is bound, and the kernel hands out a
@@ -211,7 +244,7 @@ export class Kubelet {
 
   private container: string | undefined;
 
-  private async ensurePod(index: number, pod: string, ports: { workload: number; api: number; backup: number }): Promise<void> {
+  private async ensurePod(index: number, pod: string, ports: Record<PortName, number>): Promise<void> {
     const body: V1Pod = {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -229,7 +262,9 @@ export class Kubelet {
             // The first port is the workload's own (Postgres); as the manifests publish them.
             ports: [
               { name: 'workload', containerPort: ports.workload, protocol: 'TCP' },
-              { name: 'pgbackrest', containerPort: ports.backup, protocol: 'TCP' },
+              { name: 'pgbackrest', containerPort: ports.pgbackrest, protocol: 'TCP' },
+              { name: 'metrics', containerPort: ports.metrics, protocol: 'TCP' },
+              { name: 'pebble', containerPort: ports.pebble, protocol: 'TCP' },
             ],
           },
         ],
@@ -291,6 +326,15 @@ export class Kubelet {
     return true;
   }
 
+  /** `--http 127.0.0.1:<pebble-port>` once the unit has that port (a unit directory from before it has none until restarted by startUnit). */
+  private sidecarHttp(dir: string): string[] {
+    try {
+      return ['--http', `127.0.0.1:${Number(readFileSync(join(dir, PORT_FILES.pebble), 'utf8'))}`];
+    } catch {
+      return [];
+    }
+  }
+
   private spawn(u: LocalUnit, which: 'sidecar' | 'agent'): void {
     const p = u[which];
     if (this.stopped || u.stopping) return;
@@ -301,7 +345,7 @@ export class Kubelet {
     const [cmd, ...base] = which === 'sidecar' ? this.opts.sidecarCommand : this.opts.agentCommand;
     const args =
       which === 'sidecar'
-        ? [...base, 'run', '--dir', join(dir, 'pebble')]
+        ? [...base, 'run', '--dir', join(dir, 'pebble'), ...this.sidecarHttp(dir)]
         : [
             ...base,
             'agent',

@@ -1,5 +1,6 @@
 import { ROLE_LABEL } from '../charm/postgresql/render.js';
 import { BACKUP_SERVER_PORT, BACKUP_SERVER_PORT_NAME } from '../charm/postgresql/backup-standby.js';
+import { EXPORTER_PORT, EXPORTER_PORT_NAME } from '../charm/postgresql/exporter.js';
 import type {
   V1ConfigMap,
   V1Container,
@@ -40,6 +41,13 @@ export const AGENT_CPU_REQUEST = '100m';
 export const PEBBLE_DIR = '/var/lib/pebble/default';
 export const PEBBLE_SOCKET = `${PEBBLE_DIR}/.pebble.socket`;
 
+/**
+ * The sidecar's HTTP listener in a pod (`--http`): as Pebble's, it serves /v1/health to anyone,
+ * GET /v1/metrics to a `metrics` identity (basic auth, Secret <app>-metrics-auth) and nothing
+ * else; exec, files and the rest stay on the socket.
+ */
+export const PEBBLE_HTTP_PORT = 38813;
+
 /** Where the images install pgcharm (Dockerfile, images/postgresql/<major>/Dockerfile). */
 export const IMAGE_ROOT = '/opt/pgcharm';
 
@@ -59,6 +67,7 @@ const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * - leases: `<app>-leader` and `<app>-primary` (read, create, replace: compare-and-swap)
  * - pods: its own pod, watched by the label statefulset.kubernetes.io/pod-name (list+watch),
  *   patched for the removal annotation and the role label (ROLE_LABEL).
+ * - events: created (agent/runtime/cluster-events.ts), never read back by the agents.
  * test/charm/postgresql.test.ts holds this list to the requests the agents make (audited).
  */
 export const AGENT_RBAC_RULES: readonly Readonly<V1PolicyRule>[] = [
@@ -67,6 +76,8 @@ export const AGENT_RBAC_RULES: readonly Readonly<V1PolicyRule>[] = [
   // list and watch: the agents follow the leader and primary Leases by watch, not by polling.
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
+  // Failovers, switchovers, restarts, config changes and backups, for `kubectl get events` and the dashboard.
+  { apiGroups: [''], resources: ['events'], verbs: ['create'] },
 ];
 
 export interface RenderOptions {
@@ -81,6 +92,10 @@ export interface RenderOptions {
   charmText?: string;
   /** The HMAC key for secret options' references (default: a fresh random one; tests pin it). */
   secretKey?: Buffer;
+  /** Add a ServiceMonitor (Prometheus Operator) scraping the agents and exporters. */
+  serviceMonitor?: boolean;
+  /** Add a PrometheusRule (Prometheus Operator) with these rule groups (agent/monitoring/alerts.yaml's). */
+  prometheusRule?: { groups: unknown[] };
 }
 
 /** Any rendered object: they all have these, whatever their kind. */
@@ -103,6 +118,10 @@ export interface Manifests {
   endpoints: Named<V1Service>;
   primary: Named<V1Service>;
   replicas: Named<V1Service>;
+  /** Headless, every pod's metrics ports: what Prometheus (or the ServiceMonitor) discovers targets from. */
+  metrics: Named<V1Service>;
+  serviceMonitor?: KubeObject;
+  prometheusRule?: KubeObject;
   disruptionBudget: Named<V1PodDisruptionBudget>;
   statefulSet: Named<V1StatefulSet>;
 }
@@ -114,7 +133,21 @@ export interface Manifests {
  */
 export function renderManifests(meta: CharmMeta, settings: Readonly<Record<string, ConfigValue>>, opts: RenderOptions): KubeObject[] {
   const m = renderManifestSet(meta, settings, opts);
-  return [m.serviceAccount, m.role, m.roleBinding, ...(m.configSecrets ? [m.configSecrets] : []), m.config, m.endpoints, m.primary, m.replicas, m.disruptionBudget, m.statefulSet];
+  return [
+    m.serviceAccount,
+    m.role,
+    m.roleBinding,
+    ...(m.configSecrets ? [m.configSecrets] : []),
+    m.config,
+    m.endpoints,
+    m.primary,
+    m.replicas,
+    m.metrics,
+    m.disruptionBudget,
+    m.statefulSet,
+    ...(m.serviceMonitor ? [m.serviceMonitor] : []),
+    ...(m.prometheusRule ? [m.prometheusRule] : []),
+  ];
 }
 
 /** The same objects by role, for callers (and tests) that look at one of them. */
@@ -199,6 +232,52 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     spec: { type: 'ClusterIP', selector: { ...selector, [ROLE_LABEL]: role }, ports: servicePort },
   });
 
+  // Scraped per pod: the agent's /metrics (on its unit API) and the postgres exporter.
+  const metricsPorts = [
+    ...(apiPort ? [{ name: 'api', port: apiPort, targetPort: 'api', protocol: 'TCP' }] : []),
+    { name: EXPORTER_PORT_NAME, port: EXPORTER_PORT, targetPort: EXPORTER_PORT_NAME, protocol: 'TCP' },
+    { name: 'pebble', port: PEBBLE_HTTP_PORT, targetPort: 'pebble', protocol: 'TCP' },
+  ];
+  const metrics: Named<V1Service> = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: objectMeta(`${app}-metrics`, { 'pgcharm.io/metrics': 'true' }),
+    spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector, ports: metricsPorts },
+  };
+  // The labels the alert rules group by, as `pgcharm prometheus-config` sets them locally:
+  // application, unit (<app>/<n> from the pod <app>-<n>) and job.
+  const relabel = (job: string) => [
+    { sourceLabels: ['__meta_kubernetes_pod_label_app_kubernetes_io_name'], targetLabel: 'application' },
+    { sourceLabels: ['__meta_kubernetes_pod_name'], regex: '(.+)-(\\d+)', replacement: '$1/$2', targetLabel: 'unit' },
+    { targetLabel: 'job', replacement: job },
+  ];
+  const serviceMonitor: KubeObject | undefined = opts.serviceMonitor
+    ? {
+        apiVersion: 'monitoring.coreos.com/v1',
+        kind: 'ServiceMonitor',
+        metadata: objectMeta(app),
+        spec: {
+          selector: { matchLabels: { ...selector, 'pgcharm.io/metrics': 'true' } },
+          namespaceSelector: { matchNames: [ns] },
+          endpoints: [
+            ...(apiPort ? [{ port: 'api', path: '/metrics', interval: '15s', relabelings: relabel('pgcharm-agent') }] : []),
+            { port: EXPORTER_PORT_NAME, path: '/metrics', interval: '15s', relabelings: relabel('pgcharm-postgres') },
+            {
+              port: 'pebble',
+              path: '/v1/metrics',
+              interval: '15s',
+              // The agents create this Secret (username, password) and give the sidecars the identity.
+              basicAuth: { username: { name: objects.metricsAuth(app), key: 'username' }, password: { name: objects.metricsAuth(app), key: 'password' } },
+              relabelings: relabel('pgcharm-sidecar'),
+            },
+          ],
+        },
+      }
+    : undefined;
+  const prometheusRule: KubeObject | undefined = opts.prometheusRule
+    ? { apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: objectMeta(app), spec: { groups: opts.prometheusRule.groups } }
+    : undefined;
+
   const disruptionBudget: Named<V1PodDisruptionBudget> = {
     apiVersion: 'policy/v1',
     kind: 'PodDisruptionBudget',
@@ -224,8 +303,8 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
   });
 
   const health = (level: 'alive' | 'ready', periodSeconds: number, failureThreshold: number): V1Probe => ({
-    // The sidecar's API is a root-only unix socket: an exec probe asks it the way `pebble health` does.
-    // (`--http` would serve the whole API, exec included, without authentication on the pod IP.)
+    // Asked over the sidecar's socket, the way `pebble health` does. (Its HTTP listener answers
+    // /v1/health too, to anyone, as Pebble's does; the probe does not depend on that port.)
     exec: { command: ['pgcharm-sidecar', 'health', '--level', level] },
     periodSeconds,
     timeoutSeconds: 5,
@@ -245,8 +324,16 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
       '--charm', `${IMAGE_ROOT}/charm.yaml`,
       '--charm-module', `${IMAGE_ROOT}/dist/agent/charm/postgresql/charm.js`,
     ],
-    // The agent serves its unit API on the pod IP at this port (agent/runtime/agent.ts, workload.api).
-    ...(apiPort ? { ports: [{ name: 'api', containerPort: apiPort, protocol: 'TCP' }] } : {}),
+    // The agent serves its unit API on the pod IP at this port (agent/runtime/agent.ts, workload.api),
+    // Patroni's health routes included: the agent is live while its HA loop cycles; the pod is
+    // ready when its Postgres is the primary or a streaming standby (out of the role Services otherwise).
+    ...(apiPort
+      ? {
+          ports: [{ name: 'api', containerPort: apiPort, protocol: 'TCP' }],
+          livenessProbe: { httpGet: { path: '/liveness', port: 'api' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 3 },
+          readinessProbe: { httpGet: { path: '/readiness', port: 'api' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },
+        }
+      : {}),
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
       { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
@@ -266,7 +353,9 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     name: workload,
     image: opts.image?.workload ?? containerImage(meta, workload, effective),
     imagePullPolicy: 'IfNotPresent',
-    // The image's ENTRYPOINT runs the sidecar as PID 1, as root, so it can start Postgres as postgres.
+    // The image's ENTRYPOINT runs the sidecar as PID 1, as root, so it can start Postgres as postgres;
+    // these are more `run` flags.
+    args: ['--http', `:${PEBBLE_HTTP_PORT}`],
     // The sidecar's socket: root's and the agent's group (0660), nobody else's.
     env: [
       { name: 'PEBBLE', value: PEBBLE_DIR },
@@ -277,6 +366,9 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     ports: [
       { name: 'postgresql', containerPort: port, protocol: 'TCP' },
       { name: BACKUP_SERVER_PORT_NAME, containerPort: BACKUP_SERVER_PORT, protocol: 'TCP' },
+      // The postgres exporter (a Pebble service the charm adds: exporter.ts), and the sidecar's HTTP listener.
+      { name: EXPORTER_PORT_NAME, containerPort: EXPORTER_PORT, protocol: 'TCP' },
+      { name: 'pebble', containerPort: PEBBLE_HTTP_PORT, protocol: 'TCP' },
     ],
     volumeMounts: [{ name: 'pebble', mountPath: PEBBLE_DIR }, ...mounts.map((mt) => ({ name: mt.storage, mountPath: mt.location }))],
     // Alive: the sidecar answers. Ready: its `ready` checks pass (the charm's postgresql-ready: Postgres accepts TCP).
@@ -344,8 +436,11 @@ export function renderManifestSet(meta: CharmMeta, settings: Readonly<Record<str
     endpoints,
     primary: roleService('primary', `${app}-primary`),
     replicas: roleService('replica', `${app}-replicas`),
+    metrics,
     disruptionBudget,
     statefulSet,
+    ...(serviceMonitor ? { serviceMonitor } : {}),
+    ...(prometheusRule ? { prometheusRule } : {}),
   };
 }
 

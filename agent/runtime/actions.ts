@@ -192,7 +192,7 @@ export class ActionRun {
   }
 
   /** Stores the outcome: failed when the handler threw or called fail(), else completed. */
-  async finish(error?: Error): Promise<void> {
+  async finish(error?: Error): Promise<'completed' | 'failed'> {
     await this.writes;
     let message = error ? `action failed: ${error.message}` : this.failure;
     let resultsSecret: string | null = null;
@@ -216,6 +216,7 @@ export class ActionRun {
       labels: { [STATUS_LABEL]: status },
     });
     this.log.info({ action: this.record.action, id: this.record.id, status }, 'action finished');
+    return status === 'failed' ? 'failed' : 'completed';
   }
 
   /** A sensitive action's results, in their own Secret (created, never updated: one per action). */

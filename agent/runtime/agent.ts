@@ -14,6 +14,8 @@ import { BufferedBag } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
 import { UnitApi } from './unit-api.js';
+import * as metrics from './metrics.js';
+import { metricsRoute } from './metrics.js';
 
 export interface AgentOptions {
   unit: UnitName;
@@ -418,8 +420,8 @@ export class Agent {
     this.apiChain = this.apiChain.then(async () => {
       const at = this.workload.api();
       const charmApi = this.opts.charm.api;
-      if (!at || !charmApi || this.run.stopped) return;
-      this.api ??= new UnitApi({ routes: charmApi.routes, token: () => charmApi.token(), log: this.log.child({ api: true }) });
+      if (!at || this.run.stopped) return;
+      this.api ??= new UnitApi({ routes: [...(charmApi?.routes ?? []), metricsRoute], token: () => charmApi?.token(), log: this.log.child({ api: true }) });
       if (this.api.listening === `${at.host}:${at.port}`) return;
       try {
         await this.api.listen(at.host, at.port);
@@ -563,7 +565,7 @@ export class Agent {
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       if (!action) return error;
-      await action.finish(error);
+      metrics.actions.inc({ action: action.context.name, outcome: await action.finish(error) });
       return undefined;
     }
     const leader = () => this.elector.isLeader();
@@ -625,8 +627,9 @@ export class Agent {
       const error = err instanceof Error ? err : new Error(String(err));
       clearTimeout(slow);
       await shown;
+      metrics.events.inc({ event: e.name, outcome: 'error' });
       if (action) {
-        await action.finish(error);
+        metrics.actions.inc({ action: action.context.name, outcome: await action.finish(error) });
         await this.annotate({ [ANNOTATIONS.agentStatus]: 'idle', [ANNOTATIONS.agentMessage]: null });
         return undefined;
       }
@@ -634,7 +637,8 @@ export class Agent {
     }
     clearTimeout(slow);
     await shown;
-    if (action) await action.finish();
+    metrics.events.inc({ event: e.name, outcome: deferred ? 'deferred' : 'ok' });
+    if (action) metrics.actions.inc({ action: action.context.name, outcome: await action.finish() });
     await this.afterSuccess(e, deferred, config);
     // update-status runs every few seconds: it is worth a line at info only when it changed something.
     const quiet = e.name === 'update-status' && !deferred && !action && !wrote && statuses.unit === this.shownStatus.unit && statuses.app === this.shownStatus.app;

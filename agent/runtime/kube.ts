@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import * as k8s from '#client-node';
+import { storeErrors, storeRequests } from './metrics.js';
 
 /** The API clients an agent (or the CLI) uses, from one kubeconfig: local controller or cluster alike. */
 export interface Kube {
@@ -60,11 +61,34 @@ export function withStoreTimeout<T>(ms: number, fn: () => Promise<T>): Promise<T
   return storeTimeout.run(ms, fn);
 }
 
+/**
+ * Counts each call of the client's operations (readNamespacedConfigMap, replaceNamespacedLease...)
+ * and its failures, for the agent's /metrics. One call is one request: the operations call their
+ * own helpers on the unwrapped object.
+ */
+function counted<T extends object>(api: T): T {
+  return new Proxy(api, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      return (...args: unknown[]) => {
+        storeRequests.inc({ operation: prop });
+        const out: unknown = Reflect.apply(v, target, args);
+        if (!(out instanceof Promise)) return out;
+        return out.catch((e: unknown) => {
+          storeErrors.inc({ operation: prop, reason: isUnreachable(e) ? 'unreachable' : String(statusCode(e) ?? 'error') });
+          throw e;
+        });
+      };
+    },
+  });
+}
+
 /** kc.makeApiClient, plus the middleware that applies withStoreTimeout's timeout to each request. */
-function apiClient<T>(kc: k8s.KubeConfig, auth: k8s.SecurityAuthentication, Api: new (config: k8s.Configuration) => T): T {
+function apiClient<T extends object>(kc: k8s.KubeConfig, auth: k8s.SecurityAuthentication, Api: new (config: k8s.Configuration) => T): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
-  return new Api(
+  return counted(new Api(
     k8s.createConfiguration({
       baseServer: new k8s.ServerConfiguration(cluster.server, {}),
       authMethods: { default: auth },
@@ -79,7 +103,7 @@ function apiClient<T>(kc: k8s.KubeConfig, auth: k8s.SecurityAuthentication, Api:
         },
       ],
     }),
-  );
+  ));
 }
 
 /**

@@ -42,6 +42,8 @@ export const objects = {
   passwords: (app: string) => `${app}-passwords`,
   /** The S3 repository's access and secret keys (set-s3-credentials). */
   s3Credentials: (app: string) => `${app}-s3-credentials`,
+  /** The sidecars' `metrics` identity (basic auth for Prometheus): keys username and password. */
+  metricsAuth: (app: string) => `${app}-metrics-auth`,
   operations: (app: string) => `${app}-operations`,
   action: (app: string, id: number) => `${app}-action-${id}`,
   /** Secret: a sensitive action's results, until the caller read (and deleted) them. */

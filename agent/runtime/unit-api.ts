@@ -24,7 +24,9 @@ export interface ApiRequest {
 
 export interface ApiResponse {
   status: number;
+  /** JSON, unless contentType is given: then a string sent as it is (GET /metrics). */
   body: unknown;
+  contentType?: string;
 }
 
 export interface Route {
@@ -113,17 +115,17 @@ export class UnitApi {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      const text = JSON.stringify(body) + '\n';
-      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string) => {
+      const text = contentType !== undefined ? String(body) : JSON.stringify(body) + '\n';
+      res.writeHead(status, { 'Content-Type': contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
       res.end(text);
     };
     // HEAD and OPTIONS answer as GET does, without a body (as Patroni's API: HAProxy checks
     // with `option httpchk OPTIONS /primary`).
     const bare = req.method === 'HEAD' || req.method === 'OPTIONS';
-    const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      if (!bare) return send(status, body, headers);
-      res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': 0, ...headers });
+    const reply = (status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string) => {
+      if (!bare) return send(status, body, headers, contentType);
+      res.writeHead(status, { 'Content-Type': contentType ?? 'application/json', 'Content-Length': 0, ...headers });
       res.end();
     };
     try {
@@ -146,7 +148,7 @@ export class UnitApi {
       }
       const body = await readJson(req);
       const out = await route.handle({ method: route.method, path, query: url.searchParams, body, remote: req.socket.remoteAddress ?? '' });
-      reply(out.status, out.body);
+      reply(out.status, out.body, {}, out.contentType);
     } catch (e) {
       if (e instanceof ApiError) return reply(e.status, { error: e.message, ...(e.field ? { field: e.field } : {}) });
       this.opts.log.error({ err: e instanceof Error ? e.message : String(e), path: req.url }, 'unit API handler failed');

@@ -7,6 +7,8 @@ const MAX_JSON_BODY = 16 * 1024 * 1024;
 
 export class RequestContext {
   private bodyCache?: Promise<Buffer>;
+  /** Who is calling, as the listener's access guard found out (none without a guard, or on open routes). */
+  user?: { access: string; name?: string; uid?: number };
   constructor(
     readonly req: IncomingMessage,
     readonly url: URL,
@@ -94,8 +96,8 @@ export class Router {
     }
   }
 
-  /** Finds the handler; 404 for unknown paths, 405 for a known path with the wrong method. */
-  match(method: string, pathname: string): { handler: Handler; params: Record<string, string> } {
+  /** Finds the handler (and the route's declared path); 404 for unknown paths, 405 for a known path with the wrong method. */
+  match(method: string, pathname: string): { handler: Handler; params: Record<string, string>; path: string } {
     let pathMatched = false;
     for (const c of this.compiled) {
       const m = c.re.exec(pathname);
@@ -104,7 +106,7 @@ export class Router {
       if (c.route.method !== method) continue;
       const params: Record<string, string> = {};
       c.names.forEach((n, i) => (params[n] = decodeURIComponent(m[i + 1]!)));
-      return { handler: c.route.handler, params };
+      return { handler: c.route.handler, params, path: c.route.path };
     }
     if (pathMatched) throw new ApiError(405, `method ${method} not allowed on ${pathname}`);
     throw new ApiError(404, `cannot find ${pathname}`, 'not-found');

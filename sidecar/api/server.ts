@@ -1,14 +1,17 @@
 import http from 'node:http';
 import { chmodSync, chownSync, existsSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { routeAccess, WEBSOCKET_PATH, type AccessGuard } from './access.js';
 import { ApiError, envelope, errorEnvelope, writeJson } from './response.js';
 import { RequestContext, type Router, type UpgradeHandler } from './router.js';
 
 /**
- * The HTTP layer is thin: it parses the request, calls the route's handler and writes
- * Pebble's envelope. Managers behind the handlers know nothing about HTTP.
+ * The HTTP layer is thin: it parses the request, checks the caller may use the route (the
+ * listener's `guard`: access levels and identities, api/access.ts), calls the route's handler
+ * and writes Pebble's envelope. Managers behind the handlers know nothing about HTTP.
+ * Without a guard every request is served: only in-process tests build such a server.
  */
-export function createApiServer(router: Router, upgrades: UpgradeHandler[], log: Logger): http.Server {
+export function createApiServer(router: Router, upgrades: UpgradeHandler[], log: Logger, guard?: AccessGuard): http.Server {
   const server = http.createServer((req, res) => {
     void handle(req, res);
   });
@@ -18,8 +21,14 @@ export function createApiServer(router: Router, upgrades: UpgradeHandler[], log:
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     try {
-      const { handler, params } = router.match(req.method ?? 'GET', url.pathname);
-      const r = await handler(new RequestContext(req, url, params));
+      const method = req.method ?? 'GET';
+      const { handler, params, path } = router.match(method, url.pathname);
+      const ctx = new RequestContext(req, url, params);
+      if (guard) {
+        const user = await guard.authorize(req, routeAccess(method, path), url.pathname);
+        if (user) ctx.user = user;
+      }
+      const r = await handler(ctx);
       if (r.type === 'raw') {
         await r.write(res);
         return;
@@ -39,12 +48,26 @@ export function createApiServer(router: Router, upgrades: UpgradeHandler[], log:
     }
   }
 
+  // The only upgrades are exec's websockets, which need admin access as in Pebble.
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    for (const h of upgrades) {
-      if (h(req, socket, head, url)) return;
-    }
-    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    void (async () => {
+      if (guard) {
+        try {
+          await guard.authorize(req, routeAccess('GET', WEBSOCKET_PATH), url.pathname);
+        } catch (e) {
+          const err = e instanceof ApiError ? e : new ApiError(500, `internal error: ${(e as Error).message ?? String(e)}`);
+          const { status, body } = errorEnvelope(err);
+          const data = JSON.stringify(body);
+          socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\nConnection: close\r\n\r\n${data}`);
+          return;
+        }
+      }
+      for (const h of upgrades) {
+        if (h(req, socket, head, url)) return;
+      }
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    })();
   });
   return server;
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { stringify as toYaml } from '#yaml';
-import { APIError, ChangeError, TimeoutError } from './errors.js';
+import { APIError, ChangeError, ProtocolError, TimeoutError } from './errors.js';
 import { startExec, type ExecOptions, type ExecProcess } from './exec.js';
 import * as files from './files.js';
 import { readLogs, type LogsOptions } from './logs.js';
@@ -13,6 +13,7 @@ import type {
   CheckLevel,
   FileInfo,
   HealthInfo,
+  Identity,
   LogEntry,
   Notice,
   ServiceInfo,
@@ -298,6 +299,41 @@ export class PebbleClient {
     if (opts.repeatAfterMs) body['repeat-after'] = goDuration(opts.repeatAfterMs);
     const result = await this.post<{ id?: unknown }>('/v1/notices', body);
     return String(result?.id);
+  }
+
+  // Identities (pebble's Go client: Identities, AddIdentities, ...; ops: get_identities, replace_identities, remove_identities)
+
+  /** Every identity by name; basic passwords come back as "*****". */
+  async getIdentities(): Promise<Record<string, Identity>> {
+    const result = (await this.get<Record<string, Identity | null> | null>('/v1/identities')) ?? {};
+    for (const [name, identity] of Object.entries(result)) {
+      if (identity === null) throw new ProtocolError(`server returned null identity ${JSON.stringify(name)}`);
+    }
+    return result as Record<string, Identity>;
+  }
+
+  /** Adds new identities; none of the names may exist yet. */
+  addIdentities(identities: Readonly<Record<string, Identity>>): Promise<void> {
+    return this.postIdentities('add', identities);
+  }
+
+  /** Updates existing identities; every name must exist. */
+  updateIdentities(identities: Readonly<Record<string, Identity>>): Promise<void> {
+    return this.postIdentities('update', identities);
+  }
+
+  /** Adds or updates each named identity, and removes those given as null. */
+  replaceIdentities(identities: Readonly<Record<string, Identity | null>>): Promise<void> {
+    return this.postIdentities('replace', identities);
+  }
+
+  /** Removes the named identities; every name must exist. */
+  removeIdentities(names: Iterable<string>): Promise<void> {
+    return this.postIdentities('remove', Object.fromEntries([...names].map((name) => [name, null])));
+  }
+
+  private async postIdentities(action: string, identities: Readonly<Record<string, Identity | null>>): Promise<void> {
+    await this.post<unknown>('/v1/identities', { action, identities });
   }
 
   // Exec

@@ -3,8 +3,11 @@ import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { APIError, ConnectionError, ProtocolError } from './errors.js';
 
-/** Where the API lives: the unix socket (normal) or http://host:port (`run --http`). */
-export type Endpoint = { socketPath: string } | { baseUrl: string };
+/**
+ * Where the API lives: the unix socket (normal) or http://host:port (`run --http`), where only
+ * open routes and, for a `metrics` identity's basic-auth credentials, /v1/metrics answer.
+ */
+export type Endpoint = { socketPath: string } | { baseUrl: string; basicUsername?: string; basicPassword?: string };
 
 export type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
@@ -44,6 +47,7 @@ export function encodeQuery(query: Query | undefined): string {
  */
 export class Transport {
   private readonly base?: URL;
+  private readonly authorization?: string;
 
   readonly endpoint: Endpoint;
 
@@ -53,6 +57,10 @@ export class Transport {
     if ('baseUrl' in endpoint) {
       this.base = new URL(endpoint.baseUrl);
       if (this.base.protocol !== 'http:') throw new Error(`baseUrl must be http://host:port, got ${endpoint.baseUrl}`);
+      // As pebble's Go client: both or neither (RFC 7617 allows an empty password; Pebble refuses it).
+      const { basicUsername: user, basicPassword: password } = endpoint;
+      if (!!user !== !!password) throw new Error('cannot use incomplete basic auth credentials');
+      if (user && password) this.authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
     }
   }
 
@@ -70,6 +78,7 @@ export class Transport {
   request(r: RawRequest): Promise<http.IncomingMessage> {
     const path = r.path + encodeQuery(r.query);
     const headers: Record<string, string> = { ...r.headers };
+    if (this.authorization) headers['Authorization'] = this.authorization;
     if (typeof r.body === 'string' || Buffer.isBuffer(r.body)) {
       headers['Content-Length'] = String(Buffer.byteLength(r.body));
     }

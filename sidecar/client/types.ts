@@ -135,3 +135,14 @@ export interface Ownership {
   group?: string;
   groupId?: number;
 }
+
+export type IdentityAccess = 'admin' | 'read' | 'metrics' | 'untrusted';
+
+/** A named identity (GET/POST /v1/identities); the server shows a basic password as "*****". */
+export interface Identity {
+  access: IdentityAccess;
+  /** Recognised by the caller's UID on the unix socket. */
+  local?: { 'user-id': number };
+  /** HTTP basic authentication; `password` is a sha512-crypt hash (`openssl passwd -6`). */
+  basic?: { password: string };
+}

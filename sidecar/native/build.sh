@@ -1,12 +1,13 @@
 #!/bin/sh
-# Builds the orphan reaper addon (build/Release/reaper.node); `npm run build` runs it first.
+# Builds the sidecar's addon (build/Release/reaper.node: the orphan reaper and the socket's peer
+# credentials); `npm run build` runs it first.
 # Uses the node-gyp bundled with npm, so it adds no npm dependency.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/build/Release/reaper.node"
 
 # `npm test` and `npm start` build every time: skip when the addon is newer than its sources.
-if [ -f "$out" ] && [ "$out" -nt "$here/reaper.c" ] && [ "$out" -nt "$here/binding.gyp" ]; then
+if [ -f "$out" ] && [ "$out" -nt "$here/reaper.c" ] && [ "$out" -nt "$here/peercred.c" ] && [ "$out" -nt "$here/peercred.h" ] && [ "$out" -nt "$here/binding.gyp" ]; then
   exit 0
 fi
 

@@ -16,6 +16,8 @@
 
 #include <node_api.h>
 
+#include "peercred.h"
+
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
@@ -73,5 +75,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "setChildSubreaper", fn);
   napi_create_function(env, "reap", NAPI_AUTO_LENGTH, reap, NULL, &fn);
   napi_set_named_property(env, exports, "reap", fn);
+  /* The sidecar's one addon carries its other syscall too (peercred.c): one file to build and ship. */
+  napi_create_function(env, "peerCred", NAPI_AUTO_LENGTH, peer_cred, NULL, &fn);
+  napi_set_named_property(env, exports, "peerCred", fn);
   return exports;
 }

@@ -9,48 +9,14 @@
  * 'exit' event never fire.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { isOwnedChild } from './children.js';
-
-interface ReaperAddon {
-  setChildSubreaper(): boolean;
-  reap(pid: number): number | null;
-}
+import { loadNativeAddon } from './native.js';
 
 export interface Reaper {
   stop(): void;
   /** Orphans reaped since start. */
   reapedCount(): number;
-}
-
-const ADDON_PATH = join('sidecar', 'native', 'build', 'Release', 'reaper.node');
-
-/**
- * The addon sits at <repo>/sidecar/native/build/Release/reaper.node; this module runs from
- * <repo>/sidecar/osutil (vitest, from source) or <repo>/dist/sidecar/osutil (compiled), so
- * look in each ancestor directory rather than at a fixed relative path.
- */
-function loadAddon(log: Logger): ReaperAddon | undefined {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const tried: string[] = [];
-  for (let dir = here; ; dir = dirname(dir)) {
-    const candidate = join(dir, ADDON_PATH);
-    tried.push(candidate);
-    if (existsSync(candidate)) {
-      try {
-        return createRequire(import.meta.url)(candidate) as ReaperAddon;
-      } catch (err) {
-        log.warn({ err, path: candidate }, 'orphan reaper addon failed to load; orphaned processes will stay zombies');
-        return undefined;
-      }
-    }
-    if (dirname(dir) === dir) break;
-  }
-  log.warn({ tried }, 'orphan reaper addon not found (build it with `npm run build:native`); orphaned processes will stay zombies');
-  return undefined;
 }
 
 /** State and parent of a process from /proc/<pid>/stat (comm may contain spaces and parens). */
@@ -104,8 +70,12 @@ function describeStatus(status: number): { code?: number; signal?: number } {
  * logs a warning and does nothing.
  */
 export function startReaper(log: Logger, opts: { intervalMs?: number } = {}): Reaper {
-  const addon = loadAddon(log);
-  if (!addon) return { stop() {}, reapedCount: () => 0 };
+  const load = loadNativeAddon();
+  if (!('addon' in load)) {
+    log.warn(load.details, `orphan reaper ${load.problem}; orphaned processes will stay zombies`);
+    return { stop() {}, reapedCount: () => 0 };
+  }
+  const addon = load.addon;
   if (!addon.setChildSubreaper() && process.pid !== 1) {
     log.warn('cannot become a child subreaper; orphans of services will be re-parented to init instead');
   }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { readControllerInfo } from '../../agent/controller/model.js';
 import { killMarked, pidsWithEnv } from './procs.js';
 
-const MARK = 'PGCHARM_TEST_RUN';
+export const MARK = 'PGCHARM_TEST_RUN';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'agent', 'cli.js');
 export const RECORDER_YAML = join(ROOT, 'test', 'fixtures', 'recorder', 'charm.yaml');

@@ -12,6 +12,8 @@ export interface TestSidecar extends SidecarProcess {
   tmp: string;
   /** Stops the sidecar, then kills anything it started that is still alive, and removes the dirs. */
   cleanup(): Promise<void>;
+  /** Stops the sidecar (SIGTERM) and starts a new one on the same directory and flags; cleanup() of either cleans up. */
+  restart(): Promise<TestSidecar>;
 }
 
 /**
@@ -25,25 +27,32 @@ export async function startTestSidecar(opts: { hold?: boolean; layers?: Record<s
   mkdirSync(join(dir, 'layers'), { recursive: true });
   for (const [file, text] of Object.entries(opts.layers ?? {})) writeFileSync(join(dir, 'layers', file), text);
   const marker = randomUUID();
-  let sc: SidecarProcess;
-  try {
-    sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}), ...(opts.args ? { args: opts.args(tmp) } : {}) });
-  } catch (e) {
-    // A sidecar that refused to start (tests of bad input do that on purpose) leaves nothing behind.
-    killMarked(MARK, marker);
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  return {
-    ...sc,
-    tmp,
-    async cleanup() {
-      try {
+  const launch = async (): Promise<TestSidecar> => {
+    let sc: SidecarProcess;
+    try {
+      sc = await spawnSidecar({ dir, env: { ...opts.env, [MARK]: marker }, ...(opts.hold ? { hold: true } : {}), ...(opts.http ? { http: opts.http } : {}), ...(opts.args ? { args: opts.args(tmp) } : {}) });
+    } catch (e) {
+      // A sidecar that refused to start (tests of bad input do that on purpose) leaves nothing behind.
+      killMarked(MARK, marker);
+      rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    return {
+      ...sc,
+      tmp,
+      async cleanup() {
+        try {
+          await sc.stop(10_000);
+        } finally {
+          killMarked(MARK, marker);
+          rmSync(tmp, { recursive: true, force: true });
+        }
+      },
+      async restart() {
         await sc.stop(10_000);
-      } finally {
-        killMarked(MARK, marker);
-        rmSync(tmp, { recursive: true, force: true });
-      }
-    },
+        return launch();
+      },
+    };
   };
+  return launch();
 }

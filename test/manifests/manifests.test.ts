@@ -79,7 +79,7 @@ describe('rendered objects', () => {
   const workload = containers.find((c) => c.name === workloadName)!;
 
   test('the list and the named set are the same objects', () => {
-    expect(all).toEqual([m.serviceAccount, m.role, m.roleBinding, m.config, m.endpoints, m.primary, m.replicas, m.disruptionBudget, m.statefulSet]);
+    expect(all).toEqual([m.serviceAccount, m.role, m.roleBinding, m.config, m.endpoints, m.primary, m.replicas, m.metrics, m.disruptionBudget, m.statefulSet]);
     // The service account exists before the pods that use it are created.
     expect(all.findIndex((o) => o.kind === 'ServiceAccount')).toBeLessThan(all.findIndex((o) => o.kind === 'StatefulSet'));
   });
@@ -96,9 +96,9 @@ describe('rendered objects', () => {
     checkLabels(`${o.kind} ${o.metadata.name}`, o.metadata.labels);
   });
 
-  test('one object of each kind, three Services, no name used twice for a kind', () => {
+  test('one object of each kind, four Services, no name used twice for a kind', () => {
     const count = (k: string) => all.filter((o) => o.kind === k).length;
-    for (const k of Object.keys(API_VERSIONS)) expect(count(k), k).toBe(k === 'Service' ? 3 : 1);
+    for (const k of Object.keys(API_VERSIONS)) expect(count(k), k).toBe(k === 'Service' ? 4 : 1);
     expect(new Set(all.map((o) => `${o.kind}/${o.metadata.name}`)).size).toBe(all.length);
     expect(m.endpoints.metadata.name).toBe(`${APP}-endpoints`);
     expect(m.primary.metadata.name).toBe(`${APP}-primary`);
@@ -172,7 +172,10 @@ describe('rendered objects', () => {
     expect(workload.ports).toEqual([
       { name: 'postgresql', containerPort: 5432, protocol: 'TCP' },
       { name: 'pgbackrest', containerPort: 8432, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9187, protocol: 'TCP' },
+      { name: 'pebble', containerPort: 38813, protocol: 'TCP' },
     ]);
+    expect(workload.args).toEqual(['--http', ':38813']);
     expect(workload.env).toContainEqual({ name: 'PEBBLE', value: PEBBLE_DIR });
     for (const probe of [workload.livenessProbe, workload.readinessProbe]) {
       expect(probe?.exec?.command?.slice(0, 2)).toEqual(['pgcharm-sidecar', 'health']);
@@ -214,6 +217,48 @@ describe('rendered objects', () => {
     expect(() => renderManifestSet(meta, { 'api-port': 80 }, { units: 3, namespace: NS })).toThrow(/api-port/);
   });
 
+  test("agent container: probes are Patroni's routes on the unit API (/liveness, /readiness)", () => {
+    expect(agent.livenessProbe?.httpGet).toEqual({ path: '/liveness', port: 'api' });
+    expect(agent.readinessProbe?.httpGet).toEqual({ path: '/readiness', port: 'api' });
+    // Restarting the agent takes a few failed probes, well past a stuck cycle's 5 s liveness window.
+    expect(agent.livenessProbe!.periodSeconds! * agent.livenessProbe!.failureThreshold!).toBeGreaterThanOrEqual(30);
+  });
+
+  test('metrics Service: headless, selects the pods, names the agent and exporter ports; no monitoring objects unless asked', () => {
+    expect(m.metrics.metadata.name).toBe(`${APP}-metrics`);
+    expect(m.metrics.spec!.clusterIP).toBe('None');
+    expect(selects(m.metrics.spec!.selector, podLabels)).toBe(true);
+    const named = new Set(containers.flatMap((c) => c.ports ?? []).map((p) => p.name));
+    expect(m.metrics.spec!.ports!.map((p) => p.targetPort)).toEqual(['api', 'metrics', 'pebble']);
+    for (const p of m.metrics.spec!.ports!) expect(named.has(String(p.targetPort)), String(p.targetPort)).toBe(true);
+    expect(m.serviceMonitor).toBeUndefined();
+    expect(m.prometheusRule).toBeUndefined();
+  });
+
+  test('--service-monitor and --prometheus-rule: the Prometheus Operator objects, labelled as the alert rules expect', async () => {
+    const docs = parseAllDocuments(await manifestsCommand({ charm: CHARM, units: 3, namespace: NS, serviceMonitor: true, prometheusRule: true })).map((d) => d.toJS() as KubeObject & { spec: Record<string, unknown> });
+    const sm = docs.find((d) => d.kind === 'ServiceMonitor')!;
+    const rule = docs.find((d) => d.kind === 'PrometheusRule')!;
+    expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
+    expect(rule.apiVersion).toBe('monitoring.coreos.com/v1');
+    const svc = docs.find((d) => d.kind === 'Service' && d.metadata.name === `${APP}-metrics`)!;
+    expect(selects((sm.spec['selector'] as { matchLabels: Record<string, string> }).matchLabels, svc.metadata.labels)).toBe(true);
+    // Only the metrics Service: the other Services have the same pods, and would scrape each twice.
+    for (const d of docs.filter((x) => x.kind === 'Service' && x !== svc)) expect(selects((sm.spec['selector'] as { matchLabels: Record<string, string> }).matchLabels, d.metadata.labels), d.metadata.name).toBe(false);
+    const endpoints = sm.spec['endpoints'] as { port: string; path: string; relabelings: { targetLabel: string; replacement?: string; regex?: string }[] }[];
+    expect(endpoints.map((e) => [e.port, e.path, e.relabelings.find((r) => r.targetLabel === 'job')?.replacement])).toEqual([
+      ['api', '/metrics', 'pgcharm-agent'],
+      ['metrics', '/metrics', 'pgcharm-postgres'],
+      ['pebble', '/v1/metrics', 'pgcharm-sidecar'],
+    ]);
+    expect((endpoints[2] as unknown as { basicAuth: unknown }).basicAuth).toEqual({ username: { name: `${APP}-metrics-auth`, key: 'username' }, password: { name: `${APP}-metrics-auth`, key: 'password' } });
+    const unit = endpoints[0]!.relabelings.find((r) => r.targetLabel === 'unit')!;
+    expect(`${APP}-2`.replace(new RegExp(`^${unit.regex!}$`), unit.replacement!.replace(/\$(\d)/g, '$$$1'))).toBe(`${APP}/2`);
+    const groups = (rule.spec['groups'] as { rules: { alert: string }[] }[]).flatMap((g) => g.rules.map((r) => r.alert));
+    expect(groups).toContain('PgcharmNoPrimary');
+    expect(groups).toContain('PgcharmReplicaNotStreaming');
+  });
+
   test('RBAC: the pods run as the ServiceAccount, bound to the Role, whose rules are exactly the agent\'s', () => {
     expect(pod.spec!.serviceAccountName).toBe(m.serviceAccount.metadata.name);
     expect(m.roleBinding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: m.role.metadata.name });
@@ -224,6 +269,7 @@ describe('rendered objects', () => {
       { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
+      { apiGroups: [''], resources: ['events'], verbs: ['create'] },
     ]);
     // Copies: editing a rendered Role cannot change the constant.
     expect(m.role.rules![0]).not.toBe(AGENT_RBAC_RULES[0]);

@@ -8,6 +8,7 @@ vi.mock('node:crypto', async (importOriginal) => {
 });
 const crypto = await import('node:crypto');
 const { ApiError, UnitApi, authProblem, callUnit, tokensEqual } = await import('../../agent/runtime/unit-api.js');
+const { metricsRoute, events } = await import('../../agent/runtime/metrics.js');
 
 const TOKEN = 'tok-' + 'x'.repeat(40);
 
@@ -19,6 +20,7 @@ describe('unit API', () => {
     routes: [
       { method: 'POST', path: '/v1/echo', auth: true, handle: (r) => (seen.push(r.body), { status: 200, body: { got: r.body } }) },
       { method: 'GET', path: '/v1/open', auth: false, handle: () => ({ status: 200, body: { ok: true } }) },
+      metricsRoute,
       {
         method: 'POST',
         path: '/v1/strict',
@@ -52,6 +54,19 @@ describe('unit API', () => {
     port = Number(api.listening!.split(':')[1]) || 0;
   });
   afterAll(() => api.close());
+
+  it("GET /metrics: Prometheus's text format, unauthenticated, with what the runtime counted", async () => {
+    events.inc({ event: 'update-status', outcome: 'ok' });
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(text).toContain('# TYPE pgcharm_events_total counter');
+    expect(text).toMatch(/^pgcharm_events_total\{event="update-status",outcome="ok"\} [1-9]\d*$/m);
+    const head = await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+  });
 
   it('listens on the address it is given and says where', async () => {
     // Port 0 is for the test only; a unit gets its pod's `api` port.

@@ -201,6 +201,7 @@ describe('orphan reaper', () => {
     mkdirSync(src);
     copyFileSync(join(repo, 'sidecar/osutil/reaper.ts'), join(src, 'reaper.ts'));
     copyFileSync(join(repo, 'sidecar/osutil/children.ts'), join(src, 'children.ts'));
+    copyFileSync(join(repo, 'sidecar/osutil/native.ts'), join(src, 'native.ts'));
     const { proc, lines, stderr } = run(join(src, 'reaper.ts'), join(src, 'children.ts'), 'missing');
 
     const started = await event(lines, 'started', proc, stderr);

@@ -1,3 +1,4 @@
+import { recordEvent } from '../../runtime/cluster-events.js';
 import { connect } from 'node:net';
 import type { CharmLoop, EventContext, Handler } from '../../runtime/charm.js';
 import { nextCronRun } from '../../charm-meta/values.js';
@@ -303,7 +304,20 @@ const QUIET: Reporter = { log: () => undefined, progress: () => undefined };
  * files; the primary only starts and stops the backup) unless `from` is primary, from the
  * primary when there is none or the standby's attempt fails. Progress is pgBackRest's, per file.
  */
-async function takeBackup(ctx: EventContext, type: BackupType, o: { from: 'standby' | 'primary'; pw: Passwords; repo: string; r?: Reporter }) {
+/** A backup, recorded as an Event either way (the dashboard's timeline, `kubectl get events`). */
+async function takeBackup(ctx: EventContext, type: BackupType, o: { from: 'standby' | 'primary'; pw: Passwords; repo: string; r?: Reporter }): Promise<Awaited<ReturnType<typeof takeBackupOnce>>> {
+  const t0 = Date.now();
+  try {
+    const took = await takeBackupOnce(ctx, type, o);
+    recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'BackupCompleted', message: `${type} backup into ${o.repo} in ${Math.round((Date.now() - t0) / 1000)} s, files from ${took.source} (${took['source-role']})` }, ctx.log);
+    return took;
+  } catch (e) {
+    recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'BackupFailed', type: 'Warning', message: `${type} backup into ${o.repo} failed: ${(e instanceof Error ? e.message : String(e)).slice(0, 300)}` }, ctx.log);
+    throw e;
+  }
+}
+
+async function takeBackupOnce(ctx: EventContext, type: BackupType, o: { from: 'standby' | 'primary'; pw: Passwords; repo: string; r?: Reporter }) {
   const r = o.r ?? QUIET;
   const b = new Backrest(unitWorkload(ctx));
   const source = o.from === 'standby' ? await backupSource(ctx, o.pw) : { why: 'params.from=primary' };

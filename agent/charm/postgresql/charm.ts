@@ -3,6 +3,9 @@ import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';
 import { health } from './health.js';
+import { metricState } from './metrics.js';
+import { recordEvent } from '../../runtime/cluster-events.js';
+import { setUpExporter, wantExporter } from './exporter.js';
 import { pgParams, slotName, type Layout } from './render.js';
 import { labelPod, local, state, ttlMs } from './state.js';
 import { generatePassword } from './scram.js';
@@ -59,6 +62,7 @@ function workload(ctx: EventContext): { w: PostgresWorkload; l: Layout } {
 }
 
 async function reconcile(ctx: EventContext): Promise<void> {
+  metricState.desiredConfigHash = ctx.configHash;
   state.settledOn = undefined;
   try {
     await state.exclusive(() => reconcileOrWait(ctx));
@@ -111,6 +115,7 @@ async function postgresAsLeft(ctx: EventContext): Promise<boolean> {
  * settled, and Postgres is as it left it, it asks Postgres one question and writes nothing.
  */
 async function updateStatus(ctx: EventContext): Promise<void> {
+  metricState.desiredConfigHash = ctx.configHash;
   // A password change a leader left half done (it died between ALTER ROLE and the commit) is in
   // the Secret only: the leader looks for one every half minute (a read, no write).
   if (ctx.isLeader() && Date.now() - state.pendingCheckedAt >= PENDING_CHECK_MS) {
@@ -141,6 +146,12 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   // about who serves writes; the app bag records the leader's view.
   const [sidecar, secret, lease] = await Promise.allSettled([ctx.pebble.getSystemInfo(), passwords(ctx), state.lease(ctx).holder()]);
   if (sidecar.status === 'rejected') throw new Waiting('waiting for the workload container');
+  // A restarted sidecar has only what it started with: the helper services are set up again.
+  if (state.sidecarBoot !== sidecar.value['boot-id']) {
+    state.sidecarBoot = sidecar.value['boot-id'];
+    state.backupServerReady = undefined;
+    state.exporterReady = undefined;
+  }
   if (secret.status === 'rejected') throw secret.reason;
   if (lease.status === 'rejected') throw lease.reason;
   let pw = secret.value;
@@ -177,6 +188,7 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
     // Done (or refused by pgBackRest, nothing changed): the others rejoin the primary.
     ctx.peers.app.set('restore', null);
     ctx.peers.app.set('restored', JSON.stringify({ token: restore.token, target: restore.what, primary: restore.primary, at: new Date().toISOString(), ...(failed !== undefined ? { failed } : {}) }));
+    if (failed === undefined) recordEvent(ctx.kube, ctx.app, { unit: restore.primary, reason: 'Restored', type: 'Warning', message: `cluster restored to ${restore.what}; ${restore.primary} is the primary` }, ctx.log);
     ctx.log[failed !== undefined ? 'error' : 'warn']({ decision: failed !== undefined ? 'restore failed' : 'restored', primary: restore.primary, target: restore.what, ...(failed !== undefined ? { why: failed } : {}) }, 'backup');
   } else if (restore && failed !== undefined && restore.primary === ctx.unit) {
     // Refused on this unit: serve again while the leader closes the request.
@@ -192,6 +204,7 @@ async function reconcileOrWait(ctx: EventContext): Promise<void> {
   // Rejoined after a restore (asReplica rewinds while this is set).
   if (ctx.peers.local.get('restore-ack')) ctx.peers.local.set('restore-ack', null);
   await Promise.all([recordTimeline(ctx, me, pw), ctx.isLeader() ? appStatus(ctx, primary) : undefined]);
+  wantExporter(ctx);
   // After the timeline is recorded: a promotion's first reconcile sees the new one.
   if (primary === ctx.unit) wantArchiveGapCheck(ctx);
 }
@@ -568,8 +581,11 @@ async function applyRestartClass(ctx: EventContext, w: PostgresWorkload, me: Tar
     await w.stop();
     await w.start(() => waitAccepting(me, pw.operator));
     await waitAccepting(me, pw.operator);
+    recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'Restarted', message: `PostgreSQL restarted for ${pending.join(', ')}` }, ctx.log);
   }
   ctx.peers.local.set('restart-pending', null);
+  const before = ctx.peers.local.get('config-hash');
+  if (before && before !== hash) recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'ConfigApplied', message: `config ${hash} applied${d.kind === 'restart' ? ' (restarted)' : ''}` }, ctx.log);
   ctx.peers.local.set('config-hash', hash);
 }
 
@@ -664,6 +680,7 @@ export default function postgresqlCharm(): Charm {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
       'update-status': updateStatus,
       ...backupHandlers,
+      'pgcharm-exporter': setUpExporter,
       'get-primary-action': (ctx) => {
         ctx.action!.setResults({ primary: ctx.peers.app.get('primary') ?? '' });
       },
@@ -745,6 +762,7 @@ export default function postgresqlCharm(): Charm {
           await w.start(() => waitAccepting(me, pw.operator));
           await waitAccepting(me, pw.operator);
         });
+        recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'Restarted', message: 'PostgreSQL restarted by the restart action' }, ctx.log);
         ctx.action!.setResults({ restarted: true, 'took-ms': Date.now() - t0 });
       },
       'set-password-action': async (ctx) => {

@@ -21,6 +21,8 @@ import {
 import { hbaSpec } from './access.js';
 import { Failsafe, roundBudgetMs, storeTimeoutMs, type RoundContext } from './failsafe.js';
 import { health } from './health.js';
+import { recordEvent } from '../../runtime/cluster-events.js';
+import { failovers, haCycleSeconds, leaseRenewSeconds, metricState, stepDowns, switchovers } from './metrics.js';
 import { HANDOVER_LSN, HANDOVER_TO, PRIMARY_LSN } from './lease.js';
 import { parseAddress, POSITION_SQL, readPosition, toPosition, type Position, type PositionRow } from './positions.js';
 import { layout, pgParams, slotName } from './render.js';
@@ -247,7 +249,10 @@ async function renew(src: HaSource, o: Observed, round?: () => RoundContext): Pr
   const pl = state.lease(src);
   const lsn = o.snap.self?.writable ? o.snap.self.lsn : undefined;
   // The Lease read this cycle is the compare-and-swap's base: one store round trip fewer.
-  if (!(await bounded(src, () => pl.acquire(src.unit, o.ttl, () => false, lsn ? { lsn } : undefined, o.lease)))) return false;
+  const took = leaseRenewSeconds.startTimer();
+  const renewed = await bounded(src, () => pl.acquire(src.unit, o.ttl, () => false, lsn ? { lsn } : undefined, o.lease));
+  took();
+  if (!renewed) return false;
   const deadline = pl.lastRenewSentAt + o.ttl / 2;
   // A renewal moves an armed fence; arming it is for whoever lets Postgres take writes (the
   // reconcile before it starts a primary, a promotion). Holding the lease while initdb runs,
@@ -323,6 +328,9 @@ function logDecision(log: Logger, d: HaDecision): void {
   else log.info(fields, 'ha');
 }
 
+/** The unit this one last handed the primary over to (a planned switchover): its step-down that follows is not news. */
+let handedTo: string | undefined;
+
 async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, prev: string): Promise<void> {
   const holder = o.snap.lease.holder;
   if (d.kind !== 'step down') state.steppingDownFor = undefined;
@@ -331,6 +339,11 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
       // Someone else serves writes now: demote (the fence already stopped us if we were late).
       // Asked once per new holder: the reconcile that demotes may take a while (pg_rewind).
       if (state.steppingDownFor !== (holder ?? '')) {
+        // Not after a handover: that unit gave the lease away on purpose (HandedOver says so).
+        if (o.snap.role === 'primary' && handedTo !== holder) {
+          stepDowns.inc();
+          recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'SteppedDown', type: 'Warning', message: `${ctx.unit} stepped down: ${holder ?? 'another unit'} holds the primary lease` }, ctx.log);
+        }
         state.steppingDownFor = holder ?? '';
         await labelPod(ctx, 'replica');
         ctx.emit('pgcharm-reconcile');
@@ -344,17 +357,29 @@ async function act(ctx: LoopContext, src: HaSource, o: Observed, d: HaDecision, 
         const lsn = await o.w.finalLsn();
         const ok = await state.lease(ctx).handTo(ctx.unit, d.to, lsn);
         if (ok) await labelPod(ctx, 'replica');
+        if (ok) handedTo = d.to;
+        if (ok) recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'HandedOver', message: `${ctx.unit} handed the primary over to ${d.to} at ${lsn}` }, ctx.log);
         ctx.log.warn({ decision: ok ? 'handed over' : 'handover failed', to: d.to, lsn }, 'ha');
         ctx.emit('pgcharm-reconcile');
       });
       return;
     case 'promote': {
+      handedTo = undefined;
       if (d.cause === 'switchover' && !(await renew(src, o, failsafeRound(ctx)))) return;
       const ok = await promoteSelf(ctx, o, [...src.peers.keys()], d.cause === 'switchover');
       if (!ok) {
         ctx.log.info({ decision: 'no action', why: 'another unit took the primary lease first' }, 'ha');
         return;
       }
+      (d.cause === 'switchover' ? switchovers : failovers).inc();
+      recordEvent(
+        ctx.kube,
+        ctx.app,
+        d.cause === 'switchover'
+          ? { unit: ctx.unit, reason: 'Switchover', message: `${ctx.unit} is the primary (planned switchover${d.previous ? ` from ${d.previous}` : ''})` }
+          : { unit: ctx.unit, reason: 'Failover', type: 'Warning', message: `${ctx.unit} is the primary: ${d.why}` },
+        ctx.log,
+      );
       ctx.log.warn({ decision: 'promoted', cause: d.cause, ...(d.previous ? { previous: d.previous } : {}) }, 'ha');
       await ctx.setUnitStatus({ name: 'active', message: 'primary (promoted)' });
       ctx.emit('pgcharm-reconcile');
@@ -411,9 +436,12 @@ export const haLoop: CharmLoop = {
   async run(ctx: LoopContext): Promise<void> {
     // failsafe: a store that does not answer is not a cycle failure: the primary asks its peers
     // to confirm instead, and moves its fence deadline when every one of them does.
+    const took = haCycleSeconds.startTimer();
     for (let until: number | undefined; ; ) {
       try {
-        return await cycle(ctx, until);
+        await cycle(ctx, until);
+        took();
+        return;
       } catch (e) {
         if (!isUnreachable(e)) throw e;
         ({ retryUntil: until } = await failsafe.onStoreUnreachable(failsafeRound(ctx), e));
@@ -441,6 +469,7 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
   const o = await observe(src);
   if (!o) return;
   const holder = o.snap.lease.holder;
+  metricState.leaseTtlMs = o.ttl;
   health.observe({
     unit: ctx.unit,
     app: ctx.app,

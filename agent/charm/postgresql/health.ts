@@ -155,6 +155,16 @@ export class Health {
 
   constructor(private readonly now: () => number = Date.now) {}
 
+  /** What the HA loop last told (undefined before its first cycle). */
+  viewed(): HealthView | undefined {
+    return this.view;
+  }
+
+  /** Since the HA loop's last completed cycle (ms). */
+  cycleAge(): number | undefined {
+    return this.cycleAt === undefined ? undefined : this.now() - this.cycleAt;
+  }
+
   /** Each completed HA cycle. */
   observe(view: HealthView): void {
     this.view = view;

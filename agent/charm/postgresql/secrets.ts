@@ -193,3 +193,47 @@ export async function writeS3Credentials(kube: Kube, app: string, c: S3Credentia
     await kube.core.createNamespacedSecret({ namespace: kube.namespace, body: { apiVersion: 'v1', kind: 'Secret', metadata: { name, labels: { [LABELS.app]: app } }, type: 'Opaque', data } });
   }
 }
+
+/** The credentials Prometheus scrapes the sidecars' GET /v1/metrics with (Pebble: a `metrics` identity, basic auth). */
+export interface MetricsAuth {
+  username: string;
+  password: string;
+}
+
+export async function readMetricsAuth(kube: Kube, app: string): Promise<MetricsAuth | undefined> {
+  try {
+    const s = await kube.core.readNamespacedSecret({ name: objects.metricsAuth(app), namespace: kube.namespace });
+    const d = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    return d['username'] && d['password'] ? { username: d['username'], password: d['password'] } : undefined;
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The metrics credentials, created by the first unit that needs them (a Secret of their own, so
+ * that a Prometheus given them reads nothing else: a ServiceMonitor's basicAuth names it).
+ */
+export async function ensureMetricsAuth(kube: Kube, app: string): Promise<MetricsAuth> {
+  const have = await readMetricsAuth(kube, app);
+  if (have) return have;
+  const made: MetricsAuth = { username: 'metrics', password: generatePassword() };
+  try {
+    await kube.core.createNamespacedSecret({
+      namespace: kube.namespace,
+      body: {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name: objects.metricsAuth(app), labels: { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' } },
+        data: Object.fromEntries(Object.entries(made).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      },
+    });
+    return made;
+  } catch (e) {
+    // Another unit made them first: theirs.
+    if (!isConflict(e)) throw e;
+    return (await readMetricsAuth(kube, app))!;
+  }
+}

@@ -49,6 +49,10 @@ export class CharmState {
   scheduledBackupBusy = false;
   /** What this unit's backup server was last set up for (backup-actions.ts wantBackupServer); undefined: set it up. */
   backupServerReady: string | undefined;
+  /** What the postgres exporter was set up for (exporter.ts). */
+  exporterReady: string | undefined;
+  /** The sidecar boot the helper services above were set up in: a new one has none of them. */
+  sidecarBoot: string | undefined;
   /** The restore whose data directory this unit has restored (its recovery may still be under way). */
   restoredData: string | undefined;
   /** The timeline whose parent's WAL this primary found complete in the archive (backup-actions.ts archiveGapCheck). */
