@@ -85,6 +85,7 @@ program
       process.stdout.write(`\nConnection string (primary): ${uri[0]}\n`);
       process.stdout.write(`More: pgcharm uri replicas | pgcharm psql | pgcharm status | pgcharm debug-log   (--model ${o.model}${o.app !== undefined ? ` --app ${ctx.app}` : ''})\n`);
     }
+    if (ctx.controller.dashboard) process.stdout.write(`Dashboard: ${ctx.controller.dashboard}\n`);
   });
 
 program
@@ -233,6 +234,17 @@ program
     const dd = process.argv.indexOf('--');
     const call = psqlInvocation(cmd.args, dd < 0 ? [] : process.argv.slice(dd + 1));
     exitCode = await psql(await openModel(o.model, o.app), call.target, call.args);
+  });
+
+program
+  .command('dashboard')
+  .description("print the URL of the model's dashboard (its controller serves it); with --port or --prometheus, serve one in the foreground")
+  .addOption(modelOption())
+  .option('--port <port>', 'serve the page on this loopback port, in the foreground (0: any free port)', int('--port', 0, 65535))
+  .option('--prometheus <url>', 'show the alerts this Prometheus fires (its /api/v1/alerts), e.g. http://127.0.0.1:9090')
+  .action(async (o: { model: string; port?: number; prometheus?: string }) => {
+    const { dashboardCommand } = await import('./commands/dashboard.js');
+    await dashboardCommand({ ...o, say: (line) => process.stdout.write(line + '\n') });
   });
 
 program

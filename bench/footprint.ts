@@ -58,10 +58,19 @@ export function pgcharmSubject(model: string): Subject {
       }
       return roots;
     },
-    // Under a sidecar: Postgres (its archiver's pgBackRest too), the backup server (pgBackRest,
-    // not an HA process: Patroni's side has none), and the rest of the workload (the fence
-    // watchdog and its sleeps).
-    refine: (path, root) => (isPostgres(path) ? 'postgres' : path.some((p) => p.comm === 'pgbackrest') ? 'pgbackrest' : root.kind === 'sidecar' && path.length > 1 ? 'watchdog' : root.kind),
+    // Under a sidecar: Postgres (its archiver's pgBackRest too), the backup server (pgBackRest)
+    // and the postgres exporter (comm truncated to 15 characters) — neither an HA process:
+    // Patroni's side has neither — and the rest of the workload (the fence watchdog and its sleeps).
+    refine: (path, root) =>
+      isPostgres(path)
+        ? 'postgres'
+        : path.some((p) => p.comm === 'pgbackrest')
+          ? 'pgbackrest'
+          : path.some((p) => p.comm.startsWith('prometheus-post'))
+            ? 'exporter'
+            : root.kind === 'sidecar' && path.length > 1
+              ? 'watchdog'
+              : root.kind,
     haKinds: ['controller', 'agent', 'sidecar', 'watchdog'],
     roles: { store: 'controller', 'ha-agent': 'agent', sidecar: 'sidecar', watchdog: 'watchdog', postgres: 'postgres' },
     logs: () => (existsSync(paths.logs) ? readdirSync(paths.logs).map((name) => ({ path: join(paths.logs, name), ...rotatedGroup(name) })) : []),

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { compare, type SystemFigures } from './compare.js';
 import { benchBackup } from './backup.js';
+import { benchMonitoring } from './monitoring.js';
 import { benchFootprint, footprintSummary, footprintTable } from './footprint.js';
 import { benchSaturation } from './saturation.js';
 import { benchScale } from './scale.js';
@@ -17,7 +18,8 @@ import { benchSidecar } from './sidecar.js';
  * (or BENCH_ONLY=sidecar|runtime|postgres|compare, BENCH_RUNS, BENCH_SYSTEMS). The footprint
  * groups of issue 13 run only when asked for by name: `--only footprint [--seconds 60]`,
  * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`;
- * issue 14's `--only backup [--scale 70] [--seconds 60] [--writer-seconds 150]`.
+ * issue 14's `--only backup [--scale 70] [--seconds 60] [--writer-seconds 150]`; issue 15's
+ * `--only monitoring [--scrapes 100] [--seconds 60]`.
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,9 +41,9 @@ const positive = (name: string, dflt: number, env?: string) => {
   return Number(v);
 };
 const runs = (dflt = 5) => positive('runs', dflt, 'BENCH_RUNS');
-const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation', 'backup'];
+const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation', 'backup', 'monitoring'];
 /** Long and only on request: not part of a plain `npm run bench`. */
-const ON_REQUEST = ['footprint', 'scale', 'saturation', 'backup'];
+const ON_REQUEST = ['footprint', 'scale', 'saturation', 'backup', 'monitoring'];
 
 async function main(): Promise<void> {
   // A group that fails is reported and the others still run: one run of the whole bench is long.
@@ -112,6 +114,17 @@ async function main(): Promise<void> {
     if (f.systems['pgcharm']) lines.push('pgcharm against the goals of issue 13:', ...footprintSummary(f.systems['pgcharm']).map((l) => `  ${l}`));
     for (const [system, e] of Object.entries(f.failed ?? {})) lines.push(`${system} FAILED: ${e}`);
     if (f.failed) failures['footprint'] = `failed: ${Object.keys(f.failed).join(', ')}`;
+  });
+  if (want('monitoring')) await group('monitoring', async () => {
+    const mo = await benchMonitoring({ scrapes: positive('scrapes', 100), seconds: positive('seconds', 60), log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['monitoring'] = mo;
+    lines.push('', 'monitoring (an idle 3-unit deployment):');
+    for (const [name, e] of Object.entries(mo.endpoints)) {
+      lines.push(`  ${name} scrape: ${e.cpu_ms_per_scrape_server} ms CPU in the server + ${e.cpu_ms_per_scrape_postgres} ms in Postgres, median ${e.latency_ms.median} ms, ${e.series} series, ${e.bytes} bytes`);
+    }
+    lines.push(`  postgres exporter: RSS ${mo.exporter.rss_mb.join(' / ')} MB (PSS ${mo.exporter.pss_mb.join(' / ')}), its Postgres connection PSS ${mo.exporter.connection_backend_pss_mb.join(' / ')} MB`);
+    const d = mo.dashboard;
+    lines.push(`  dashboard with a page open ${d.seconds} s: ${d.store_requests_per_second} store requests/s (${JSON.stringify(d.store_requests)}; ${d.watches} watches), ${d.snapshots} snapshots, ${d.cpu_ms_per_second_dashboard} ms/s CPU in the dashboard, ${d.cpu_ms_per_second_agents} ms/s in the 3 agents`);
   });
   if (want('scale')) await group('scale', async () => {
     const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: positive('clusters', 10), seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });

@@ -9,7 +9,8 @@ import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { cpuMs } from '../../sidecar/osutil/cpu.js';
 import { AGENT_NODE_FLAGS } from '../node-flags.js';
 import { freePort } from '../ports.js';
-import { connect } from '../runtime/kube.js';
+import { createServer } from 'node:http';
+import { connect, type Kube } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
 import { Store, type Watcher } from '../runtime/store.js';
 import { startApiServer } from './apiserver/server.js';
@@ -117,13 +118,14 @@ export async function runController(o: ControllerOptions): Promise<void> {
     log: log.child({ component: 'apiserver' }),
   });
   writeKubeconfig(paths.kubeconfig, { server: server.url, token, namespace, name: `pgcharm-${namespace}`, ca: server.ca });
-  const info: ControllerInfo = { pid: process.pid, url: server.url, port: server.port, namespace, started: new Date().toISOString() };
+  const kube = connect({ kubeconfig: paths.kubeconfig, namespace });
+  const dashboard = await serveDashboard(o.model, kube, previous?.dashboard, log.child({ component: 'dashboard' }));
+  const info: ControllerInfo = { pid: process.pid, url: server.url, port: server.port, namespace, started: new Date().toISOString(), dashboard: dashboard.url };
   writeFileSync(`${paths.controllerJson}.tmp`, JSON.stringify(info, null, 2) + '\n');
   renameSync(`${paths.controllerJson}.tmp`, paths.controllerJson);
   // processStart: what starting node and loading the modules took (the bootstrap timeline shows it).
   log.info({ url: server.url, namespace, model: o.model, processStart: Math.round(performance.timeOrigin), cpuMs: cpuMs() }, 'controller ready');
 
-  const kube = connect({ kubeconfig: paths.kubeconfig, namespace });
   const apps = new Map<string, { kubelet: Kubelet; sync: ConfigSync }>();
   const cmds = cliCommands();
   const onDeployment = (cm: V1ConfigMap) => {
@@ -163,8 +165,39 @@ export async function runController(o: ControllerOptions): Promise<void> {
   });
   await deployments.stop();
   await stopApps(apps, log);
+  await dashboard.close();
   await server.close();
   release();
+}
+
+/**
+ * The model's dashboard on a loopback port of its own (kept across controller restarts when
+ * free). Its code is loaded at the first request: a controller nobody looks at pays only for a
+ * listening socket.
+ */
+async function serveDashboard(model: string, kube: Kube, previous: string | undefined, log: Logger): Promise<{ url: string; close(): Promise<void> }> {
+  const before = Number(/:(\d+)\/?$/.exec(previous ?? '')?.[1]);
+  const port = before && (await portFree(before)) ? before : await freePort();
+  let dash: Promise<import('../dashboard/server.js').Dashboard> | undefined;
+  const server = createServer((req, res) => {
+    dash ??= import('../dashboard/server.js').then((m) => new m.Dashboard({ kube, model, log }));
+    dash.then((d) => d.handle(req, res)).catch((e: unknown) => {
+      log.error({ err: e instanceof Error ? e.message : String(e) }, 'dashboard failed to load');
+      res.writeHead(500).end('the dashboard failed to load; see the controller log\n');
+    });
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, '127.0.0.1', () => ok());
+  });
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await (await dash?.catch(() => undefined))?.close();
+    },
+  };
 }
 
 async function stopApps(apps: Map<string, { kubelet: Kubelet; sync: ConfigSync }>, log: Logger): Promise<void> {

@@ -47,6 +47,8 @@ export interface ControllerInfo {
   port: number;
   namespace: string;
   started: string;
+  /** The model's dashboard page (pgcharm dashboard), on loopback. */
+  dashboard?: string;
 }
 
 export function readControllerInfo(model: string): ControllerInfo | undefined {

@@ -38,10 +38,21 @@ export const storeErrors = new Counter({
   registers: [registry],
 });
 
+/**
+ * One scrape at a time: the gauges' collect() resets and then awaits a reading, so two scrapes
+ * at once could each emit the other's values.
+ */
+let scraping: Promise<unknown> = Promise.resolve();
+function scrape(): Promise<string> {
+  const next = scraping.catch(() => undefined).then(() => registry.metrics());
+  scraping = next;
+  return next;
+}
+
 /** GET /metrics: Prometheus's text format (what Patroni's /metrics and prom-client serve). */
 export const metricsRoute: Route = {
   method: 'GET',
   path: '/metrics',
   auth: false,
-  handle: async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType }),
+  handle: async () => ({ status: 200, body: await scrape(), contentType: registry.contentType }),
 };

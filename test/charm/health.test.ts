@@ -88,7 +88,7 @@ describe("GET /cluster, in Patroni's shape", () => {
     const out = clusterAnswer({
       app: 'pg',
       holder: 'pg/1',
-      bags: { 'pg/0': { role: 'primary' }, 'pg/1': { role: 'replica' }, 'pg/2': { role: 'primary' }, 'pg/3': { role: 'replica' } },
+      bags: { 'pg/0': { role: 'primary' }, 'pg/1': { role: 'replica' }, 'pg/2': { role: 'primary' }, 'pg/3': { role: 'replica' }, 'pg/4': { role: 'primary' } },
       live: {
         'pg/0': { state: 'replica', timeline: 4, lsn: '0/6000000', lagBytes: 0, streaming: true },
         'pg/1': { state: 'primary', timeline: 4, lsn: '0/6000000', lagBytes: 0, streaming: false },
@@ -100,6 +100,8 @@ describe("GET /cluster, in Patroni's shape", () => {
       ['pg/1', 'leader', 'running'],
       ['pg/2', 'demoted', 'running'],
       ['pg/3', 'replica', 'stopped'],
+      // a failed primary that did not answer: not shown as a primary
+      ['pg/4', 'unknown', 'stopped'],
     ]);
   });
 });

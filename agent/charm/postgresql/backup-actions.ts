@@ -7,7 +7,7 @@ import { dumpKey, type S3Dumps } from './dump-s3.js';
 import { Backrest } from './backup-run.js';
 import { backupServerPlan, ensureBackupServer } from './backup-server.js';
 import { chooseBackupSource, parseBackupFileLine, parseBackupServer, serverConfLines, type BackupServer } from './backup-standby.js';
-import { memberPositions, parseAddress } from './positions.js';
+import { memberPositions, memberTargets, parseAddress } from './positions.js';
 import { readPasswords, readS3Credentials, writeS3Credentials, type Passwords } from './secrets.js';
 import { local, state } from './state.js';
 import { unitWorkload, withConnection, type PostgresWorkload } from './workload.js';
@@ -252,7 +252,6 @@ async function checkArchiveGap(ctx: EventContext): Promise<void> {
   const t0 = Date.now();
   const took = await takeBackup(ctx, 'full', { from: 'standby', pw, repo: repoName(ctx.config, ctx.app) ?? '' });
   ctx.peers.local.set('archive-gap', null);
-  ctx.peers.local.set('last-backup', new Date().toISOString());
   state.gapCheckedTimeline = tl;
   ctx.log.warn({ decision: 'full backup after an archive gap', ms: Date.now() - t0, source: took.source, why: 'restores to a time from now on start from it' }, 'backup');
 }
@@ -261,11 +260,7 @@ async function checkArchiveGap(ctx: EventContext): Promise<void> {
 async function backupSource(ctx: EventContext, pw: Passwords): Promise<{ unit: string; server: BackupServer } | { why: string }> {
   const me = ctx.workload.address();
   const units = ctx.peers.units;
-  const targets: Record<string, { host: string; port: number }> = me ? { [ctx.unit]: me } : {};
-  for (const u of units) {
-    const t = parseAddress(ctx.peers.unit(u).get('address'));
-    if (t) targets[u] = t;
-  }
+  const targets = { ...memberTargets(Object.fromEntries(units.map((u) => [u, ctx.peers.unit(u).entries()]))), ...(me ? { [ctx.unit]: me } : {}) };
   const servers = Object.fromEntries(units.map((u) => [u, parseBackupServer(ctx.peers.unit(u).get('backup-server'))]));
   const [live, up] = await Promise.all([memberPositions(targets, pw.operator), Promise.all(units.map((u) => (servers[u] ? answers(servers[u]) : false)))]);
   const tl = live[ctx.unit]?.timeline;
@@ -309,6 +304,8 @@ async function takeBackup(ctx: EventContext, type: BackupType, o: { from: 'stand
   const t0 = Date.now();
   try {
     const took = await takeBackupOnce(ctx, type, o);
+    // Every successful backup (action, schedule, after an archive gap): the last-backup metric and alert read it.
+    ctx.peers.local.set('last-backup', new Date().toISOString());
     recordEvent(ctx.kube, ctx.app, { unit: ctx.unit, reason: 'BackupCompleted', message: `${type} backup into ${o.repo} in ${Math.round((Date.now() - t0) / 1000)} s, files from ${took.source} (${took['source-role']})` }, ctx.log);
     return took;
   } catch (e) {
@@ -560,7 +557,6 @@ const scheduledBackup: Handler = async (ctx) => {
     if (!pw) throw new Error('no passwords yet');
     const t0 = Date.now();
     const took = await takeBackup(ctx, 'full', { from: 'standby', pw, repo });
-    ctx.peers.local.set('last-backup', new Date().toISOString());
     ctx.log.info({ decision: 'scheduled backup taken', type: 'full', ms: Date.now() - t0, source: took.source, asked }, 'backup');
   } catch (e) {
     ctx.log.error({ decision: 'scheduled backup failed', why: e instanceof Error ? e.message : String(e), asked }, 'backup');

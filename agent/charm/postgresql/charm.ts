@@ -13,7 +13,7 @@ import { ensureApiToken, ensurePasswords, isSystemUser, readApiToken, readPasswo
 import { hbaFor } from './access.js';
 import { changePassword, primaryTarget, settlePasswordChanges } from './password-change.js';
 import { ensureSystemRoles } from './system-roles.js';
-import { formatBytes, memberPositions, parseAddress, readPosition } from './positions.js';
+import { formatBytes, memberPositions, memberTargets, parseAddress, readPosition } from './positions.js';
 import { checkLostWal, dropSlot } from './slots.js';
 import type { UnitResources } from './profile.js';
 import { unitWorkload, waitAccepting, withConnection, type PostgresWorkload } from './workload.js';
@@ -688,12 +688,7 @@ export default function postgresqlCharm(): Charm {
         // Roles as the agents recorded them, positions as each Postgres reports them now.
         const units = [ctx.unit, ...ctx.peers.units].sort();
         const pw = await readPasswords(ctx.kube, ctx.app);
-        const targets: Record<string, Target> = {};
-        for (const u of units) {
-          const t = parseAddress(ctx.peers.unit(u).get('address'));
-          if (t) targets[u] = t;
-        }
-        const live = pw ? await memberPositions(targets, pw.operator) : {};
+        const live = pw ? await memberPositions(memberTargets(Object.fromEntries(units.map((u) => [u, ctx.peers.unit(u).entries()]))), pw.operator) : {};
         const members: Record<string, unknown> = {};
         for (const u of units) {
           const b = ctx.peers.unit(u);

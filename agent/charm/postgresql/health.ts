@@ -1,7 +1,7 @@
 import type { ApiRequest, ApiResponse, Route } from '../../runtime/unit-api.js';
 import { ApiError } from '../../runtime/unit-api.js';
 import { lsnValue, parseSyncSet } from './decide.js';
-import { memberPositions, parseAddress, readPosition, type MemberPosition, type Position } from './positions.js';
+import { memberPositions, memberTargets, parseAddress, readPosition, type MemberPosition, type Position } from './positions.js';
 
 /**
  * Patroni's health routes, on the unit's API (read-only and unauthenticated like Patroni's: they
@@ -104,9 +104,11 @@ export function clusterAnswer(o: { app: string; holder: string | undefined; bags
       const at = parseAddress(bag['address']);
       const p = o.live[name];
       // What its Postgres says now; the bag (as this unit's HA loop last read it) only for a
-      // member that did not answer.
+      // member that did not answer, and never `primary` for one without the lease: that is a
+      // failed primary, down (a standby when it comes back).
+      const recorded = bag['role'] === 'primary' ? 'unknown' : (bag['role'] ?? 'starting');
       const role =
-        p?.state === 'primary' ? (name === o.holder ? 'leader' : 'demoted') : p?.state === 'replica' ? (sync.includes(name) ? 'sync_standby' : 'replica') : name === o.holder ? 'leader' : (bag['role'] ?? 'starting');
+        p?.state === 'primary' ? (name === o.holder ? 'leader' : 'demoted') : p?.state === 'replica' ? (sync.includes(name) ? 'sync_standby' : 'replica') : name === o.holder ? 'leader' : recorded;
       const state = !p || p.state === 'unreachable' ? 'stopped' : p.state === 'replica' ? (p.streaming ? 'streaming' : 'running') : 'running';
       return {
         name,
@@ -193,12 +195,7 @@ export class Health {
     const v = this.view;
     if (!v) throw new ApiError(503, "this unit's HA loop has not run yet");
     if (!this.clusterCached || this.now() - this.clusterCached.at > CACHE_MS) {
-      const targets: Record<string, { host: string; port: number }> = {};
-      for (const [u, bag] of Object.entries(v.bags)) {
-        const t = parseAddress(bag['address']);
-        if (t) targets[u] = t;
-      }
-      const live = v.password ? memberPositions(targets, v.password) : Promise.resolve({});
+      const live = v.password ? memberPositions(memberTargets(v.bags), v.password) : Promise.resolve({});
       this.clusterCached = { at: this.now(), answer: live.then((l) => clusterAnswer({ app: v.app, holder: v.holder, bags: v.bags, live: l })) };
     }
     return this.clusterCached.answer;

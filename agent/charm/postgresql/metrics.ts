@@ -67,12 +67,17 @@ gauge('pgcharm_primary', 'Whether this unit is the primary: it holds the primary
   g.set(bool(f.holdsLease && f.pg?.writable === true));
 });
 gauge('pgcharm_lease_holder', 'Whether this unit holds the primary lease (as its HA loop last saw it, valid until its fence deadline).', async (g) => g.set(bool((await facts()).holdsLease)));
-gauge('pgcharm_postgres_up', "Whether this unit's Postgres answers a query.", async (g) => g.set(bool((await facts()).pg !== undefined)));
+gauge('pgcharm_postgres_up', "Whether this unit's Postgres answers a query; absent until the HA loop has run with the passwords (it cannot ask before).", async (g) => {
+  if (!health.viewed()?.password) return;
+  g.set(bool((await facts()).pg !== undefined));
+});
 gauge('pgcharm_postgres_writable', "Whether this unit's Postgres accepts writes (a primary; two at once is a split brain being fenced).", async (g) => g.set(bool((await facts()).pg?.writable === true)));
 gauge('pgcharm_replica_streaming', 'Whether this unit is a standby that streams from the primary (1), or a standby that does not (0); absent on a primary.', async (g) => {
+  const v = health.viewed();
+  if (!v?.password) return;
   const pg = (await facts()).pg;
   if (pg && !pg.writable) g.set(bool(pg.streaming));
-  else if (!pg && health.viewed()?.bags[health.viewed()!.unit]?.['role'] === 'replica') g.set(0);
+  else if (!pg && v.bags[v.unit]?.['role'] === 'replica') g.set(0);
 });
 gauge('pgcharm_replication_lag_bytes', "How far this standby's WAL is behind the primary's (bytes); absent when unknown or on the primary.", async (g) => {
   const f = await facts();

@@ -75,6 +75,16 @@ export interface MemberPosition {
   streaming: boolean;
 }
 
+/** Where each unit's Postgres is, by the `address` in its bag (units without one are left out). */
+export function memberTargets(bags: Readonly<Record<string, Readonly<Record<string, string | undefined>>>>): Record<string, { host: string; port: number }> {
+  const out: Record<string, { host: string; port: number }> = {};
+  for (const [u, bag] of Object.entries(bags)) {
+    const t = parseAddress(bag['address']);
+    if (t) out[u] = t;
+  }
+  return out;
+}
+
 /** Reads every member at once; lag is measured against the (single) writable one. */
 export async function memberPositions(members: Record<string, { host: string; port: number }>, password: string): Promise<Record<string, MemberPosition>> {
   const names = Object.keys(members);
