@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     }
     lines.push(`  postgres exporter: RSS ${mo.exporter.rss_mb.join(' / ')} MB (PSS ${mo.exporter.pss_mb.join(' / ')}), its Postgres connection PSS ${mo.exporter.connection_backend_pss_mb.join(' / ')} MB`);
     const d = mo.dashboard;
-    lines.push(`  dashboard with a page open ${d.seconds} s: ${d.store_requests_per_second} store requests/s (${JSON.stringify(d.store_requests)}; ${d.watches} watches), ${d.snapshots} snapshots, ${d.cpu_ms_per_second_dashboard} ms/s CPU in the dashboard, ${d.cpu_ms_per_second_agents} ms/s in the 3 agents`);
+    lines.push(`  dashboard with a page open ${d.seconds} s: ${d.store_requests_per_second} store requests/s (${JSON.stringify(d.store_requests)}; ${d.watches} watches), ${d.snapshots} snapshots, ${d.cpu_ms_per_second_dashboard} ms/s CPU in the dashboard, ${d.cpu_ms_per_second_agents} ms/s in the 3 agents (${d.cpu_ms_per_second_agents_without_page} without a page), ${d.cpu_ms_per_second_postgres} ms/s in the 3 Postgres (${d.cpu_ms_per_second_postgres_without_page} without)`);
   });
   if (want('scale')) await group('scale', async () => {
     const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: positive('clusters', 10), seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });

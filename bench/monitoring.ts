@@ -10,7 +10,7 @@ import { connect } from '../agent/runtime/kube.js';
 import { storeRequests } from '../agent/runtime/metrics.js';
 import { targetsFile, type ScrapeJob } from '../agent/monitoring/targets.js';
 import { PgcharmCluster } from './pgcharm.js';
-import { CLK_TCK, pss, readProc } from './proc-stats.js';
+import { CLK_TCK, pss, readProc, snapshot } from './proc-stats.js';
 import { summary } from './stats.js';
 
 /**
@@ -35,7 +35,7 @@ export interface EndpointCost {
 export interface MonitoringResult {
   endpoints: Record<'agent' | 'exporter' | 'sidecar', EndpointCost>;
   exporter: { rss_mb: number[]; pss_mb: number[]; connection_backend_pss_mb: number[] };
-  dashboard: { seconds: number; snapshots: number; store_requests_per_second: number; store_requests: Record<string, number>; watches: number; cpu_ms_per_second_dashboard: number; cpu_ms_per_second_agents: number };
+  dashboard: { seconds: number; snapshots: number; store_requests_per_second: number; store_requests: Record<string, number>; watches: number; cpu_ms_per_second_dashboard: number; cpu_ms_per_second_agents: number; cpu_ms_per_second_agents_without_page: number; cpu_ms_per_second_postgres: number; cpu_ms_per_second_postgres_without_page: number };
 }
 
 const ticksOf = (pids: number[]) => pids.reduce((s, pid) => {
@@ -43,18 +43,26 @@ const ticksOf = (pids: number[]) => pids.reduce((s, pid) => {
   return s + (p ? p.utime + p.stime + p.cutime + p.cstime : 0);
 }, 0);
 
-function unitPids(model: string, pod: string): { agent: number; sidecar: number; exporter: number; postgres: number[] } {
+function unitPids(model: string, pod: string): { agent: number; sidecar: number; exporter: number; postgres: () => number[] } {
   const all = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${model}#${pod}`);
   const find = (re: RegExp) => all.filter((p) => re.test(cmdline(p)[0] ?? ''));
   const pidFile = (which: string) => Number(readFileSync(join(modelPaths(model).unit(pod), `${which}.pid`), 'utf8'));
   const exporter = find(/prometheus-postgres-exporter$/)[0];
   if (!exporter) throw new Error(`${pod}: no postgres exporter running`);
   // Postgres's processes: the postmaster and its children (their titles replace argv[0]).
-  const postgres = all.filter((p) => readProc(p)?.comm === 'postgres');
+  // The postmaster and its children: backends overwrite their environment with their process
+  // title, so the unit's marker finds none of them.
+  const postgres = () => {
+    const pm = Number(readFileSync(join(modelPaths(model).unit(pod), 'storage', 'pgdata', 'pgdata', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return [...snapshot().values()].filter((p) => p.pid === pm || p.ppid === pm).map((p) => p.pid);
+  };
   return { agent: pidFile('agent'), sidecar: pidFile('sidecar'), exporter, postgres };
 }
 
-async function scrapeCost(url: string, auth: string | undefined, server: number, postgres: number[], n: number): Promise<EndpointCost> {
+/** Scrapes 300 ms apart: the agent's gauges reuse a Postgres reading for 250 ms, and a real scrape interval is seconds. */
+const GAP_MS = 300;
+
+async function scrapeCost(url: string, auth: string | undefined, server: number, postgresPids: () => number[], n: number): Promise<EndpointCost> {
   const get = async () => {
     const t = performance.now();
     const r = await fetch(url, auth ? { headers: { Authorization: `Basic ${Buffer.from(auth).toString('base64')}` } } : {});
@@ -63,20 +71,32 @@ async function scrapeCost(url: string, auth: string | undefined, server: number,
     return { ms: performance.now() - t, text };
   };
   for (let i = 0; i < 3; i++) await get(); // warm: a first scrape loads code and opens connections
-  const s0 = ticksOf([server]);
-  const p0 = ticksOf(postgres);
+  // Postgres's processes now: the backends the warm-up opened (the exporter's, the agent's) included.
+  const postgres = postgresPids();
+  // What the server and Postgres spend anyway (the agent's HA loop, checkpoints) over as long
+  // as the scrapes take, then with the scrapes: the difference is theirs.
+  const window = async (scraping: boolean) => {
+    const s0 = ticksOf([server]);
+    const p0 = ticksOf(postgres);
+    for (let i = 0; i < n; i++) {
+      if (scraping) {
+        const r = await get();
+        lat.push(Math.round(r.ms * 10) / 10);
+        last = r.text;
+      }
+      await new Promise((res) => setTimeout(res, GAP_MS));
+    }
+    return { server: ticksOf([server]) - s0, postgres: ticksOf(postgres) - p0 };
+  };
   const lat: number[] = [];
   let last = '';
-  for (let i = 0; i < n; i++) {
-    const r = await get();
-    lat.push(Math.round(r.ms * 10) / 10);
-    last = r.text;
-  }
-  const per = (ticks: number) => Math.round(((ticks * 1000) / CLK_TCK / n) * 100) / 100;
+  const quiet = await window(false);
+  const busy = await window(true);
+  const per = (ticks: number) => Math.max(0, Math.round(((ticks * 1000) / CLK_TCK / n) * 100) / 100);
   return {
     scrapes: n,
-    cpu_ms_per_scrape_server: per(ticksOf([server]) - s0),
-    cpu_ms_per_scrape_postgres: per(ticksOf(postgres) - p0),
+    cpu_ms_per_scrape_server: per(busy.server - quiet.server),
+    cpu_ms_per_scrape_postgres: per(busy.postgres - quiet.postgres),
     latency_ms: summary(lat),
     bytes: Buffer.byteLength(last),
     series: last.split('\n').filter((l) => l && !l.startsWith('#')).length,
@@ -137,6 +157,16 @@ export async function benchMonitoring(o: { scrapes: number; seconds: number; log
     await new Promise((r) => setTimeout(r, 2000)); // its initial lists and watches
     const before = await counts();
     const agents = targets('pgcharm-agent').map((t) => unitPids(model, t.unit.replace('/', '-')).agent);
+    const postgresAll = () => targets('pgcharm-agent').flatMap((t) => unitPids(model, t.unit.replace('/', '-')).postgres());
+    // The agents' and Postgres's own idle CPU first, over the same length: the page's cost is what it adds.
+    const b0 = ticksOf(agents);
+    const bp = postgresAll();
+    const bp0 = ticksOf(bp);
+    const tb = Date.now();
+    await new Promise((r) => setTimeout(r, o.seconds * 1000));
+    const tbs = (Date.now() - tb) / 1000;
+    const baseline = ((ticksOf(agents) - b0) * 1000) / CLK_TCK / tbs;
+    const baselinePg = ((ticksOf(bp) - bp0) * 1000) / CLK_TCK / tbs;
     const a0 = ticksOf(agents);
     const cpu0 = process.cpuUsage();
     const t0 = Date.now();
@@ -151,7 +181,13 @@ export async function benchMonitoring(o: { scrapes: number; seconds: number; log
         snapshots += (Buffer.from(value).toString().match(/^data: /gm) ?? []).length;
       }
     })().catch(() => undefined);
-    await new Promise((r) => setTimeout(r, o.seconds * 1000));
+    // Postgres's processes once the page's connections are open (the dashboard's own, /cluster's).
+    await new Promise((r) => setTimeout(r, 2000));
+    const pp = postgresAll();
+    const pp0 = ticksOf(pp);
+    const tp = Date.now();
+    await new Promise((r) => setTimeout(r, o.seconds * 1000 - 2000));
+    const pgPage = ((ticksOf(pp) - pp0) * 1000) / CLK_TCK / ((Date.now() - tp) / 1000);
     ac.abort();
     await reading;
     const secs = (Date.now() - t0) / 1000;
@@ -172,6 +208,10 @@ export async function benchMonitoring(o: { scrapes: number; seconds: number; log
         watches: 3,
         cpu_ms_per_second_dashboard: Math.round(((cpu.user + cpu.system) / 1000 / secs) * 10) / 10,
         cpu_ms_per_second_agents: Math.round((((ticksOf(agents) - a0) * 1000) / CLK_TCK / secs) * 10) / 10,
+        cpu_ms_per_second_agents_without_page: Math.round(baseline * 10) / 10,
+        // Short-lived backends (/cluster's logins) are counted when their parent reaps them (cutime).
+        cpu_ms_per_second_postgres: Math.round(pgPage * 10) / 10,
+        cpu_ms_per_second_postgres_without_page: Math.round(baselinePg * 10) / 10,
       },
     };
   } finally {

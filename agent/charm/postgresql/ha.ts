@@ -480,6 +480,7 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
     // lease counts as lost even if this loop is stuck behind a frozen store and cannot say so.
     leaseValidUntil: () => o.w.fenceDeadlineNow() ?? Infinity,
     me: o.me,
+    primaryLsn: () => ctx.leases.get(objects.primaryLease(ctx.app))?.lease.metadata?.annotations?.[PRIMARY_LSN],
     primary: holder === ctx.unit ? o.me : holder ? parseAddress(src.peers.get(holder)?.['address']) : undefined,
     password: o.pw.operator,
     periodMs: haLoop.everyMs(config),

@@ -1,7 +1,14 @@
 import type { ApiRequest, ApiResponse, Route } from '../../runtime/unit-api.js';
 import { ApiError } from '../../runtime/unit-api.js';
 import { lsnValue, parseSyncSet } from './decide.js';
-import { memberPositions, memberTargets, parseAddress, readPosition, type MemberPosition, type Position } from './positions.js';
+import { memberPositions, memberTargets, parseAddress, POSITION_SQL, readPosition, toPosition, type MemberPosition, type Position, type PositionRow } from './positions.js';
+import { local, LocalConnection } from './state.js';
+
+/** `p`, or a rejection after `ms` (a frozen Postgres never answers; the probe must). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
 
 /**
  * Patroni's health routes, on the unit's API (read-only and unauthenticated like Patroni's: they
@@ -136,6 +143,8 @@ export interface HealthView {
   leaseValidUntil: () => number;
   /** This unit's Postgres and the primary's, and the password to ask them with. */
   me: { host: string; port: number } | undefined;
+  /** The WAL position the primary published with its last lease renewal (as the Lease watch saw it, now). */
+  primaryLsn: () => string | undefined;
   primary: { host: string; port: number } | undefined;
   password: string | undefined;
   /** The HA loop's period now. */
@@ -149,7 +158,39 @@ export interface HealthView {
  */
 const CACHE_MS = 250;
 
+/**
+ * Connections to the members for GET /cluster, kept while it is being asked (a dashboard asks
+ * every second: a SCRAM login and a backend fork per member each time would cost more than the
+ * query), closed after 10 s without a request.
+ */
+class MemberConnections {
+  private readonly conns = new Map<string, { c: LocalConnection; used: number }>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  async read(t: { host: string; port: number }, password: string): Promise<Position> {
+    const key = `${t.host}:${t.port}`;
+    let e = this.conns.get(key);
+    if (!e) this.conns.set(key, (e = { c: new LocalConnection('pgcharm-health'), used: 0 }));
+    e.used = Date.now();
+    this.sweeper ??= setInterval(() => this.sweep(), 5000).unref();
+    return toPosition((await withTimeout(e.c.query<PositionRow>(t, password, POSITION_SQL), 1000))[0]!);
+  }
+
+  private sweep(): void {
+    for (const [k, e] of this.conns) {
+      if (Date.now() - e.used < 10_000) continue;
+      e.c.drop();
+      this.conns.delete(k);
+    }
+    if (!this.conns.size) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+}
+
 export class Health {
+  private readonly members = new MemberConnections();
   private view: HealthView | undefined;
   private cycleAt: number | undefined;
   private cached: { at: number; facts: Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> } | undefined;
@@ -174,9 +215,17 @@ export class Health {
   }
 
   private async gather(v: HealthView): Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> {
-    const ask = (t: { host: string; port: number } | undefined) => (t && v.password ? readPosition(t, v.password, 1000).catch(() => undefined) : Promise.resolve(undefined));
-    const [pg, head] = await Promise.all([ask(v.me), v.primary && v.primary !== v.me ? ask(v.primary) : Promise.resolve(undefined)]);
-    const lagBytes = pg && !pg.writable && head?.writable ? Math.max(0, Number(lsnValue(head.lsn) - lsnValue(pg.have))) : undefined;
+    // This unit's Postgres over the HA loop's kept connection (a login per probe would cost
+    // Postgres a fork each time); the primary's position as its last renewal published it in the
+    // lease (Patroni compares with the leader's optime in the DCS the same way), and asked only
+    // when the lease carries none.
+    const pw = v.password;
+    const mine = v.me && pw ? withTimeout(local.query<PositionRow>(v.me, pw, POSITION_SQL), 1000).then((r) => toPosition(r[0]!)).catch(() => undefined) : Promise.resolve(undefined);
+    const published = v.primaryLsn();
+    const askPrimary = !published && v.primary && v.primary !== v.me && pw ? readPosition(v.primary, pw, 1000).catch(() => undefined) : Promise.resolve(undefined);
+    const [pg, head] = await Promise.all([mine, askPrimary]);
+    const headLsn = published ?? (head?.writable ? head.lsn : undefined);
+    const lagBytes = pg && !pg.writable && headLsn ? Math.max(0, Number(lsnValue(headLsn) - lsnValue(pg.have))) : undefined;
     return { unit: v.unit, holdsLease: v.holdsLease && this.now() < v.leaseValidUntil(), pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
   }
 
@@ -195,7 +244,7 @@ export class Health {
     const v = this.view;
     if (!v) throw new ApiError(503, "this unit's HA loop has not run yet");
     if (!this.clusterCached || this.now() - this.clusterCached.at > CACHE_MS) {
-      const live = v.password ? memberPositions(memberTargets(v.bags), v.password) : Promise.resolve({});
+      const live = v.password ? memberPositions(memberTargets(v.bags), v.password, (t, pw) => this.members.read(t, pw)) : Promise.resolve({});
       this.clusterCached = { at: this.now(), answer: live.then((l) => clusterAnswer({ app: v.app, holder: v.holder, bags: v.bags, live: l })) };
     }
     return this.clusterCached.answer;

@@ -85,10 +85,17 @@ export function memberTargets(bags: Readonly<Record<string, Readonly<Record<stri
   return out;
 }
 
-/** Reads every member at once; lag is measured against the (single) writable one. */
-export async function memberPositions(members: Record<string, { host: string; port: number }>, password: string): Promise<Record<string, MemberPosition>> {
+/**
+ * Reads every member at once; lag is measured against the (single) writable one. `read` asks
+ * one member (default: a connection of its own, opened and closed).
+ */
+export async function memberPositions(
+  members: Record<string, { host: string; port: number }>,
+  password: string,
+  read: (t: { host: string; port: number }, password: string) => Promise<Position> = (t, pw) => readPosition(t, pw),
+): Promise<Record<string, MemberPosition>> {
   const names = Object.keys(members);
-  const got = await Promise.all(names.map((u) => readPosition(members[u]!, password).catch(() => undefined)));
+  const got = await Promise.all(names.map((u) => read(members[u]!, password).catch(() => undefined)));
   const primaries = got.filter((p) => p?.writable);
   // Two writable members would make "lag" meaningless; it is left unknown then (and status shows both as primary).
   const head = primaries.length === 1 ? lsnValue(primaries[0]!.lsn) : undefined;

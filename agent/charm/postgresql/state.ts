@@ -128,11 +128,13 @@ export class LocalConnection {
   private client: pg.Client | undefined;
   private key = '';
 
+  constructor(private readonly applicationName = 'pgcharm-ha') {}
+
   async query<T extends pg.QueryResultRow>(target: { host: string; port: number }, password: string, sql: string, params: unknown[] = []): Promise<T[]> {
     const key = `${target.host}:${target.port}:${password}`;
     if (this.client && this.key !== key) this.drop();
     if (!this.client) {
-      const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: 1000, statement_timeout: 2000, application_name: 'pgcharm-ha' });
+      const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: 1000, statement_timeout: 2000, application_name: this.applicationName });
       c.on('error', () => {
         if (this.client === c) this.drop();
       });
