@@ -1,4 +1,4 @@
-import { cpSync, readFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { readControllerInfo } from '../../agent/controller/model.js';
 import { callUnit } from '../../agent/runtime/unit-api.js';
 import { Writer } from '../../bench/writer.js';
 import { testModel, type TestModel } from '../helpers/model.js';
-import { cmdline, pidsWithEnv, waitFor } from '../helpers/procs.js';
+import { cmdline, pidsWithEnv, procState, waitFor } from '../helpers/procs.js';
 
 /**
  * Failsafe end to end (3 units, PostgreSQL 15, 2 s primary lease): the store (the local
@@ -274,5 +274,66 @@ describe('failsafe: a store outage is not a write outage', () => {
     expect(await w.lost()).toEqual([]);
     neverTwoWritable(probes.accepted);
     await waitFor('settled after the outage', settled, 90_000);
+  }, 180_000);
+
+  it('/replica?lag= leaves out a standby that falls behind; after a failover /primary answers 200 on the new primary within 1 s of its promotion, never on two units', async () => {
+    const get = async (api: string, path: string) => (await fetch(`http://${api}${path}`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined))?.status ?? 0;
+    const u = await waitFor('settled', settled, 90_000);
+    const [primary, p] = Object.entries(u).find(([, x]) => x.role === 'primary')!;
+    const [standby, s] = Object.entries(u).find(([, x]) => x.role === 'replica')!;
+    // The standby's WAL receiver frozen (the postmaster's child titled walreceiver), 32 MB written on the primary.
+    const pmFile = join(m.dir, 'units', standby.replace('/', '-'), 'storage', 'pgdata', 'pgdata', 'postmaster.pid');
+    const pm = Number(readFileSync(pmFile, 'utf8').split('\n')[0]);
+    const receiver = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .find((c) => procState(c)?.ppid === pm && /walreceiver/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
+    expect(receiver, 'the standby has a WAL receiver').toBeDefined();
+    stop(receiver!);
+    try {
+      const c = new pg.Client({ host: '127.0.0.1', port: Number(p.address.split(':')[1]), user: 'operator', password: pw, database: 'postgres' });
+      c.on('error', () => undefined);
+      await c.connect();
+      await c.query("CREATE TABLE lag_probe AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 32000) g");
+      await c.end();
+      await waitFor(`${standby} out of /replica?lag=16MB`, async () => (await get(s.api, '/replica?lag=16MB')) === 503, 10_000, 100);
+      expect(await get(s.api, '/replica?lag=1GB')).toBe(200);
+      expect(await get(s.api, '/replica')).toBe(200);
+    } finally {
+      resume(receiver!);
+    }
+    await waitFor(`${standby} back in /replica?lag=16MB`, async () => (await get(s.api, '/replica?lag=16MB')) === 200, 20_000, 100);
+
+    // Failover: the primary's unit killed; every other unit's /primary asked every 20 ms.
+    const others = Object.entries(u).filter(([n]) => n !== primary);
+    const first: Record<string, number> = {};
+    let twoAtOnce = 0;
+    let on = true;
+    const polling = (async () => {
+      while (on) {
+        const ok = (await Promise.all(others.map(async ([n, x]) => ((await get(x.api, '/primary')) === 200 ? n : undefined)))).filter(Boolean) as string[];
+        if (ok.length > 1) twoAtOnce++;
+        for (const n of ok) first[n] ??= Date.now();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    const k = await m.cli(['kill', primary]);
+    expect(k.code, k.stderr).toBe(0);
+    try {
+      await waitFor('a new primary answering /primary', () => Object.keys(first).length > 0, 30_000, 50);
+    } finally {
+      on = false;
+      await polling;
+    }
+    const [winner, answeredAt] = Object.entries(first)[0]!;
+    const { connect } = await import('../../agent/runtime/kube.js');
+    const lease = await connect({ kubeconfig: join(m.dir, 'kubeconfig') }).coordination.readNamespacedLease({ name: 'postgresql-primary', namespace: readControllerInfo(m.dir)!.namespace });
+    expect(lease.spec?.holderIdentity).toBe(winner);
+    const promotedAt = new Date(lease.spec!.acquireTime as unknown as string).getTime();
+    console.log(`/primary on ${winner} answered 200 ${answeredAt - promotedAt} ms after it took the lease`);
+    expect(answeredAt - promotedAt).toBeLessThanOrEqual(1000);
+    expect(twoAtOnce).toBe(0);
+    expect(Object.keys(first)).toEqual([winner]);
+    await waitFor('settled after the failover', settled, 90_000);
   }, 180_000);
 });

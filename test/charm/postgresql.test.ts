@@ -324,7 +324,14 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
       if (n !== primary) expect(lowered[n]!.started).toBeGreaterThan(lowered[primary]!.started);
     }
     const uri = (await m.cli(['uri', 'primary'])).stdout.trim();
-    await waitFor('both standbys streaming after the lowering', async () => (await q(uri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2);
+    await waitFor('both standbys streaming after the lowering', async () => (await q(uri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2).catch(async (e: unknown) => {
+      // Seen in CI only, under load (a standby not streaming for minutes after this change): what each side says.
+      const repl = await q(uri, 'SELECT application_name, state, client_port FROM pg_stat_replication').catch((x: unknown) => String(x));
+      const logs = readdirSync(join(m.dir, 'logs'))
+        .filter((f) => f.endsWith('.sidecar.log') || f.endsWith('.agent.log'))
+        .map((f) => `--- ${f}\n${readFileSync(join(m.dir, 'logs', f), 'utf8').split('\n').filter((l) => /FATAL|ERROR|PANIC|restart|walreceiver|replication|decision/i.test(l)).slice(-25).join('\n')}`);
+      throw new Error(`${String(e)}\npg_stat_replication on the primary: ${JSON.stringify(repl)}\n${logs.join('\n')}`);
+    });
     expect(pids()).toEqual(sidecarsAndAgents);
     expect(await podUids()).toEqual(uidsBefore); // the pods were never replaced
   }, 240_000);

@@ -133,6 +133,8 @@ async function updateStatus(ctx: EventContext): Promise<void> {
     if (me && pw && (await checkArchiving(ctx, me, pw).catch((e: unknown) => void ctx.log.debug({ err: String(e) }, 'archiving check failed')))) state.settledOn = undefined;
   }
   if (state.settledOn !== undefined && state.settledOn === reconcileInputs(ctx) && (await postgresAsLeft(ctx))) {
+    // An exporter set-up that failed is tried again (a look at this unit's state, no request).
+    wantExporter(ctx);
     ctx.log.debug({ decision: 'nothing', why: 'nothing changed since the last reconcile settled' }, 'update-status');
     return;
   }

@@ -80,7 +80,19 @@ async function ensureMetricsIdentity(ctx: EventContext): Promise<void> {
 /** Which password each sidecar's identity was last set to (the sidecar shows only "*****"). */
 const identityHashes = new Map<string, { password: string }>();
 
+/**
+ * Never fails its event (a failed event holds every later one in the unit's queue, the HA
+ * reconciles included): a failure is logged, and the next reconcile asks again.
+ */
 export const setUpExporter: Handler = async (ctx) => {
+  try {
+    await setUp(ctx);
+  } catch (e) {
+    ctx.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'could not set up the postgres exporter; trying again at the next reconcile');
+  }
+};
+
+async function setUp(ctx: EventContext): Promise<void> {
   const p = plan(ctx);
   if (!p) return;
   const key = exporterKey(ctx, p.listen, p.pgPort);
@@ -103,4 +115,4 @@ export const setUpExporter: Handler = async (ctx) => {
   await w.ensureService(EXPORTER_SERVICE, exporterLayer(w.l, { ...p, digest }), EXPORTER_SERVICE, digest);
   state.exporterReady = key;
   ctx.log.info({ listen: p.listen }, 'postgres exporter running');
-};
+}

@@ -476,6 +476,7 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
     holder,
     bags: { ...Object.fromEntries(src.peers), [ctx.unit]: src.local },
     holdsLease: holder === ctx.unit && !o.snap.lease.expired,
+    leaseHolder: () => ctx.leases.get(objects.primaryLease(ctx.app))?.lease.spec?.holderIdentity || undefined,
     // The fence deadline in force (moved by renewals and failsafe confirmations): past it, the
     // lease counts as lost even if this loop is stuck behind a frozen store and cannot say so.
     leaseValidUntil: () => o.w.fenceDeadlineNow() ?? Infinity,

@@ -139,6 +139,11 @@ export interface HealthView {
   /** Every unit's bag, this one's included. */
   bags: Readonly<Record<string, Readonly<Record<string, string>>>>;
   holdsLease: boolean;
+  /**
+   * The lease's holder now, as this process's Lease watch (and its own writes) keep it: a
+   * promotion is seen at once, not at the HA loop's next cycle. Undefined: use holdsLease.
+   */
+  leaseHolder?: () => string | undefined;
   /** Until when that holds without another renewal (epoch ms): the fence deadline in force. */
   leaseValidUntil: () => number;
   /** This unit's Postgres and the primary's, and the password to ask them with. */
@@ -226,7 +231,13 @@ export class Health {
     const [pg, head] = await Promise.all([mine, askPrimary]);
     const headLsn = published ?? (head?.writable ? head.lsn : undefined);
     const lagBytes = pg && !pg.writable && headLsn ? Math.max(0, Number(lsnValue(headLsn) - lsnValue(pg.have))) : undefined;
-    return { unit: v.unit, holdsLease: v.holdsLease && this.now() < v.leaseValidUntil(), pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
+    return { unit: v.unit, holdsLease: this.holds(v), pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
+  }
+
+  /** This unit holds the lease now, and not past the fence deadline in force. */
+  private holds(v: HealthView): boolean {
+    const mine = v.leaseHolder ? v.leaseHolder() === v.unit : v.holdsLease;
+    return mine && this.now() < v.leaseValidUntil();
   }
 
   async facts(): Promise<HealthFacts> {
@@ -236,8 +247,8 @@ export class Health {
     if (!v) return { unit: '', holdsLease: false, haAgeMs, liveWithinMs };
     if (!this.cached || this.now() - this.cached.at > CACHE_MS) this.cached = { at: this.now(), facts: this.gather(v) };
     const f = await this.cached.facts;
-    // A cached reading must not outlive the lease it saw.
-    return { ...f, holdsLease: f.holdsLease && this.now() < v.leaseValidUntil(), haAgeMs, liveWithinMs };
+    // The lease is looked at now, not as the cached reading saw it.
+    return { ...f, holdsLease: this.holds(v), haAgeMs, liveWithinMs };
   }
 
   private cluster(): Promise<Record<string, unknown>> {
