@@ -79,23 +79,28 @@ export async function ensureCa(kube: Kube, app: string, make: () => Promise<KeyP
   return ca;
 }
 
+/** Creates an application's Opaque Secret from plain-text values (a 409 if it exists: the caller decides). */
+async function createSecret(kube: Kube, app: string, name: string, data: Record<string, string>): Promise<void> {
+  await kube.core.createNamespacedSecret({
+    namespace: kube.namespace,
+    body: {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: { name, labels: { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' } },
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    },
+  });
+}
+
 /** Leader only: creates the Secret with generated passwords (operator from override-root-password when set). */
 export async function ensurePasswords(kube: Kube, app: string, operatorOverride: string): Promise<Passwords> {
   const existing = await readPasswords(kube, app);
   if (existing) return existing;
   const pw: Passwords = { operator: operatorOverride || generatePassword(), replication: generatePassword(), rewind: generatePassword(), monitoring: generatePassword() };
   try {
-    await kube.core.createNamespacedSecret({
-      namespace: kube.namespace,
-      body: {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'Opaque',
-        metadata: { name: objects.passwords(app), labels: { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' } },
-        // The unit API token (api-token.ts) is born with the Secret.
-        data: Object.fromEntries([...Object.entries(pw), [API_TOKEN_KEY, generateApiToken()]].map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-      },
-    });
+    // The unit API token (api-token.ts) is born with the Secret.
+    await createSecret(kube, app, objects.passwords(app), { ...pw, [API_TOKEN_KEY]: generateApiToken() });
   } catch (e) {
     if (!isConflict(e)) throw e;
     return (await readPasswords(kube, app))!;
@@ -190,7 +195,7 @@ export async function writeS3Credentials(kube: Kube, app: string, c: S3Credentia
     await kube.core.replaceNamespacedSecret({ name, namespace: kube.namespace, body: s });
   } catch (e) {
     if (!isNotFound(e)) throw e;
-    await kube.core.createNamespacedSecret({ namespace: kube.namespace, body: { apiVersion: 'v1', kind: 'Secret', metadata: { name, labels: { [LABELS.app]: app } }, type: 'Opaque', data } });
+    await createSecret(kube, app, name, { ...c });
   }
 }
 
@@ -220,16 +225,7 @@ export async function ensureMetricsAuth(kube: Kube, app: string): Promise<Metric
   if (have) return have;
   const made: MetricsAuth = { username: 'metrics', password: generatePassword() };
   try {
-    await kube.core.createNamespacedSecret({
-      namespace: kube.namespace,
-      body: {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'Opaque',
-        metadata: { name: objects.metricsAuth(app), labels: { [LABELS.app]: app, [LABELS.managedBy]: 'pgcharm' } },
-        data: Object.fromEntries(Object.entries(made).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-      },
-    });
+    await createSecret(kube, app, objects.metricsAuth(app), { ...made });
     return made;
   } catch (e) {
     // Another unit made them first: theirs.
