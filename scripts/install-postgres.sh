@@ -35,25 +35,34 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# Installs packages with apt, the package lists updated once per run. No service starts while it
+# runs: policy-rc.d (which invoke-rc.d and deb-systemd-invoke both obey) refuses them, unless one
+# is there already (Docker images often ship one): a distro's default cluster or a system-wide
+# exporter would hold ports and CPU.
+apt_updated=
+apt_install() {
+  local policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# pgcharm: no service starts while installing\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "Installing $* with apt..."
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ -z $apt_updated ]]; then
+    apt-get -o Acquire::Retries=3 update
+    apt_updated=1
+  fi
+  apt-get -o Acquire::Retries=3 install -y --no-install-recommends "$@"
+}
+
 if ! have_server; then
   if ! command -v apt-get >/dev/null; then
     echo "install-postgres: apt-get not found; install the PostgreSQL $major server so that $bindir/postgres exists" >&2
     exit 1
   fi
 
-  # Keep the package scripts from starting the default cluster (invoke-rc.d and
-  # deb-systemd-invoke both obey policy-rc.d). Docker images often ship one already.
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# pgcharm: no service starts while installing PostgreSQL\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-
-  echo "Installing $pkg with apt..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o Acquire::Retries=3 update
-  apt-get -o Acquire::Retries=3 install -y --no-install-recommends "$pkg"
+  apt_install "$pkg"
 
   # The package creates a default cluster; make sure it neither runs now nor starts at boot.
   conf=/etc/postgresql/$major/main
@@ -68,25 +77,13 @@ if ! have_server; then
 fi
 
 if ! have_pgbackrest; then
-  echo "Installing pgbackrest with apt..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o Acquire::Retries=3 update
-  apt-get -o Acquire::Retries=3 install -y --no-install-recommends pgbackrest
+  apt_install pgbackrest
   have_pgbackrest || { echo "install-postgres: pgbackrest installed but not on PATH" >&2; exit 1; }
 fi
 
 if ! have_exporter; then
   # Its package would start a system-wide exporter on port 9187; the units run their own.
-  policy=/usr/sbin/policy-rc.d
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\n# pgcharm: no service starts while installing\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
-  echo "Installing prometheus-postgres-exporter with apt..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o Acquire::Retries=3 update
-  apt-get -o Acquire::Retries=3 install -y --no-install-recommends prometheus-postgres-exporter
+  apt_install prometheus-postgres-exporter
   have_exporter || { echo "install-postgres: prometheus-postgres-exporter installed but not on PATH" >&2; exit 1; }
 fi
 

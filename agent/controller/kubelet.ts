@@ -91,18 +91,23 @@ type PortName = keyof typeof PORT_FILES;
 /** Ports this process gave to units (their files may not be written yet). */
 const handedOut = new Set<number>();
 
+/** The ports recorded in one unit's directory, by name (a unit not started yet has none). */
+function recordedPorts(dir: string): Partial<Record<PortName, number>> {
+  const out: Partial<Record<PortName, number>> = {};
+  for (const name of Object.keys(PORT_FILES) as PortName[]) {
+    try {
+      out[name] = Number(readFileSync(join(dir, PORT_FILES[name]), 'utf8'));
+    } catch {
+      // not recorded yet
+    }
+  }
+  return out;
+}
+
 /** Every port recorded in the model's unit directories. */
 function unitPorts(units: string): number[] {
   if (!existsSync(units)) return [];
-  return readdirSync(units).flatMap((pod) =>
-    Object.values(PORT_FILES).flatMap((f) => {
-      try {
-        return [Number(readFileSync(join(units, pod, f), 'utf8'))];
-      } catch {
-        return [];
-      }
-    }),
-  );
+  return readdirSync(units).flatMap((pod) => Object.values(recordedPorts(join(units, pod))));
 }
 
 export class Kubelet {
@@ -170,15 +175,8 @@ export class Kubelet {
   /** Prometheus's targets for every wanted unit, a held or dead one included (its `up` is 0: that is an alert). */
   private writeScrapeTargets(wanted: ReadonlySet<number>): void {
     const units = [...wanted].flatMap((index) => {
-      const dir = this.unitDir(podName({ app: this.app, index }));
-      const ports: Record<string, number | undefined> = {};
-      for (const [name, file] of Object.entries(PORT_FILES)) {
-        try {
-          ports[name] = Number(readFileSync(join(dir, file), 'utf8'));
-        } catch {
-          // not started yet: no target until it has its ports
-        }
-      }
+      // A unit not started yet has no ports, and no target until it has them.
+      const ports = recordedPorts(this.unitDir(podName({ app: this.app, index })));
       return Object.keys(ports).length ? [{ unit: unitName({ app: this.app, index }), ports }] : [];
     });
     try {
@@ -203,7 +201,8 @@ export class Kubelet {
     mkdirSync(join(dir, 'storage'), { recursive: true, mode: 0o755 });
     mkdirSync(join(this.opts.model, 'logs'), { recursive: true });
     const ports = {} as Record<PortName, number>;
-    for (const name of Object.keys(PORT_FILES) as PortName[]) ports[name] = await this.unitPort(dir, PORT_FILES[name]);
+    const recorded = recordedPorts(dir);
+    for (const name of Object.keys(PORT_FILES) as PortName[]) ports[name] = recorded[name] ?? (await this.newPort(dir, name));
     await this.ensurePod(index, pod, ports);
     const u: LocalUnit = { index, pod, sidecar: { pid: undefined, child: undefined, restarts: 0 }, agent: { pid: undefined, child: undefined, restarts: 0 }, stopping: false };
     this.units.set(index, u);
@@ -216,11 +215,10 @@ export class Kubelet {
 
   /**
    * All local units share 127.0.0.1, so each gets its own ports (PORT_FILES: kept in the unit's
-   * directory so they survive reschedules), published as container ports like a pod's.
+   * directory so they survive reschedules), published as container ports like a pod's. This
+   * chooses one the unit has not recorded yet, and records it.
    */
-  private async unitPort(dir: string, name: (typeof PORT_FILES)[PortName]): Promise<number> {
-    const file = join(dir, name);
-    if (existsSync(file)) return Number(readFileSync(file, 'utf8'));
+  private async newPort(dir: string, name: PortName): Promise<number> {
     // The ports of every unit are chosen before any of them is bound, and the kernel hands out a
     // port that is free now, however often: one unit's Postgres and another's backup server got
     // the same one (Postgres then failed to start). So never one already given to a unit.
@@ -228,7 +226,7 @@ export class Kubelet {
     let port = await freePort();
     for (let i = 0; taken.has(port) && i < 100; i++) port = await freePort();
     handedOut.add(port);
-    writeFileSync(file, String(port));
+    writeFileSync(join(dir, PORT_FILES[name]), String(port));
     return port;
   }
 
@@ -328,11 +326,8 @@ export class Kubelet {
 
   /** `--http 127.0.0.1:<pebble-port>` once the unit has that port (a unit directory from before it has none until restarted by startUnit). */
   private sidecarHttp(dir: string): string[] {
-    try {
-      return ['--http', `127.0.0.1:${Number(readFileSync(join(dir, PORT_FILES.pebble), 'utf8'))}`];
-    } catch {
-      return [];
-    }
+    const port = recordedPorts(dir).pebble;
+    return port === undefined ? [] : ['--http', `127.0.0.1:${port}`];
   }
 
   private spawn(u: LocalUnit, which: 'sidecar' | 'agent'): void {

@@ -8,7 +8,7 @@ import { openProcessLog, RotatingFile, rotationFrom, type Rotation } from '../..
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { cpuMs } from '../../sidecar/osutil/cpu.js';
 import { AGENT_NODE_FLAGS } from '../node-flags.js';
-import { freePort } from '../ports.js';
+import { listenOn, reusePort } from '../ports.js';
 import { createServer } from 'node:http';
 import { connect, type Kube } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
@@ -107,7 +107,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const agentUser = `system:serviceaccount:${namespace}:pgcharm-agent`;
   const audit = auditRequested() ? new RotatingFile(paths.audit, limits) : undefined;
   const previous = readControllerInfo(o.model);
-  const port = o.port ?? (previous?.port && (await portFree(previous.port)) ? previous.port : await freePort());
+  const port = o.port ?? (await reusePort(previous?.port));
   const server = await startApiServer({
     dir: paths.store,
     host: '127.0.0.1',
@@ -176,8 +176,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
  * listening socket.
  */
 async function serveDashboard(model: string, kube: Kube, previous: string | undefined, log: Logger): Promise<{ url: string; close(): Promise<void> }> {
-  const before = Number(/:(\d+)\/?$/.exec(previous ?? '')?.[1]);
-  const port = before && (await portFree(before)) ? before : await freePort();
+  const port = await reusePort(Number(/:(\d+)\/?$/.exec(previous ?? '')?.[1]) || undefined);
   let dash: Promise<import('../dashboard/server.js').Dashboard> | undefined;
   const server = createServer((req, res) => {
     dash ??= import('../dashboard/server.js').then((m) => new m.Dashboard({ kube, model, log }));
@@ -186,10 +185,7 @@ async function serveDashboard(model: string, kube: Kube, previous: string | unde
       res.writeHead(500).end('the dashboard failed to load; see the controller log\n');
     });
   });
-  await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(port, '127.0.0.1', () => ok());
-  });
+  await listenOn(server, port, '127.0.0.1');
   return {
     url: `http://127.0.0.1:${port}/`,
     async close() {
@@ -212,13 +208,4 @@ async function stopApps(apps: Map<string, { kubelet: Kubelet; sync: ConfigSync }
 /** PGCHARM_AUDIT=1 (or true) in the environment `pgcharm deploy` or `pgcharm controller` runs in. */
 export function auditRequested(env: NodeJS.ProcessEnv = process.env): boolean {
   return ['1', 'true'].includes((env['PGCHARM_AUDIT'] ?? '').toLowerCase());
-}
-
-async function portFree(port: number): Promise<boolean> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
 }

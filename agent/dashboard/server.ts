@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { listenOn } from '../ports.js';
 import type { Kube } from '../runtime/kube.js';
 import { ClusterSource, type Snapshot } from './source.js';
 
@@ -85,16 +86,9 @@ export class Dashboard {
   /** Listens on its own (`pgcharm dashboard --port`); returns the page's URL. */
   async listen(host: string, port: number): Promise<string> {
     const server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((ok, fail) => {
-      server.once('error', fail);
-      server.listen(port, host, () => {
-        server.off('error', fail);
-        ok();
-      });
-    });
+    const bound = await listenOn(server, port, host);
     this.server = server;
-    const a = server.address();
-    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${typeof a === 'object' && a ? a.port : port}/`;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/`;
     this.o.log.info({ url: this.url }, 'dashboard listening');
     return this.url;
   }

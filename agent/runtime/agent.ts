@@ -15,7 +15,6 @@ import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitNa
 import { Store, watchPath, type Watcher } from './store.js';
 import { UnitApi } from './unit-api.js';
 import * as metrics from './metrics.js';
-import { metricsRoute } from './metrics.js';
 
 export interface AgentOptions {
   unit: UnitName;
@@ -421,7 +420,7 @@ export class Agent {
       const at = this.workload.api();
       const charmApi = this.opts.charm.api;
       if (!at || this.run.stopped) return;
-      this.api ??= new UnitApi({ routes: [...(charmApi?.routes ?? []), metricsRoute], token: () => charmApi?.token(), log: this.log.child({ api: true }) });
+      this.api ??= new UnitApi({ routes: [...(charmApi?.routes ?? []), metrics.metricsRoute], token: () => charmApi?.token(), log: this.log.child({ api: true }) });
       if (this.api.listening === `${at.host}:${at.port}`) return;
       try {
         await this.api.listen(at.host, at.port);

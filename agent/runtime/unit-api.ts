@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { listenOn } from '../ports.js';
 
 /**
  * The unit's own HTTP API, served by its agent on the pod's port named `api` (Patroni's REST
@@ -92,16 +93,9 @@ export class UnitApi {
     // Unit-to-unit calls are short; a client that stalls does not hold a socket for long.
     server.requestTimeout = 10_000;
     server.headersTimeout = 5_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const bound = await listenOn(server, port, host);
     this.server = server;
-    const bound = server.address();
-    this.listening = `${host}:${typeof bound === 'object' && bound ? bound.port : port}`;
+    this.listening = `${host}:${bound}`;
     this.opts.log.info({ api: this.listening }, 'unit API listening');
   }
 
@@ -115,18 +109,13 @@ export class UnitApi {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const send = (status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string) => {
-      const text = contentType !== undefined ? String(body) : JSON.stringify(body) + '\n';
-      res.writeHead(status, { 'Content-Type': contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
-      res.end(text);
-    };
     // HEAD and OPTIONS answer as GET does, without a body (as Patroni's API: HAProxy checks
     // with `option httpchk OPTIONS /primary`).
     const bare = req.method === 'HEAD' || req.method === 'OPTIONS';
     const reply = (status: number, body: unknown, headers: Record<string, string> = {}, contentType?: string) => {
-      if (!bare) return send(status, body, headers, contentType);
-      res.writeHead(status, { 'Content-Type': contentType ?? 'application/json', 'Content-Length': 0, ...headers });
-      res.end();
+      const text = bare ? '' : contentType !== undefined ? String(body) : JSON.stringify(body) + '\n';
+      res.writeHead(status, { 'Content-Type': contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
+      res.end(text);
     };
     try {
       const url = new URL(req.url ?? '/', 'http://unit');

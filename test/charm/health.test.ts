@@ -111,7 +111,7 @@ describe('the facts behind the answers', () => {
     let now = 1_000_000;
     let deadline = now + 1000;
     const h = new Health(() => now);
-    h.observe({ unit: 'pg/0', app: 'pg', holder: 'pg/0', bags: {}, holdsLease: true, leaseValidUntil: () => deadline, me: undefined, primaryLsn: () => undefined, primary: undefined, password: undefined, periodMs: 400 });
+    h.observe({ unit: 'pg/0', app: 'pg', holder: 'pg/0', bags: {}, leaseHolder: () => 'pg/0', leaseValidUntil: () => deadline, me: undefined, primaryLsn: () => undefined, primary: undefined, password: undefined, periodMs: 400 });
     expect((await h.facts()).holdsLease).toBe(true);
     now += 999;
     expect((await h.facts()).holdsLease).toBe(true);

@@ -68,17 +68,16 @@ export function wantExporter(ctx: EventContext): void {
 async function ensureMetricsIdentity(ctx: EventContext): Promise<void> {
   const auth = await ensureMetricsAuth(ctx.kube, ctx.app);
   const have = (await ctx.pebble.getIdentities())[auth.username];
-  const hash = identityHashes.get(ctx.pebble.transport.address);
-  if (have?.access === 'metrics' && have.basic && hash?.password === auth.password) return;
+  if (have?.access === 'metrics' && have.basic && identityPasswords.get(ctx.pebble.transport.address) === auth.password) return;
   const { encrypt } = await import('#unixcrypt');
   const made = encrypt(auth.password);
   await ctx.pebble.replaceIdentities({ [auth.username]: { access: 'metrics', basic: { password: made } } });
-  identityHashes.set(ctx.pebble.transport.address, { password: auth.password });
+  identityPasswords.set(ctx.pebble.transport.address, auth.password);
   ctx.log.info({ identity: auth.username, access: 'metrics' }, 'sidecar metrics identity set');
 }
 
 /** Which password each sidecar's identity was last set to (the sidecar shows only "*****"). */
-const identityHashes = new Map<string, { password: string }>();
+const identityPasswords = new Map<string, string>();
 
 /**
  * Never fails its event (a failed event holds every later one in the unit's queue, the HA

@@ -470,18 +470,19 @@ async function cycle(ctx: LoopContext, storeUntil: number | undefined): Promise<
   if (!o) return;
   const holder = o.snap.lease.holder;
   metricState.leaseTtlMs = o.ttl;
+  // The primary Lease as the watch (and this process's own writes) hold it when a probe asks.
+  const seenLease = () => ctx.leases.get(objects.primaryLease(ctx.app))?.lease;
   health.observe({
     unit: ctx.unit,
     app: ctx.app,
     holder,
     bags: { ...Object.fromEntries(src.peers), [ctx.unit]: src.local },
-    holdsLease: holder === ctx.unit && !o.snap.lease.expired,
-    leaseHolder: () => ctx.leases.get(objects.primaryLease(ctx.app))?.lease.spec?.holderIdentity || undefined,
+    leaseHolder: () => seenLease()?.spec?.holderIdentity || undefined,
     // The fence deadline in force (moved by renewals and failsafe confirmations): past it, the
     // lease counts as lost even if this loop is stuck behind a frozen store and cannot say so.
     leaseValidUntil: () => o.w.fenceDeadlineNow() ?? Infinity,
     me: o.me,
-    primaryLsn: () => ctx.leases.get(objects.primaryLease(ctx.app))?.lease.metadata?.annotations?.[PRIMARY_LSN],
+    primaryLsn: () => seenLease()?.metadata?.annotations?.[PRIMARY_LSN],
     primary: holder === ctx.unit ? o.me : holder ? parseAddress(src.peers.get(holder)?.['address']) : undefined,
     password: o.pw.operator,
     periodMs: haLoop.everyMs(config),

@@ -138,12 +138,11 @@ export interface HealthView {
   holder: string | undefined;
   /** Every unit's bag, this one's included. */
   bags: Readonly<Record<string, Readonly<Record<string, string>>>>;
-  holdsLease: boolean;
   /**
    * The lease's holder now, as this process's Lease watch (and its own writes) keep it: a
-   * promotion is seen at once, not at the HA loop's next cycle. Undefined: use holdsLease.
+   * promotion is seen at once, not at the HA loop's next cycle.
    */
-  leaseHolder?: () => string | undefined;
+  leaseHolder: () => string | undefined;
   /** Until when that holds without another renewal (epoch ms): the fence deadline in force. */
   leaseValidUntil: () => number;
   /** This unit's Postgres and the primary's, and the password to ask them with. */
@@ -198,7 +197,7 @@ export class Health {
   private readonly members = new MemberConnections();
   private view: HealthView | undefined;
   private cycleAt: number | undefined;
-  private cached: { at: number; facts: Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> } | undefined;
+  private cached: { at: number; facts: Promise<Omit<HealthFacts, 'holdsLease' | 'haAgeMs' | 'liveWithinMs'>> } | undefined;
   private clusterCached: { at: number; answer: Promise<Record<string, unknown>> } | undefined;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -219,7 +218,7 @@ export class Health {
     this.cycleAt = this.now();
   }
 
-  private async gather(v: HealthView): Promise<Omit<HealthFacts, 'haAgeMs' | 'liveWithinMs'>> {
+  private async gather(v: HealthView): Promise<Omit<HealthFacts, 'holdsLease' | 'haAgeMs' | 'liveWithinMs'>> {
     // This unit's Postgres over the HA loop's kept connection (a login per probe would cost
     // Postgres a fork each time); the primary's position as its last renewal published it in the
     // lease (Patroni compares with the leader's optime in the DCS the same way), and asked only
@@ -231,19 +230,18 @@ export class Health {
     const [pg, head] = await Promise.all([mine, askPrimary]);
     const headLsn = published ?? (head?.writable ? head.lsn : undefined);
     const lagBytes = pg && !pg.writable && headLsn ? Math.max(0, Number(lsnValue(headLsn) - lsnValue(pg.have))) : undefined;
-    return { unit: v.unit, holdsLease: this.holds(v), pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
+    return { unit: v.unit, pg, ...(lagBytes !== undefined ? { lagBytes } : {}) };
   }
 
   /** This unit holds the lease now, and not past the fence deadline in force. */
   private holds(v: HealthView): boolean {
-    const mine = v.leaseHolder ? v.leaseHolder() === v.unit : v.holdsLease;
-    return mine && this.now() < v.leaseValidUntil();
+    return v.leaseHolder() === v.unit && this.now() < v.leaseValidUntil();
   }
 
   async facts(): Promise<HealthFacts> {
     const v = this.view;
     const liveWithinMs = Math.max(3 * (v?.periodMs ?? 0), 5000);
-    const haAgeMs = this.cycleAt === undefined ? undefined : this.now() - this.cycleAt;
+    const haAgeMs = this.cycleAge();
     if (!v) return { unit: '', holdsLease: false, haAgeMs, liveWithinMs };
     if (!this.cached || this.now() - this.cached.at > CACHE_MS) this.cached = { at: this.now(), facts: this.gather(v) };
     const f = await this.cached.facts;

@@ -38,13 +38,6 @@ export const metricState = {
 
 const bool = (b: boolean) => (b ? 1 : 0);
 
-/** One reading per scrape, shared by the gauges below. */
-let scrape: { at: number; facts: ReturnType<typeof health.facts> } | undefined;
-function facts(): ReturnType<typeof health.facts> {
-  const now = Date.now();
-  if (!scrape || now - scrape.at > 100) scrape = { at: now, facts: health.facts() };
-  return scrape.facts;
-}
 
 function gauge(name: string, help: string, read: (g: Gauge) => Promise<void> | void, labelNames: string[] = []): Gauge {
   return new Gauge({
@@ -63,33 +56,33 @@ function gauge(name: string, help: string, read: (g: Gauge) => Promise<void> | v
 }
 
 gauge('pgcharm_primary', 'Whether this unit is the primary: it holds the primary lease and its Postgres accepts writes (what GET /primary answers 200 to).', async (g) => {
-  const f = await facts();
+  const f = await health.facts();
   g.set(bool(f.holdsLease && f.pg?.writable === true));
 });
-gauge('pgcharm_lease_holder', 'Whether this unit holds the primary lease (as its HA loop last saw it, valid until its fence deadline).', async (g) => g.set(bool((await facts()).holdsLease)));
+gauge('pgcharm_lease_holder', 'Whether this unit holds the primary lease (as its Lease watch sees it, valid until its fence deadline).', async (g) => g.set(bool((await health.facts()).holdsLease)));
 gauge('pgcharm_postgres_up', "Whether this unit's Postgres answers a query; absent until the HA loop has run with the passwords (it cannot ask before).", async (g) => {
   if (!health.viewed()?.password) return;
-  g.set(bool((await facts()).pg !== undefined));
+  g.set(bool((await health.facts()).pg !== undefined));
 });
-gauge('pgcharm_postgres_writable', "Whether this unit's Postgres accepts writes (a primary; two at once is a split brain being fenced).", async (g) => g.set(bool((await facts()).pg?.writable === true)));
+gauge('pgcharm_postgres_writable', "Whether this unit's Postgres accepts writes (a primary; two at once is a split brain being fenced).", async (g) => g.set(bool((await health.facts()).pg?.writable === true)));
 gauge('pgcharm_replica_streaming', 'Whether this unit is a standby that streams from the primary (1), or a standby that does not (0); absent on a primary.', async (g) => {
   const v = health.viewed();
   if (!v?.password) return;
-  const pg = (await facts()).pg;
+  const pg = (await health.facts()).pg;
   if (pg && !pg.writable) g.set(bool(pg.streaming));
   else if (!pg && v.bags[v.unit]?.['role'] === 'replica') g.set(0);
 });
 gauge('pgcharm_replication_lag_bytes', "How far this standby's WAL is behind the primary's (bytes); absent when unknown or on the primary.", async (g) => {
-  const f = await facts();
+  const f = await health.facts();
   if (f.lagBytes !== undefined) g.set(f.lagBytes);
 });
 gauge('pgcharm_timeline', "The timeline this unit's Postgres is on.", async (g) => {
-  const pg = (await facts()).pg;
+  const pg = (await health.facts()).pg;
   if (pg) g.set(pg.timeline);
 });
 gauge('pgcharm_fence_margin_seconds', "On the primary: how long before its fence stops Postgres unless the lease is renewed again (small: the store or this agent is slow).", (g) => {
   const v = health.viewed();
-  if (!v?.holdsLease) return;
+  if (!v || v.leaseHolder() !== v.unit) return;
   const until = v.leaseValidUntil();
   if (Number.isFinite(until)) g.set((until - Date.now()) / 1000);
 });

@@ -1,6 +1,7 @@
 import https from 'node:https';
 import type { Logger } from 'pino';
 import type { AuditEntry } from './auth.js';
+import { listenOn } from '../../ports.js';
 import { DEFAULT_EVENT_TTL_MS, startEventExpiry } from '../registry/event-expiry.js';
 import { Registry } from '../registry/registry.js';
 import { ObjectStore } from '../store/object-store.js';
@@ -86,19 +87,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   // request is already on its way in it (a reset the client would take for the store gone).
   server.keepAliveTimeout = 75_000;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    port = await listenOn(server, port, host);
   } catch (e) {
     await objects.close();
     throw e;
   }
-  const a = server.address();
-  port = typeof a === 'object' && a ? a.port : port;
   const stopExpiry = startEventExpiry(registry, opts.eventTtlMs ?? DEFAULT_EVENT_TTL_MS, log);
   const url = `https://${hostPort()}`;
   rememberCa(url, tls.cert);
