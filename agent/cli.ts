@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --single-threaded-gc --no-opt
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_CHARM, DEFAULT_CHARM_MODULE } from './charm-location.js';
+import { charmModuleFor, DEFAULT_CHARM, DEFAULT_CHARM_MODULE } from './charm-location.js';
 import { defaultModelDir } from './controller/model.js';
 
 // Every command's code is imported by its action: `pgcharm agent` and `pgcharm controller` run
@@ -62,21 +62,23 @@ program
   .option('-n, --units <n>', 'number of units', int('--units', 1, 9), 3)
   .option('--charm <path>', 'charm.yaml to deploy', DEFAULT_CHARM)
   .option('--app <name>', "application name (default: the charm's name); another name deploys another application into the same model")
-  .addOption(new Option('--charm-module <path>', 'the charm code (for charm development)').default(DEFAULT_CHARM_MODULE).hideHelp())
+  .addOption(new Option('--charm-module <path>', "the charm code (default: charm.js beside charm.yaml, or built under dist/)").hideHelp())
   .option('--timeout <seconds>', 'how long to wait for the units', int('--timeout', 1, 3600), 300)
   .option('--config <key=value...>', 'config settings, checked like `pgcharm config`', [])
   .option('--config-file <path>', 'config settings from a YAML map (keeps secret values such as override-root-password off the command line)')
   .option('--restore-from <repo>', 'build the cluster from this backup repository instead of initdb: a path, or s3://bucket/prefix (the endpoint in --config)')
   .option('--restore-to <target>', 'with --restore-from: latest (the default), a backup id, an LSN or a time')
   .option('--s3-credentials <file>', 'a JSON file with access-key and secret-key: set-s3-credentials runs on the leader as soon as there is one')
-  .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule: string; timeout: number; config: string[]; configFile?: string; restoreFrom?: string; restoreTo?: string; s3Credentials?: string }) => {
+  .action(async (o: { model: string; units: number; charm: string; app?: string; charmModule?: string; timeout: number; config: string[]; configFile?: string; restoreFrom?: string; restoreTo?: string; s3Credentials?: string }) => {
     // Only what checks the input and starts the controller: the rest loads while it starts.
     const [{ settingsFromFile, UserError }, { deploy, restoreSettings }] = await Promise.all([import('./commands/user-error.js'), import('./commands/deploy.js')]);
     if (o.restoreTo !== undefined && o.restoreFrom === undefined) throw new UserError('--restore-to: only with --restore-from');
     const given = [...o.config, ...(o.configFile ? settingsFromFile(o.configFile, '--config-file') : [])];
     const config = [...given, ...(o.restoreFrom !== undefined ? restoreSettings(o.restoreFrom, o.restoreTo, given) : [])];
     const leaderActions = o.s3Credentials ? [{ action: 'set-s3-credentials', params: await paramsFromFile(o.s3Credentials, '--s3-credentials') }] : [];
-    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule: o.charmModule, timeoutMs: o.timeout * 1000, config, leaderActions, say });
+    const charmModule = o.charmModule ?? charmModuleFor(o.charm);
+    if (!charmModule) throw new UserError(`--charm ${o.charm}: no charm code found (charm.js beside it, or built under dist/ by \`npm run build\`); pass --charm-module`);
+    const s = await deploy({ model: o.model, units: o.units, charm: o.charm, ...(o.app !== undefined ? { app: o.app } : {}), charmModule, timeoutMs: o.timeout * 1000, config, leaderActions, say });
     const [{ renderStatus }, { openModel }, { uris }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js'), import('./commands/uri.js')]);
     process.stdout.write(renderStatus(s, 'tabular'));
     const ctx = await openModel(o.model, s.application.name);
@@ -95,9 +97,10 @@ program
   .addOption(appOption())
   .addOption(new Option('--format <format>', 'output format').choices(['tabular', 'yaml', 'json']).default('tabular'))
   .action(async (o: { model: string; app?: string; format: 'tabular' | 'yaml' | 'json' }) => {
-    const [{ gatherStatus, renderStatus }, { openModel }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js')]);
-    const ctx = await openModel(o.model, o.app);
-    process.stdout.write(renderStatus(await gatherStatus(ctx), o.format));
+    const [{ gatherOverview, gatherStatus, renderStatus }, { deployments, openController, openModel }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js')]);
+    // Several applications and no --app: all of them, like juju status.
+    if (o.app === undefined && (await deployments(openController(o.model).kube)).size > 1) process.stdout.write(renderStatus(await gatherOverview(o.model), o.format));
+    else process.stdout.write(renderStatus(await gatherStatus(await openModel(o.model, o.app)), o.format));
   });
 
 program
@@ -139,6 +142,36 @@ program
     const rec = await runAction(ctx, unit, action, prepared.params, { wait: o.wait, timeoutMs: o.timeout * 1000, writeOnly, sensitive: prepared.action.sensitive, onProgress: (l) => say(l) });
     process.stdout.write(actionYaml(rec));
     if (rec.status === 'failed') exitCode = 1;
+  });
+
+program
+  .command('integrate')
+  .description('integrate two applications of the model (juju integrate): their endpoints are matched by interface; app:endpoint picks one')
+  .addOption(modelOption())
+  .argument('<app1>', 'application[:endpoint]')
+  .argument('<app2>', 'application[:endpoint]')
+  .action(async (a: string, b: string, o: { model: string }) => {
+    const [{ integrate }, { openController }] = await Promise.all([import('./commands/integrate.js'), import('./commands/context.js')]);
+    const r = await integrate(openController(o.model).kube, a, b);
+    say(`integrated ${r.provider.app}:${r.provider.endpoint} and ${r.requirer.app}:${r.requirer.endpoint} (${r.interface}, relation ${r.id})`);
+  });
+
+program
+  .command('remove-relation')
+  .alias('remove-integration')
+  .description('remove a relation: both sides run -departed and -broken, then it goes (by applications, or by relation id)')
+  .addOption(modelOption())
+  .argument('<app1-or-id>', 'application[:endpoint], or the relation id')
+  .argument('[app2]', 'application[:endpoint]')
+  .option('--timeout <seconds>', 'how long to wait for the units to leave', int('--timeout', 1, 3600), 60)
+  .option('--force', 'remove what is left after the wait (a unit that is down)', false)
+  .action(async (a: string, b: string | undefined, o: { model: string; timeout: number; force: boolean }) => {
+    const [{ findRelation, listRelations, removeRelation }, { openController }] = await Promise.all([import('./commands/integrate.js'), import('./commands/context.js')]);
+    const { kube } = openController(o.model);
+    const r = findRelation(await listRelations(kube), a, b);
+    const outcome = await removeRelation(kube, r, { timeoutMs: o.timeout * 1000, force: o.force, say });
+    if (outcome === 'removed') say(`removed relation ${r.id} (${r.provider.app}:${r.provider.endpoint} ${r.requirer.app}:${r.requirer.endpoint})`);
+    else exitCode = 1;
   });
 
 program

@@ -47,6 +47,56 @@ export interface ModelStatus {
   model: { name: string; directory: string; namespace: string; controller: string };
   application: { name: string; status: string; message: string; scale: number; leader: string; config: string; 'config-rejected'?: string };
   units: Record<string, UnitStatus>;
+  /** The relations this application is in (its peer relation included), as `juju status --relations`. */
+  integrations?: IntegrationRow[];
+}
+
+/** One row of the Integrations section. */
+export interface IntegrationRow {
+  provider: string;
+  requirer: string;
+  interface: string;
+  type: 'regular' | 'peer';
+  /** The relation id (regular relations). */
+  id?: number;
+  message: string;
+}
+
+/** Every application of a model: `pgcharm status` without --app when there are several. */
+export interface ModelOverview {
+  model: ModelStatus['model'];
+  applications: Record<string, { application: ModelStatus['application']; units: Record<string, UnitStatus> }>;
+  integrations: IntegrationRow[];
+}
+
+/**
+ * The Integrations rows of these applications: each one's peer relation (from its stored
+ * charm metadata) and the relations between applications that involve any of them.
+ */
+export async function gatherIntegrations(kube: ModelContext['kube'], apps: readonly string[]): Promise<IntegrationRow[]> {
+  const [{ listRelations }, { readConfig }, { Store }] = await Promise.all([import('./integrate.js'), import('../controller/config-store.js'), import('../runtime/store.js')]);
+  const [relations, metas] = await Promise.all([listRelations(kube), Promise.all(apps.map((a) => readConfig(new Store(kube, a)).catch(() => undefined)))]);
+  const rows: IntegrationRow[] = [];
+  for (const r of relations) {
+    if (!apps.includes(r.provider.app) && !apps.includes(r.requirer.app)) continue;
+    rows.push({ provider: `${r.provider.app}:${r.provider.endpoint}`, requirer: `${r.requirer.app}:${r.requirer.endpoint}`, interface: r.interface, type: 'regular', id: r.id, message: r.dying ? 'removing' : '' });
+  }
+  apps.forEach((a, i) => {
+    for (const p of Object.values(metas[i]?.meta.peers ?? {})) rows.push({ provider: `${a}:${p.name}`, requirer: `${a}:${p.name}`, interface: p.interface, type: 'peer', message: '' });
+  });
+  return rows;
+}
+
+/** The status of every application of the model, and their integrations. */
+export async function gatherOverview(model: string): Promise<ModelOverview> {
+  const { deployments, openController, openModel } = await import('./context.js');
+  const { kube } = openController(model);
+  const apps = [...(await deployments(kube)).keys()].sort();
+  const all = await Promise.all(apps.map(async (a) => gatherStatus(await openModel(model, a), { integrations: false })));
+  const integrations = await gatherIntegrations(kube, apps);
+  const out: ModelOverview = { model: all[0]?.model ?? { name: kube.namespace, directory: model, namespace: kube.namespace, controller: '' }, applications: {}, integrations };
+  for (const s of all) out.applications[s.application.name] = { application: s.application, units: s.units };
+  return out;
 }
 
 /**
@@ -54,7 +104,7 @@ export interface ModelStatus {
  * default) also each unit's timeline and lag from its Postgres, which a poll that only waits
  * for statuses does not need.
  */
-export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}): Promise<ModelStatus> {
+export async function gatherStatus(ctx: ModelContext, o: { live?: boolean; integrations?: boolean } = {}): Promise<ModelStatus> {
   const ns = ctx.kube.namespace;
   const [cms, pods, lease] = await Promise.all([
     ctx.store.list(`${LABELS.app}=${ctx.app}`),
@@ -62,7 +112,10 @@ export async function gatherStatus(ctx: ModelContext, o: { live?: boolean } = {}
     ctx.kube.coordination.readNamespacedLease({ name: objects.leaderLease(ctx.app), namespace: ns }).catch(() => undefined),
   ]);
   const s = statusFrom(ctx, { cms, pods, leaderLease: lease });
-  if (o.live ?? true) await addLivePositions(ctx, s.units);
+  await Promise.all([
+    o.live ?? true ? addLivePositions(ctx, s.units) : undefined,
+    o.integrations ?? true ? gatherIntegrations(ctx.kube, [ctx.app]).then((rows) => void (s.integrations = rows)) : undefined,
+  ]);
   return s;
 }
 
@@ -153,20 +206,28 @@ async function addLivePositions(ctx: ModelContext, units: Record<string, UnitSta
   }
 }
 
-export function renderStatus(s: ModelStatus, format: 'tabular' | 'yaml' | 'json'): string {
+export function renderStatus(s: ModelStatus | ModelOverview, format: 'tabular' | 'yaml' | 'json'): string {
   if (format === 'json') return JSON.stringify(s, null, 2) + '\n';
   if (format === 'yaml') return stringify(s);
+  const apps = 'applications' in s ? Object.values(s.applications) : [{ application: s.application, units: s.units }];
   const out: string[] = [];
   out.push(table([['Model', 'Namespace', 'Controller'], [s.model.name, s.model.namespace, s.model.controller]]));
-  const a = s.application;
-  out.push(table([['App', 'Status', 'Scale', 'Config', 'Message'], [a.name, a.status, String(a.scale), a.config, a.message]]));
+  out.push(table([['App', 'Status', 'Scale', 'Config', 'Message'], ...apps.map(({ application: a }) => [a.name, a.status, String(a.scale), a.config, a.message])]));
   const rows = [['Unit', 'Workload', 'Agent', 'Address', 'Role', 'TL', 'Lag', 'Restarts', 'Config', 'Message']];
-  for (const [name, u] of Object.entries(s.units)) {
-    const msg = [u.agent.status === 'error' ? u.agent.message : u.workload.message, u.slot?.summary ?? ''].filter(Boolean).join('; ');
-    rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline === null ? '' : String(u.timeline), formatBytes(u.lag), String(u.pod.restarts), u['applied-config'], msg]);
+  for (const { units } of apps) {
+    for (const [name, u] of Object.entries(units)) {
+      const msg = [u.agent.status === 'error' ? u.agent.message : u.workload.message, u.slot?.summary ?? ''].filter(Boolean).join('; ');
+      rows.push([name + (u.leader ? '*' : ''), u.workload.status, u.agent.status, u.address, u.role, u.timeline === null ? '' : String(u.timeline), formatBytes(u.lag), String(u.pod.restarts), u['applied-config'], msg]);
+    }
   }
   out.push(table(rows));
-  if (a['config-rejected']) out.push(`charm.yaml edit refused, still running the previous config:\n  ${a['config-rejected'].replace(/\n/g, '\n  ')}\n`);
+  const integrations = s.integrations ?? [];
+  if (integrations.length) {
+    out.push(table([['Integration provider', 'Requirer', 'Interface', 'Type', 'Id', 'Message'], ...integrations.map((r) => [r.provider, r.requirer, r.interface, r.type, r.id === undefined ? '' : String(r.id), r.message])]));
+  }
+  for (const { application: a } of apps) {
+    if (a['config-rejected']) out.push(`${a.name}: charm.yaml edit refused, still running the previous config:\n  ${a['config-rejected'].replace(/\n/g, '\n  ')}\n`);
+  }
   return out.join('\n');
 }
 

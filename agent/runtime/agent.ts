@@ -1,10 +1,12 @@
 import { join } from 'node:path';
-import type { V1ConfigMap, V1Pod } from '#client-node';
+import type { V1ConfigMap, V1Pod, V1Secret } from '#client-node';
 import type { Logger } from 'pino';
 import { PebbleClient } from '../../sidecar/client/index.js';
 import { unsealValues } from '../charm-meta/secret-config.js';
 import { ActionRun } from './actions.js';
-import { RelationDataAccessError, type Charm, type CharmLoop, type ConfigValue, type EventContext, type LoopContext, type Status, type Workload } from './charm.js';
+import { RelationDataAccessError, type Charm, type CharmLoop, type ConfigValue, type EventContext, type LoopContext, type Relation, type RelationView, type Status, type Workload } from './charm.js';
+import { grantedLabel, revisionOf, secretIdOf, StoreSecrets } from './juju-secrets.js';
+import { bagLabels, JOINED_ANNOTATION, relationLabel, relationObjects, type RelationRecord } from './relations.js';
 import { readConfigSecrets } from './config-secrets.js';
 import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
@@ -13,6 +15,7 @@ import { LeaseCache, leaseLabels } from './leases.js';
 import { BufferedBag } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
+import { RelationScopes, type RelationState } from './relation-scopes.js';
 import { UnitApi } from './unit-api.js';
 import * as metrics from './metrics.js';
 
@@ -23,8 +26,8 @@ export interface AgentOptions {
   socketPath: string;
   charm: Charm;
   log: Logger;
-  /** Peer relation name from charm.yaml. */
-  peerRelation: string;
+  /** Peer relation name from charm.yaml (a charm without one gets no peer events). */
+  peerRelation?: string;
   /** Workload container name from charm.yaml (for `<container>-pebble-ready`). */
   container: string;
   leaseTiming?: LeaseTiming;
@@ -99,6 +102,11 @@ export class Agent {
   private apiChain: Promise<void> = Promise.resolve();
   private apiError = '';
   readonly workload: Workload;
+  /** Relations with other applications: what the relation watch shows, turned into events. */
+  private readonly scopes: RelationScopes;
+  private readonly secrets: StoreSecrets;
+  /** Revisions of the secrets granted to this application, as last seen (secret-changed on a new one). */
+  private readonly secretRevisions = new Map<string, number>();
 
   constructor(private readonly opts: AgentOptions) {
     this.unit = unitName(opts.unit);
@@ -109,6 +117,8 @@ export class Agent {
     this.leases = new LeaseCache(opts.kube, opts.unit.app, this.log);
     this.elector = new LeaderElector(opts.kube, objects.leaderLease(opts.unit.app), this.unit, opts.leaseTiming ?? DEFAULT_LEASE_TIMING, this.log, this.leases, leaseLabels(opts.unit.app));
     this.pebble = new PebbleClient({ socketPath: opts.socketPath });
+    this.scopes = new RelationScopes(opts.unit.app, this.unit, (e) => this.queue.push(e));
+    this.secrets = new StoreSecrets({ kube: opts.kube, app: opts.unit.app, isLeader: () => this.elector.isLeader(), relations: () => this.scopes.remoteApps() });
     this.workload = {
       address: () => {
         const ip = this.podObject?.status?.podIP;
@@ -138,7 +148,7 @@ export class Agent {
   }
 
   private get relation(): string {
-    return this.opts.peerRelation;
+    return this.opts.peerRelation ?? '';
   }
 
   /** Startup: Juju's order is install, leader-elected or leader-settings-changed, config-changed, start. */
@@ -182,6 +192,20 @@ export class Agent {
         () => this.opts.kube.core.listNamespacedPod({ namespace: this.store.namespace, labelSelector: `statefulset.kubernetes.io/pod-name=${this.pod}` }),
         `statefulset.kubernetes.io/pod-name=${this.pod}`,
         { upsert: (p) => this.onPod(p), remove: () => undefined },
+        this.log,
+      ),
+      // Relations with other applications: the relation objects and both sides' bags carry a label per application.
+      this.store.watchConfigMaps(relationLabel(this.app), {
+        upsert: (cm) => this.scopes.observe(cm, false),
+        remove: (cm) => this.scopes.observe(cm, true),
+        synced: (all) => this.scopes.resync(all),
+      }, this.log),
+      watchPath<V1Secret>(
+        this.opts.kube,
+        `/api/v1/namespaces/${this.store.namespace}/secrets`,
+        () => this.opts.kube.core.listNamespacedSecret({ namespace: this.store.namespace, labelSelector: grantedLabel(this.app) }),
+        grantedLabel(this.app),
+        { upsert: (s) => this.onGrantedSecret(s), remove: (s) => void this.secretRevisions.delete(s.metadata?.name ?? ''), synced: (all) => this.onGrantedSecrets(all) },
         this.log,
       ),
     );
@@ -247,6 +271,14 @@ export class Agent {
         await this.store.patch(objects.appBag(this.app), { data });
         this.appData = applyPatch(this.appData, data);
       },
+      relations: (endpoint) => this.scopes.visible().filter((st) => endpoint === undefined || st.endpoint === endpoint).map((st) => relationView(st)),
+      setRelationApp: async (id, data) => {
+        const st = this.scopes.states.get(id);
+        if (!st?.record || !this.scopes.inScope(st)) throw new RelationDataAccessError(`${this.app} is not in relation ${id}`);
+        if (!this.elector.isLeader()) throw new RelationDataAccessError(`unit ${this.unit} is not the leader: only the leader writes ${this.app}'s bag of relation ${id}`);
+        await this.writeRelationApp(st, st.record, data);
+      },
+      secrets: this.secrets,
       setUnitStatus: (st) => this.setUnitStatus(st),
       pebble: this.pebble,
       workload: this.workload,
@@ -255,6 +287,33 @@ export class Agent {
       emit: (event) => this.queue.push({ name: event }),
       log,
     };
+  }
+
+  private async writeRelationApp(st: RelationState, record: RelationRecord, data: Record<string, string | null>): Promise<void> {
+    const name = relationObjects.appBag(st.id, this.app);
+    await this.store.ensure(name, bagLabels(record, this.app));
+    await this.store.patch(name, { data });
+    st.localApp = applyPatch(st.localApp, data);
+  }
+
+  /** A secret granted to this application: a new revision is secret-changed (the first sight is not). */
+  private onGrantedSecret(s: V1Secret): void {
+    const name = s.metadata?.name ?? '';
+    const rev = revisionOf(s);
+    const before = this.secretRevisions.get(name);
+    this.secretRevisions.set(name, rev);
+    if (before !== undefined && before !== rev) {
+      const id = secretIdOf(name);
+      this.queue.push({ name: 'secret-changed', key: `secret-changed:${id}`, secret: { id, revision: rev } });
+    }
+  }
+
+  /** After a (re-)list: secrets seen for the first time set the baseline; known ones are compared by onGrantedSecret. */
+  private onGrantedSecrets(all: V1Secret[]): void {
+    for (const s of all) {
+      const name = s.metadata?.name ?? '';
+      if (!this.secretRevisions.has(name)) this.secretRevisions.set(name, revisionOf(s));
+    }
   }
 
   /** A charm loop: run, sleep everyMs (from the current config), repeat; a failure is logged, not fatal. */
@@ -277,6 +336,11 @@ export class Agent {
         this.loopWakers.add(done);
       });
     }
+  }
+
+  /** A peer relation event; a charm without a peer relation gets none. */
+  private pushPeer(e: QueuedEvent): void {
+    if (this.opts.peerRelation) this.queue.push(e);
   }
 
   /** Ends every loop's sleep: its next run starts now (runs still never overlap). */
@@ -312,7 +376,7 @@ export class Agent {
       this.appData = data;
       // The leader wrote it; the other units hear about it (Juju does not notify the writer).
       if (!this.elector.isLeader()) {
-        this.queue.push({ name: `${this.relation}-relation-changed`, key: 'relation-changed:app', appChanged: true });
+        this.pushPeer({ name: `${this.relation}-relation-changed`, key: 'relation-changed:app', appChanged: true });
         this.queue.push({ name: 'leader-settings-changed' });
       }
     } else if (kind === 'unit-bag') {
@@ -325,10 +389,10 @@ export class Agent {
       this.peers.set(u, data);
       // Joined once per peer: when first seen, unless a previous run of this agent already joined it.
       if (!before && !this.joined.has(u)) {
-        this.queue.push({ name: `${this.relation}-relation-joined`, key: `relation-joined:${u}`, remoteUnit: u });
-        this.queue.push({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
+        this.pushPeer({ name: `${this.relation}-relation-joined`, key: `relation-joined:${u}`, remoteUnit: u });
+        this.pushPeer({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
       } else if (!before || !sameData(before, data)) {
-        this.queue.push({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
+        this.pushPeer({ name: `${this.relation}-relation-changed`, key: `relation-changed:${u}`, remoteUnit: u });
       }
     } else if (kind === 'action' && cm.metadata?.labels?.[LABELS.unit] === this.pod) {
       if (cm.data?.['status'] === 'pending') {
@@ -359,7 +423,7 @@ export class Agent {
   private peerGone(u: string): void {
     const known = this.peers.delete(u);
     if (known || this.joined.has(u)) {
-      this.queue.push({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
+      this.pushPeer({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
     }
   }
 
@@ -371,8 +435,9 @@ export class Agent {
       this.dying = true;
       this.log.info('unit is being removed');
       for (const u of [...this.joined].sort()) {
-        this.queue.push({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
+        this.pushPeer({ name: `${this.relation}-relation-departed`, key: `relation-departed:${u}`, remoteUnit: u });
       }
+      this.scopes.leave(); // every relation with another application: -departed for each remote unit, then -broken
       this.queue.push({ name: 'stop' });
       this.queue.push({ name: 'remove' });
     }
@@ -553,6 +618,10 @@ export class Agent {
     if (this.opts.current) this.opts.current.event = e.name;
     const log = e.remoteUnit ? this.log.child({ remote: e.remoteUnit }) : this.log;
     let action: ActionRun | undefined;
+    if (this.scopes.stale(e)) {
+      log.debug({ event: e.name }, 'relation gone or left: event dropped');
+      return undefined;
+    }
     if (e.actionId !== undefined) {
       action = await ActionRun.claim(this.store, this.app, e.actionId, log, this.opts.sensitiveActions ?? []);
       if (!action) return undefined; // cancelled or already taken
@@ -573,6 +642,19 @@ export class Agent {
       leader() ? true : `unit ${this.unit} is not the leader: only the leader writes the ${this.relation} application bag`,
     );
     const others = new Map([...this.peers].map(([u, d]) => [u, new BufferedBag(d, () => `unit ${this.unit} cannot write the bag of unit ${u}: each unit writes only its own`)]));
+    // Relations with other applications, built on first use: their bags are committed with the peer bags.
+    const built = new Map<number, BuiltRelation>();
+    const relationOf = (st: RelationState): Relation => {
+      const have = built.get(st.id);
+      if (have) return have.relation;
+      // The unit a -joined is about is in relation.units already, as in ops.
+      const joining = st.id === e.relationId && e.name.endsWith('-relation-joined') ? e.remoteUnit : undefined;
+      const b = this.buildRelation(st, leader, joining);
+      built.set(st.id, b);
+      return b.relation;
+    };
+    const eventState = e.relationId === undefined ? undefined : this.scopes.states.get(e.relationId);
+    if (eventState) relationOf(eventState);
     let deferred = false;
     const statuses = { unit: this.shownStatus.unit, app: this.shownStatus.app };
     const ctx: EventContext = {
@@ -596,6 +678,10 @@ export class Agent {
       },
       ...(e.remoteUnit ? { remoteUnit: e.remoteUnit } : {}),
       ...(e.appChanged ? { appChanged: true } : {}),
+      relations: (endpoint?: string) => this.scopes.visible().filter((st) => endpoint === undefined || st.endpoint === endpoint).map(relationOf),
+      ...(eventState ? { relation: relationOf(eventState), remoteApp: eventState.remoteApp } : {}),
+      ...(e.secret ? { secret: e.secret } : {}),
+      secrets: this.secrets,
       ...(action ? { action: action.context } : {}),
       pebble: this.pebble,
       workload: this.workload,
@@ -622,6 +708,7 @@ export class Agent {
     try {
       if (handler) await handler(ctx);
       wrote = await this.commit(local, appBag);
+      wrote = (await this.commitRelations(e, built)) || wrote;
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       clearTimeout(slow);
@@ -664,12 +751,91 @@ export class Agent {
     return Boolean(mine || app);
   }
 
+  /** A relation with its bags as one handler sees them (Juju's write rules in the bags). */
+  private buildRelation(st: RelationState, leader: () => boolean, joining?: string): BuiltRelation {
+    const local = new BufferedBag(st.mine ?? {}, () => true);
+    const localApp = new BufferedBag(st.localApp, () => (leader() ? true : `unit ${this.unit} is not the leader: only the leader writes ${this.app}'s bag of relation ${st.id}`));
+    const remoteApp = new BufferedBag(st.remoteAppData, () => `${this.app} cannot write ${st.remoteApp}'s bag of relation ${st.id}: nobody writes the other side's`);
+    const remote = new Map([...st.remoteUnits].map(([u, d]) => [u, new BufferedBag(d, () => `unit ${this.unit} cannot write the bag of unit ${u}: nobody writes the other side's`)]));
+    const relation: Relation = {
+      id: st.id,
+      name: st.endpoint,
+      interface: st.interface,
+      app: st.remoteApp,
+      remoteEndpoint: st.remoteEndpoint,
+      units: [...new Set([...st.joined, ...(joining ? [joining] : [])])].filter((u) => st.remoteUnits.has(u)).sort(),
+      localApp,
+      remoteApp,
+      local,
+      unit: (name: string) => {
+        if (name === this.unit) return local;
+        const b = remote.get(name);
+        if (!b) throw new Error(`unit ${name} is not in relation ${st.id} (${st.endpoint})`);
+        return b;
+      },
+      dying: !this.scopes.alive(st),
+    };
+    return { relation, local, localApp };
+  }
+
+  /**
+   * What an event of a relation with another application changes in the store: the bags its
+   * handler wrote; this unit's bag created at -created (it enters scope: the remote units see
+   * -joined) and deleted after -broken (it leaves; its leader's application bag goes too); the
+   * joined set kept on the bag.
+   */
+  private async commitRelations(e: QueuedEvent, built: Map<number, BuiltRelation>): Promise<boolean> {
+    let wrote = false;
+    const kind = /-relation-(created|joined|changed|departed|broken)$/.exec(e.name)?.[1];
+    for (const [id, b] of built) {
+      const st = this.scopes.states.get(id);
+      const record = st?.record;
+      if (!st || !record) continue;
+      const mine = b.local.patch();
+      const bag = relationObjects.unitBag(id, this.app, this.opts.unit.index);
+      if (st.mine === undefined && (mine || (kind === 'created' && e.relationId === id))) {
+        const ip = this.myData[INGRESS_ADDRESS];
+        const cm = await this.store.ensure(bag, bagLabels(record, this.app, this.pod), ip ? { [INGRESS_ADDRESS]: ip } : {}, { [JOINED_ANNOTATION]: '[]' });
+        st.mine = { ...(cm.data ?? {}) };
+        wrote = true;
+      }
+      if (mine) {
+        await this.store.patch(bag, { data: mine });
+        st.mine = applyPatch(st.mine ?? {}, mine);
+        wrote = true;
+      }
+      const app = b.localApp.patch();
+      if (app) {
+        if (!this.elector.isLeader()) throw new Error(`lost leadership before ${this.app}'s bag of relation ${id} could be written`);
+        await this.writeRelationApp(st, record, app);
+        wrote = true;
+      }
+    }
+    const st = e.relationId === undefined ? undefined : this.scopes.states.get(e.relationId);
+    if (!st) return wrote;
+    const bag = relationObjects.unitBag(st.id, this.app, this.opts.unit.index);
+    if ((kind === 'joined' || kind === 'departed') && e.remoteUnit && st.mine !== undefined) {
+      const joined = new Set(st.joined);
+      if (kind === 'joined') joined.add(e.remoteUnit);
+      else joined.delete(e.remoteUnit);
+      await this.store.patch(bag, { annotations: { [JOINED_ANNOTATION]: JSON.stringify([...joined].sort()) } });
+    }
+    if (kind === 'broken') {
+      await this.store.delete(bag);
+      st.mine = undefined;
+      if (this.elector.isLeader()) await this.store.delete(relationObjects.appBag(st.id, this.app));
+      wrote = true;
+    }
+    return wrote;
+  }
+
   private async afterSuccess(e: QueuedEvent, deferred: boolean, config: ConfigSnapshot | undefined): Promise<void> {
     const ann: Record<string, string | null> = { [ANNOTATIONS.agentStatus]: 'idle', [ANNOTATIONS.agentMessage]: null };
     if (deferred) {
       this.queue.defer(e);
     } else {
       this.queue.settled(e);
+      this.scopes.ran(e);
       if (e.name === 'install') {
         this.installed = true;
         ann[ANNOTATIONS.installed] = 'true';
@@ -679,9 +845,11 @@ export class Agent {
         ann[ANNOTATIONS.appliedConfigHash] = config.hash;
         ann[ANNOTATIONS.appliedConfig] = JSON.stringify(config.values);
       }
-      if (e.remoteUnit && e.name.endsWith('-relation-joined')) this.joined.add(e.remoteUnit);
-      if (e.remoteUnit && e.name.endsWith('-relation-departed')) this.joined.delete(e.remoteUnit);
-      if (e.remoteUnit) ann[ANNOTATIONS.peers] = JSON.stringify([...this.joined].sort());
+      if (e.relationId === undefined) {
+        if (e.remoteUnit && e.name.endsWith('-relation-joined')) this.joined.add(e.remoteUnit);
+        if (e.remoteUnit && e.name.endsWith('-relation-departed')) this.joined.delete(e.remoteUnit);
+        if (e.remoteUnit) ann[ANNOTATIONS.peers] = JSON.stringify([...this.joined].sort());
+      }
     }
     // A unit in error that now succeeds clears the error it was showing.
     if (this.inError) {
@@ -780,6 +948,25 @@ export class Agent {
     }
     this.log.info('unit removed');
   }
+}
+
+interface BuiltRelation {
+  relation: Relation;
+  local: BufferedBag;
+  localApp: BufferedBag;
+}
+
+function relationView(st: RelationState): RelationView {
+  return {
+    id: st.id,
+    name: st.endpoint,
+    interface: st.interface,
+    app: st.remoteApp,
+    remoteEndpoint: st.remoteEndpoint,
+    units: [...st.joined].filter((u) => st.remoteUnits.has(u)).sort(),
+    localApp: { ...st.localApp },
+    remoteApp: { ...st.remoteAppData },
+  };
 }
 
 function appStatusOf(ann: Record<string, string> | undefined): string | undefined {

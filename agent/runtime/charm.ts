@@ -31,6 +31,55 @@ export interface PeerRelation {
   unit(name: string): RelationBag;
 }
 
+/**
+ * A relation with another application (Juju `integrate`), as one handler sees it. Bags follow
+ * Juju's rules: this unit writes its own bag, only the leader writes this application's bag,
+ * nobody writes the remote side's. Writes are stored when the handler returns.
+ */
+export interface Relation {
+  /** Model-wide relation id (never reused). */
+  id: number;
+  /** This charm's endpoint, as named in its charm.yaml. */
+  name: string;
+  interface: string;
+  /** The remote application and its endpoint. */
+  app: string;
+  remoteEndpoint: string;
+  /** The remote units in the relation (joined), sorted. */
+  units: string[];
+  /** This application's bag (written by its leader). */
+  localApp: RelationBag;
+  /** The remote application's bag (read-only). */
+  remoteApp: RelationBag;
+  /** This unit's bag. */
+  local: RelationBag;
+  /** A remote unit's bag (read-only), or this unit's own. */
+  unit(name: string): RelationBag;
+  /** Being removed: true in the -departed and -broken events of `remove-relation`. */
+  dying: boolean;
+}
+
+/**
+ * Juju-style secrets: owned by an application, content in a Kubernetes Secret, granted to a
+ * relation so the remote application can read it by its id (`secret:<id>`). Every call is a
+ * store request, made at once (not at the end of the handler).
+ */
+export interface Secrets {
+  /** Leader only: a new secret owned by this application; returns its id. A label finds it again (find). */
+  add(content: Record<string, string>, opts?: { label?: string; description?: string }): Promise<string>;
+  /** The content (latest revision): this application's secret, or one granted to a relation it is in. */
+  get(id: string): Promise<Record<string, string>>;
+  /** The owner's secret with this label, if any. */
+  find(label: string): Promise<string | undefined>;
+  /** Leader of the owner: new content, a new revision (consumers get secret-changed); returns the revision. */
+  set(id: string, content: Record<string, string>): Promise<number>;
+  /** Leader of the owner: the remote application of this relation may read the secret. */
+  grant(id: string, relation: Relation | number): Promise<void>;
+  revoke(id: string, relation: Relation | number): Promise<void>;
+  /** Leader of the owner: deletes the secret. */
+  remove(id: string): Promise<void>;
+}
+
 export interface ActionContext {
   id: number;
   name: string;
@@ -73,6 +122,18 @@ export interface EventContext {
   peers: PeerRelation;
   /** For relation events: the remote unit concerned (undefined for application bag changes). */
   remoteUnit?: string;
+  /**
+   * The relations with other applications (not the peer relation), of one endpoint or all;
+   * a relation being removed is not among them.
+   */
+  relations(endpoint?: string): Relation[];
+  /** For the events of a relation with another application: that relation (also while it is being removed). */
+  relation?: Relation;
+  /** For relation events: the remote application. */
+  remoteApp?: string;
+  /** For secret-changed: the secret and its new revision. */
+  secret?: { id: string; revision: number };
+  secrets: Secrets;
   /** For relation-changed: true when the application bag changed. */
   appChanged?: boolean;
   action?: ActionContext;
@@ -108,6 +169,11 @@ export interface LoopContext {
   setLocal(data: Record<string, string | null>): Promise<void>;
   /** Leader only; throws RelationDataAccessError otherwise. */
   setApp(data: Record<string, string | null>): Promise<void>;
+  /** The relations with other applications as last seen: id, endpoint, remote app, and both applications' bags. */
+  relations(endpoint?: string): RelationView[];
+  /** Leader only: merges into this application's bag of relation `id`, at once. */
+  setRelationApp(id: number, data: Record<string, string | null>): Promise<void>;
+  secrets: Secrets;
   setUnitStatus(status: Status): Promise<void>;
   pebble: PebbleClient;
   workload: Workload;
@@ -118,6 +184,18 @@ export interface LoopContext {
   /** Queues a charm event (e.g. to re-run config-changed after a role change). */
   emit(name: string): void;
   log: Logger;
+}
+
+/** A relation as a loop sees it: plain data, live. */
+export interface RelationView {
+  id: number;
+  name: string;
+  interface: string;
+  app: string;
+  remoteEndpoint: string;
+  units: string[];
+  localApp: Record<string, string>;
+  remoteApp: Record<string, string>;
 }
 
 /**

@@ -12,6 +12,10 @@ export interface QueuedEvent {
   remoteUnit?: string;
   appChanged?: boolean;
   actionId?: number;
+  /** Events of a relation with another application: its id. */
+  relationId?: number;
+  /** secret-changed: the secret and its new revision. */
+  secret?: { id: string; revision: number };
 }
 
 export const keyOf = (e: QueuedEvent): string => e.key ?? e.name;

@@ -66,7 +66,7 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
   const meta = await loadCharmYaml(o.charm);
   const peerRelation = Object.keys(meta.peers)[0];
   const container = Object.keys(meta.containers)[0];
-  if (!peerRelation || !container) throw new Error(`${o.charm}: the runtime needs a charm with a peer relation and a container`);
+  if (!container) throw new Error(`${o.charm}: the runtime needs a charm with a container`);
   const charm = await loadCharmModule(o.charmModule);
   const storage = Object.fromEntries(meta.containers[container]!.mounts.map((m) => [m.storage, m.location]));
   const kube = connect({ ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.namespace ? { namespace: o.namespace } : {}) });
@@ -75,7 +75,7 @@ export async function runAgent(o: AgentProcessOptions): Promise<void> {
     ? { leaseMs: o.leaseMs, renewDeadlineMs: Math.round(o.leaseMs * 0.6), retryMs: Math.max(100, Math.round(o.leaseMs / 5)) }
     : DEFAULT_LEASE_TIMING;
   const sensitiveActions = Object.values(meta.actions).filter((a) => a.sensitive).map((a) => a.name);
-  const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, peerRelation, container, leaseTiming, current, storage, sensitiveActions, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
+  const agent = new Agent({ unit, kube, socketPath: o.socket, charm, log, ...(peerRelation ? { peerRelation } : {}), container, leaseTiming, current, storage, sensitiveActions, ...(o.updateStatusMs ? { updateStatusMs: o.updateStatusMs } : {}) });
   let stopping = false;
   onStop = (why: string) => {
     if (stopping) return;

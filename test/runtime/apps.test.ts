@@ -31,7 +31,11 @@ describe('two applications in one model', () => {
   });
 
   it('asks which application when a command does not say, and refuses unknown or invalid ones', async () => {
-    const none = await m.cli(['status']);
+    const all = await m.cli(['status']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout).toMatch(/^alpha\/0\*/m);
+    expect(all.stdout).toMatch(/^beta\/0\*/m);
+    const none = await m.cli(['config']);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/has several applications \(alpha, beta\): pass --app/);
     const unknown = await m.cli(['kill', 'gamma/0', '--app', 'gamma']);
