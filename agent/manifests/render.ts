@@ -63,16 +63,23 @@ const TOKEN_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * - configmaps: relation bags, config, actions (read, list+watch, create, replace, merge patch, delete)
  * - secrets: `<app>-passwords` (read, create, replace on rotation and set-password's two
  *   phases), `<app>-config-secrets` (read: secret config values), `<app>-action-<id>-results`
- *   (create: a sensitive action's results, which the caller reads and deletes)
+ *   (create: a sensitive action's results, which the caller reads and deletes); relation
+ *   secrets `secret-<id>` (agent/runtime/juju-secrets.ts: create, read, list by label, replace
+ *   for a new revision or a grant, delete when the relation is broken; list+watch of those
+ *   granted to the application, for secret-changed)
  * - leases: `<app>-leader` and `<app>-primary` (read, create, replace: compare-and-swap)
  * - pods: its own pod, watched by the label statefulset.kubernetes.io/pod-name (list+watch),
  *   patched for the removal annotation and the role label (ROLE_LABEL).
  * - events: created (agent/runtime/cluster-events.ts), never read back by the agents.
- * test/charm/postgresql.test.ts holds this list to the requests the agents make (audited).
+ * test/charm/postgresql.test.ts holds this list to the requests the agents make (audited);
+ * RELATION_ONLY are made only around relations, which test/charm/database-relation.test.ts audits.
  */
+/** `group/resource:verb` the agents use only when an application is related (a relation's secret removed at -broken). */
+export const RELATION_ONLY = ['/secrets:delete'] as const;
+
 export const AGENT_RBAC_RULES: readonly Readonly<V1PolicyRule>[] = [
   { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
+  { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
   // list and watch: the agents follow the leader and primary Leases by watch, not by polling.
   { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },

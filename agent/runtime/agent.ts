@@ -216,6 +216,7 @@ export class Agent {
     const wake = () => this.wakeLoops();
     this.leases.on('change', wake);
     this.leases.on('expired', wake);
+    this.leases.on('own-holder', wake);
     this.armUpdateStatus();
     void this.followPebble();
     this.loopDone = this.loop();
@@ -279,6 +280,7 @@ export class Agent {
         await this.writeRelationApp(st, st.record, data);
       },
       secrets: this.secrets,
+      resignLeadership: (why) => this.elector.resign(2 * (this.opts.leaseTiming ?? DEFAULT_LEASE_TIMING).retryMs, why),
       setUnitStatus: (st) => this.setUnitStatus(st),
       pebble: this.pebble,
       workload: this.workload,

@@ -183,6 +183,11 @@ export interface LoopContext {
   leases: import('./leases.js').LeaseCache;
   /** Queues a charm event (e.g. to re-run config-changed after a role change). */
   emit(name: string): void;
+  /**
+   * Leader only: gives leadership to another unit (the lease is released; this unit takes it
+   * back only if nobody else does within two retry periods). False when it was not leading.
+   */
+  resignLeadership(why: string): Promise<boolean>;
   log: Logger;
 }
 

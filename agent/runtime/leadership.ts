@@ -86,25 +86,49 @@ export class LeaderElector extends EventEmitter {
     this.schedule(this.timing.retryMs);
   }
 
+  /**
+   * Gives leadership away: releases the lease (another unit takes it at once, as after a stop)
+   * and does not take it back for `holdOffMs`, unless nobody else took it by then. False when
+   * this unit was not leading.
+   */
+  async resign(holdOffMs: number, why: string): Promise<boolean> {
+    if (!this.leading) return false;
+    const done = this.busy.then(async () => {
+      if (!this.leading) return false;
+      this.holdOffUntil = Date.now() + holdOffMs;
+      await this.release();
+      this.setLeading(false, `resigned: ${why}`);
+      return true;
+    });
+    this.busy = done.then(() => undefined, () => undefined);
+    const ok = await done;
+    this.schedule(holdOffMs);
+    return ok;
+  }
+
+  private holdOffUntil = 0;
+
+  private async release(): Promise<void> {
+    try {
+      const lease = await this.read();
+      if (lease?.spec?.holderIdentity === this.identity) {
+        lease.spec.holderIdentity = '';
+        lease.spec.leaseDurationSeconds = 1;
+        lease.spec.renewTime = new V1MicroTime();
+        if (lease.spec.acquireTime) lease.spec.acquireTime = new V1MicroTime(lease.spec.acquireTime);
+        this.cache?.put(await this.kube.coordination.replaceNamespacedLease({ name: this.leaseName, namespace: this.kube.namespace, body: lease }), true);
+      }
+    } catch (e) {
+      this.log.warn({ err: apiMessage(e) }, 'could not release the leader lease; it expires on its own');
+    }
+  }
+
   /** Stops trying; a leader releases the lease so that another unit takes over at once. */
   async stop(release = true): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
     await this.busy;
-    if (this.leading && release) {
-      try {
-        const lease = await this.read();
-        if (lease?.spec?.holderIdentity === this.identity) {
-          lease.spec.holderIdentity = '';
-          lease.spec.leaseDurationSeconds = 1;
-          lease.spec.renewTime = new V1MicroTime();
-          if (lease.spec.acquireTime) lease.spec.acquireTime = new V1MicroTime(lease.spec.acquireTime);
-          await this.kube.coordination.replaceNamespacedLease({ name: this.leaseName, namespace: this.kube.namespace, body: lease });
-        }
-      } catch (e) {
-        this.log.warn({ err: apiMessage(e) }, 'could not release the leader lease; it expires on its own');
-      }
-    }
+    if (this.leading && release) await this.release();
     this.setLeading(false, 'stopped');
   }
 
@@ -185,6 +209,8 @@ export class LeaderElector extends EventEmitter {
 
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
+    // Resigned a moment ago: the others take the lease; take it back only if nobody did.
+    if (holder === '' && Date.now() < this.holdOffUntil) return false;
     const record = leaseRecord(lease);
     if (changedAt !== undefined) {
       this.observedRecord = record;

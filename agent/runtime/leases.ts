@@ -37,7 +37,8 @@ export function leaseRecord(l: V1Lease | undefined): string {
  *
  * Emits 'change' (name) when someone else changed a lease's holder or annotations (not for a
  * mere renewal, nor for this process's own writes), 'expired' (name) when a held lease went a
- * whole duration without a renewal.
+ * whole duration without a renewal, 'own-holder' (name) when this process's own write changed
+ * a holder (it took a lease, or gave one up).
  */
 export class LeaseCache extends EventEmitter {
   private readonly seen = new Map<string, SeenLease>();
@@ -115,14 +116,21 @@ export class LeaseCache extends EventEmitter {
     const holderChanged = before?.lease.spec?.holderIdentity !== l.spec?.holderIdentity;
     const annotationsChanged = JSON.stringify(before?.lease.metadata?.annotations ?? {}) !== JSON.stringify(l.metadata?.annotations ?? {});
     if (!own && (holderChanged || annotationsChanged)) this.emit('change', name);
+    // This process took or gave a lease: the loops that follow its holder look at once.
+    if (own && holderChanged && before) this.emit('own-holder', name);
   }
 
-  /** The Lease read from the store now (noted in the cache), or undefined when there is none. */
+  /**
+   * The Lease read from the store now (noted in the cache), or undefined when there is none. A
+   * copy: a caller that edits it for a compare-and-swap must not change what the cache holds
+   * (it did: a takeover's edit made the cache show the new holder before the write, so no
+   * change was seen when the write landed, and a refused takeover would have left it so).
+   */
   async fresh(name: string): Promise<V1Lease | undefined> {
     try {
       const l = await this.kube.coordination.readNamespacedLease({ name, namespace: this.kube.namespace });
       this.put(l);
-      return l;
+      return structuredClone(l);
     } catch (e) {
       if (!isNotFound(e)) throw e;
       this.drop(name);

@@ -1,3 +1,5 @@
+import { leaderPlacementLoop } from './leader-placement.js';
+import { databaseEndpointsLoop, ENDPOINT as DB_ENDPOINT, onDatabaseBroken, onDatabaseRefresh, onDatabaseRelation, relationProblem, rotateClientPassword } from './database-provider.js';
 import type pg from 'pg';
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
@@ -311,8 +313,8 @@ async function appStatus(ctx: EventContext, primary: string, restoring?: string)
   const replicas = units.filter((u) => ctx.peers.unit(u).get('role') === 'replica').length;
   const primaryUp = (primary === ctx.unit || ctx.peers.units.includes(primary)) && ctx.peers.unit(primary).get('role') === 'primary';
   const message = `primary ${primary}, ${replicas}/${units.length - 1} replicas`;
-  const backup = backupProblem(ctx.peers.unit(primary));
-  await ctx.setAppStatus(!primaryUp ? { name: 'waiting', message: `waiting for the primary ${primary}` } : backup ? { name: 'blocked', message: `${message}; ${backup}` } : { name: 'active', message });
+  const problem = [backupProblem(ctx.peers.unit(primary)), relationProblem()].filter(Boolean).join('; ');
+  await ctx.setAppStatus(!primaryUp ? { name: 'waiting', message: `waiting for the primary ${primary}` } : problem ? { name: 'blocked', message: `${message}; ${problem}` } : { name: 'active', message });
 }
 
 async function asPrimary(ctx: EventContext, w: PostgresWorkload, l: Layout, me: Target, pw: Passwords): Promise<void> {
@@ -671,7 +673,7 @@ export default function postgresqlCharm(): Charm {
     'pgcharm-reconcile',
   ];
   return {
-    loops: [haLoop, backupScheduleLoop, dumpScheduleLoop],
+    loops: [haLoop, backupScheduleLoop, dumpScheduleLoop, databaseEndpointsLoop, leaderPlacementLoop],
     api: { routes: [...failsafe.routes(), ...health.routes()], token: () => failsafe.token },
     shutdown: async () => {
       failsafe.stop();
@@ -683,6 +685,12 @@ export default function postgresqlCharm(): Charm {
       'update-status': updateStatus,
       ...backupHandlers,
       'pgcharm-exporter': setUpExporter,
+      [`${DB_ENDPOINT}-relation-created`]: onDatabaseRelation,
+      [`${DB_ENDPOINT}-relation-joined`]: onDatabaseRelation,
+      [`${DB_ENDPOINT}-relation-changed`]: onDatabaseRelation,
+      [`${DB_ENDPOINT}-relation-broken`]: onDatabaseBroken,
+      'pgcharm-database-refresh': onDatabaseRefresh,
+      'rotate-client-password-action': rotateClientPassword,
       'get-primary-action': (ctx) => {
         ctx.action!.setResults({ primary: ctx.peers.app.get('primary') ?? '' });
       },
