@@ -8,6 +8,7 @@ import { benchFootprint, footprintSummary, footprintTable } from './footprint.js
 import { benchSaturation } from './saturation.js';
 import { benchScale } from './scale.js';
 import { benchPostgres } from './postgres.js';
+import { benchRelations } from './relations.js';
 import { benchRuntime } from './runtime.js';
 import { benchSidecar } from './sidecar.js';
 
@@ -19,7 +20,8 @@ import { benchSidecar } from './sidecar.js';
  * groups of issue 13 run only when asked for by name: `--only footprint [--seconds 60]`,
  * `--only scale [--runs 3] [--seconds 60] [--clusters 10]`, `--only saturation [--minutes 10]`;
  * issue 14's `--only backup [--scale 70] [--seconds 60] [--writer-seconds 150]`; issue 15's
- * `--only monitoring [--scrapes 100] [--seconds 60]`.
+ * `--only monitoring [--scrapes 100] [--seconds 60]`; the database relation's
+ * `--only relations [--runs 5]` (failover runs; 3 integrate runs).
  */
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -41,9 +43,9 @@ const positive = (name: string, dflt: number, env?: string) => {
   return Number(v);
 };
 const runs = (dflt = 5) => positive('runs', dflt, 'BENCH_RUNS');
-const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation', 'backup', 'monitoring'];
+const GROUPS = ['sidecar', 'runtime', 'postgres', 'compare', 'footprint', 'scale', 'saturation', 'backup', 'monitoring', 'relations'];
 /** Long and only on request: not part of a plain `npm run bench`. */
-const ON_REQUEST = ['footprint', 'scale', 'saturation', 'backup', 'monitoring'];
+const ON_REQUEST = ['footprint', 'scale', 'saturation', 'backup', 'monitoring', 'relations'];
 
 async function main(): Promise<void> {
   // A group that fails is reported and the others still run: one run of the whole bench is long.
@@ -125,6 +127,19 @@ async function main(): Promise<void> {
     lines.push(`  postgres exporter: RSS ${mo.exporter.rss_mb.join(' / ')} MB (PSS ${mo.exporter.pss_mb.join(' / ')}), its Postgres connection PSS ${mo.exporter.connection_backend_pss_mb.join(' / ')} MB`);
     const d = mo.dashboard;
     lines.push(`  dashboard with a page open ${d.seconds} s: ${d.store_requests_per_second} store requests/s (${JSON.stringify(d.store_requests)}; ${d.watches} watches), ${d.snapshots} snapshots, ${d.cpu_ms_per_second_dashboard} ms/s CPU in the dashboard, ${d.cpu_ms_per_second_agents} ms/s in the 3 agents (${d.cpu_ms_per_second_agents_without_page} without a page), ${d.cpu_ms_per_second_postgres} ms/s in the 3 Postgres (${d.cpu_ms_per_second_postgres_without_page} without)`);
+  });
+  if (want('relations')) await group('relations', async () => {
+    const r = await benchRelations({ integrateRuns: 3, failoverRuns: runs(5), log: (x) => process.stderr.write(`  ${x}\n`) });
+    result['relations'] = r;
+    const f = r.endpoints_changed_after_failover_ms;
+    const mm = (x: { median: number; max: number }) => `median ${x.median} ms (max ${x.max})`;
+    lines.push(
+      '',
+      'the database relation (todo app <-> 3-unit PostgreSQL):',
+      `  integrate -> first write through the app: ${mm(r.integrate_to_first_query_ms)}`,
+      `  kill -9 primary unit -> new primary Lease ${mm(f.new_primary_lease_ms)}, relation bag endpoints ${mm(f.bag_endpoints_ms)}, app's db-endpoints file ${mm(f.app_endpoints_file_ms)}`,
+      `  app's longest write gap ${mm(f.write_gap_ms)}, acknowledged writes lost: ${f.acknowledged_writes_lost.total}`,
+    );
   });
   if (want('scale')) await group('scale', async () => {
     const sc = await benchScale({ runs: runs(3), sizes: [5, 7], clusters: positive('clusters', 10), seconds: positive('seconds', 60), quietSeconds: 15, log: (x) => process.stderr.write(`  ${x}\n`) });

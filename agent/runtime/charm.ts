@@ -36,17 +36,7 @@ export interface PeerRelation {
  * Juju's rules: this unit writes its own bag, only the leader writes this application's bag,
  * nobody writes the remote side's. Writes are stored when the handler returns.
  */
-export interface Relation {
-  /** Model-wide relation id (never reused). */
-  id: number;
-  /** This charm's endpoint, as named in its charm.yaml. */
-  name: string;
-  interface: string;
-  /** The remote application and its endpoint. */
-  app: string;
-  remoteEndpoint: string;
-  /** The remote units in the relation (joined), sorted. */
-  units: string[];
+export interface Relation extends RelationIdentity {
   /** This application's bag (written by its leader). */
   localApp: RelationBag;
   /** The remote application's bag (read-only). */
@@ -191,14 +181,22 @@ export interface LoopContext {
   log: Logger;
 }
 
-/** A relation as a loop sees it: plain data, live. */
-export interface RelationView {
+/** What names a relation and who is in it, for handlers (Relation) and loops (RelationView) alike. */
+export interface RelationIdentity {
+  /** Model-wide relation id (never reused). */
   id: number;
+  /** This charm's endpoint, as named in its charm.yaml. */
   name: string;
   interface: string;
+  /** The remote application and its endpoint. */
   app: string;
   remoteEndpoint: string;
+  /** The remote units in the relation (joined), sorted. */
   units: string[];
+}
+
+/** A relation as a loop sees it: plain data, live. */
+export interface RelationView extends RelationIdentity {
   localApp: Record<string, string>;
   remoteApp: Record<string, string>;
 }
