@@ -154,16 +154,22 @@ async function makeDirAll(path: string, o: MkdirOptions): Promise<void> {
   }
   const parent = posix.dirname(path);
   if (o.makeParents && parent !== '/' && parent !== path) await makeDirAll(parent, o);
-  const cand = `${path}.mkdir-new`;
+  // A side name of its own: two requests making the same directory at once (two pushes with
+  // make-dirs into one new directory) each build theirs; whoever renames second finds the
+  // directory there and is done, as if it had existed.
+  const cand = `${path}.mkdir-new-${randomBytes(4).toString('hex')}`;
   try {
-    await mkdir(cand, o.mode & 0o777).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EEXIST') throw e;
-    });
+    await mkdir(cand, o.mode & 0o777);
     if (o.owner) await chown(cand, o.owner.uid, o.owner.gid);
     await chmod(cand, o.mode);
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) {
+      await rmdir(cand);
+      return;
+    }
     await rename(cand, path);
   } catch (e) {
     await rmdir(cand).catch(() => {});
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) return;
     throw fileError('mkdir', path, e);
   }
   o.created?.push(path);

@@ -300,6 +300,17 @@ describe('files API', () => {
     ]);
   });
 
+  it('pushes several files at once into the same new directories with make-dirs (each request makes them, none fails)', async () => {
+    const dir = tempDir();
+    const files = Array.from({ length: 8 }, (_, i) => path.join(dir, 'a', 'b', `f${i}`));
+    const replies = await Promise.all(files.map((f) => push({ action: 'write', files: [{ path: f, 'make-dirs': true, permissions: '600' }] }, [{ path: f, data: Buffer.from(f) }])));
+    for (const [i, r] of replies.entries()) expect(json(r).result, files[i]).toEqual([{ path: files[i] }]);
+    for (const f of files) expect(fs.readFileSync(f, 'utf8')).toBe(f);
+    // No side directory left behind.
+    expect(fs.readdirSync(dir)).toEqual(['a']);
+    expect(fs.readdirSync(path.join(dir, 'a'))).toEqual(['b']);
+  });
+
   it('reports a push into a missing directory without make-dirs as not-found for that path', async () => {
     const dir = tempDir();
     const ok = path.join(dir, 'ok.txt');
