@@ -265,6 +265,7 @@ export class Agent {
       setLocal: async (data) => {
         await this.store.patch(this.myBag, { data });
         this.myData = applyPatch(this.myData, data);
+        this.wakeBagLoops();
       },
       setApp: async (data) => {
         if (!this.elector.isLeader()) throw new RelationDataAccessError(`unit ${this.unit} is not the leader: only the leader writes the ${this.relation} application bag`);
@@ -280,7 +281,8 @@ export class Agent {
         await this.writeRelationApp(st, st.record, data);
       },
       secrets: this.secrets,
-      resignLeadership: (why) => this.elector.resign(2 * (this.opts.leaseTiming ?? DEFAULT_LEASE_TIMING).retryMs, why),
+      // Only between hooks: a leader-only hook cut off halfway fails, and its retry no longer leads.
+      resignLeadership: async (why) => (this.dispatching || this.queue.size > 0 ? false : this.elector.resign(2 * (this.opts.leaseTiming ?? DEFAULT_LEASE_TIMING).retryMs, why)),
       setUnitStatus: (st) => this.setUnitStatus(st),
       pebble: this.pebble,
       workload: this.workload,
@@ -332,10 +334,12 @@ export class Agent {
         const done = () => {
           clearTimeout(t);
           this.loopWakers.delete(done);
+          this.bagWakers.delete(done);
           r();
         };
         const t = setTimeout(done, Math.max(10, l.everyMs(ctx.config())));
         this.loopWakers.add(done);
+        if (l.wakeOnBagChange) this.bagWakers.add(done);
       });
     }
   }
@@ -351,6 +355,12 @@ export class Agent {
   }
 
   private readonly loopWakers = new Set<() => void>();
+  /** The sleeping loops that also look at once when a bag of the peer relation changes. */
+  private readonly bagWakers = new Set<() => void>();
+
+  private wakeBagLoops(): void {
+    for (const w of [...this.bagWakers]) w();
+  }
 
   /** Resolves when the agent has finished (after stop(), or after the unit was removed). */
   done(): Promise<void> {
@@ -389,6 +399,7 @@ export class Agent {
       const data = { ...(cm.data ?? {}) };
       const before = this.peers.get(u);
       this.peers.set(u, data);
+      if (!before || !sameData(before, data)) this.wakeBagLoops();
       // Joined once per peer: when first seen, unless a previous run of this agent already joined it.
       if (!before && !this.joined.has(u)) {
         this.pushPeer({ name: `${this.relation}-relation-joined`, key: `relation-joined:${u}`, remoteUnit: u });
@@ -615,8 +626,20 @@ export class Agent {
     });
   }
 
+  /** A hook is running (dispatch to its end). */
+  private dispatching = false;
+
   /** Runs one event; returns the error when the handler failed (the unit goes into error). */
   private async dispatch(e: QueuedEvent): Promise<Error | undefined> {
+    this.dispatching = true;
+    try {
+      return await this.dispatchOne(e);
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  private async dispatchOne(e: QueuedEvent): Promise<Error | undefined> {
     if (this.opts.current) this.opts.current.event = e.name;
     const log = e.remoteUnit ? this.log.child({ remote: e.remoteUnit }) : this.log;
     let action: ActionRun | undefined;

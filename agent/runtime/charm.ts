@@ -175,7 +175,8 @@ export interface LoopContext {
   emit(name: string): void;
   /**
    * Leader only: gives leadership to another unit (the lease is released; this unit takes it
-   * back only if nobody else does within two retry periods). False when it was not leading.
+   * back only if nobody else does within two retry periods). Only between hooks: false when it
+   * was not leading or a hook is running or waiting (ask again later).
    */
   resignLeadership(why: string): Promise<boolean>;
   log: Logger;
@@ -208,6 +209,8 @@ export interface RelationView extends RelationIdentity {
  */
 export interface CharmLoop {
   name: string;
+  /** Also run at once when a bag of the peer relation changes (this unit's own included). */
+  wakeOnBagChange?: boolean;
   everyMs(config: Readonly<Record<string, ConfigValue>>): number;
   run(ctx: LoopContext): Promise<void>;
 }

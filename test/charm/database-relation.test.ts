@@ -201,6 +201,19 @@ describe('database relation: PostgreSQL and the todo sample application', () => 
     expect(await loginAs(creds('todo'), 'todo')).toBe('');
   }, 90_000);
 
+  it('switchover: the application\'s endpoints file names the new primary within 3 s of the switchover completing', async () => {
+    const [from] = (await waitFor('a primary', () => primary(), 30_000))!;
+    const sw = await runAction(m, 'leader', 'switchover', [], ['--app', 'postgresql']);
+    expect(sw.status, sw.message).toBe('completed');
+    const done = Date.now();
+    const to = String(sw.results!['to']);
+    expect(to).not.toBe(from);
+    const addr = (await pgStatus()).units[to]!.address;
+    await waitFor('the endpoints file names the new primary', () => readFileSync(file('todo', 'db-endpoints'), 'utf8').trim() === addr, 10_000, 20);
+    expect(Date.now() - done).toBeLessThan(3000);
+    expect(await post('todo', 'after switchover')).toBeDefined();
+  }, 90_000);
+
   it('bad requests block the relation with the reason and change nothing: extra-user-roles=SUPERUSER, an invalid database name', async () => {
     const b = creds('todo2');
     const set = await m.cli(['config', '--app', 'todo2', 'extra-user-roles=SUPERUSER']);

@@ -682,6 +682,12 @@ export default function postgresqlCharm(): Charm {
     },
     handlers: {
       ...Object.fromEntries(events.map((e) => [e, onEvent])),
+      // A new leader answers every database relation: the one before may have lost leadership
+      // in the middle of answering one (its hook then fails, and its retry no longer leads).
+      'leader-elected': async (ctx) => {
+        await onEvent(ctx);
+        ctx.emit('pgcharm-database-refresh');
+      },
       'update-status': updateStatus,
       ...backupHandlers,
       'pgcharm-exporter': setUpExporter,

@@ -210,6 +210,9 @@ const servedHosts = new Map<number, string>();
 export const databaseEndpointsLoop: CharmLoop = {
   name: 'database-endpoints',
   everyMs: () => 2000,
+  // The new primary says so in its bag once pg_promote returned: endpoints move then, not at the
+  // takeover ~300 ms earlier, when a client sent there would still meet a read-only server.
+  wakeOnBagChange: true,
   async run(ctx: LoopContext) {
     if (!ctx.isLeader()) return;
     const rels = ctx.relations(ENDPOINT).filter((r) => r.localApp['secret-user']);
@@ -218,10 +221,11 @@ export const databaseEndpointsLoop: CharmLoop = {
     const bags = ctx.bags();
     const units: UnitView[] = [{ unit: ctx.unit, address: bags.local['address'], role: bags.local['role'] }, ...[...bags.peers].map(([u, b]) => ({ unit: u, address: b['address'], role: b['role'] }))];
     const where = clientEndpoints(holder, units);
+    const promoted = units.find((u) => u.unit === holder)?.role === 'primary';
     let refresh = false;
     for (const r of rels) {
       const patch: Record<string, string> = {};
-      if (where.endpoints && r.localApp['endpoints'] !== where.endpoints) patch['endpoints'] = where.endpoints;
+      if (promoted && where.endpoints && r.localApp['endpoints'] !== where.endpoints) patch['endpoints'] = where.endpoints;
       if (r.localApp['read-only-endpoints'] !== where.readOnly) patch['read-only-endpoints'] = where.readOnly;
       if (Object.keys(patch).length) {
         await ctx.setRelationApp(r.id, patch);

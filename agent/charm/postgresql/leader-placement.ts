@@ -59,8 +59,8 @@ export const leaderPlacementLoop: CharmLoop = {
       settled: state.settledOn !== undefined,
       sinceResignMs: Date.now() - resignedAt,
     });
-    if (!d.resign) return;
+    if (!d.resign || !(await ctx.resignLeadership(d.why))) return;
     resignedAt = Date.now();
-    if (await ctx.resignLeadership(d.why)) ctx.log.info({ decision: 'resign leadership', why: d.why }, 'leader placement');
+    ctx.log.info({ decision: 'resign leadership', why: d.why }, 'leader placement');
   },
 };
