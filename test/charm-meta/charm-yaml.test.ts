@@ -12,7 +12,7 @@ describe("the repo's charm.yaml", () => {
     expect(m.provides['database']?.interface).toBe('postgresql_client');
     expect(m.provides['metrics-endpoint']?.interface).toBe('prometheus_scrape');
     expect(m.containers['postgresql']?.mounts).toEqual([{ storage: 'pgdata', location: '/var/lib/postgresql/data' }]);
-    expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'switchover', 'promote-to-primary', 'list-members', 'restart', 'create-backup', 'restore', 'set-s3-credentials', 'dump-database', 'restore-dump', 'list-backups']);
+    expect(Object.keys(m.actions)).toEqual(['get-primary', 'get-password', 'set-password', 'rotate-client-password', 'switchover', 'promote-to-primary', 'list-members', 'restart', 'create-backup', 'restore', 'set-s3-credentials', 'dump-database', 'restore-dump', 'list-backups']);
     const n = Object.keys(m.options).length;
     expect(n).toBeGreaterThanOrEqual(12);
     expect(n).toBeLessThanOrEqual(40);

@@ -266,7 +266,7 @@ describe('rendered objects', () => {
     expect(m.role.rules).toEqual(AGENT_RBAC_RULES);
     expect(m.role.rules).toEqual([
       { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create', 'update'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'list', 'watch', 'create', 'update'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch', 'patch'] },
       { apiGroups: [''], resources: ['events'], verbs: ['create'] },
