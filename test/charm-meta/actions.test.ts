@@ -47,7 +47,7 @@ describe("the repo's actions", () => {
 
   const refused: [string, string[], string[]][] = [
     ['get-pasword', [], ['get-pasword: unknown action; did you mean "get-password"?']],
-    ['frobnicate', [], ['frobnicate: unknown action (actions: get-primary, get-password, set-password, switchover, promote-to-primary, list-members, restart, create-backup, restore, set-s3-credentials, dump-database, restore-dump, list-backups)']],
+    ['frobnicate', [], ['frobnicate: unknown action (actions: get-primary, get-password, set-password, rotate-client-password, switchover, promote-to-primary, list-members, restart, create-backup, restore, set-s3-credentials, dump-database, restore-dump, list-backups)']],
     ['get-password', ['username=root'], ['params.username: must be one of operator, replication, rewind, monitoring, got "root"']],
     ['get-password', ['username=operater'], ['params.username: must be one of operator, replication, rewind, monitoring, got "operater"; did you mean "operator"?']],
     ['get-password', ['user=operator'], ['params.user: unknown param; did you mean "username"?']],
