@@ -1,7 +1,7 @@
 import type { V1ConfigMap } from '#client-node';
 import type { CharmMeta } from '../charm-meta/index.js';
 import { readConfig } from '../controller/config-store.js';
-import { isConflict, isNotFound, type Kube } from '../runtime/kube.js';
+import { isConflict, isNotFound, mergePatch, type Kube } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';
 import { decodeRelation, DYING_ANNOTATION, encodeRelation, RELATION_COUNTER, RELATION_ID_LABEL, relationObjects, type RelationRecord } from '../runtime/relations.js';
 import { Store } from '../runtime/store.js';
@@ -146,20 +146,22 @@ export async function removeRelation(kube: Kube, r: RelationRecord, o: { timeout
   const ns = kube.namespace;
   const name = relationObjects.relation(r.id);
   if (!r.dying) {
-    await kube.core.patchNamespacedConfigMap({ name, namespace: ns, body: { metadata: { annotations: { [DYING_ANNOTATION]: 'true' } } } }, (await import('../runtime/kube.js')).mergePatch);
+    await kube.core.patchNamespacedConfigMap({ name, namespace: ns, body: { metadata: { annotations: { [DYING_ANNOTATION]: 'true' } } } }, mergePatch);
   }
-  const bags = async () => (await kube.core.listNamespacedConfigMap({ namespace: ns, labelSelector: `${RELATION_ID_LABEL}=${r.id},${LABELS.kind} in (relation-unit-bag,relation-app-bag)` })).items;
+  // Done when every unit left (its bag gone); the application bags are the leaders' to delete,
+  // but a leader that changed between the -broken hooks may have left one: deleted here.
+  const bags = async (kind: string) => (await kube.core.listNamespacedConfigMap({ namespace: ns, labelSelector: `${RELATION_ID_LABEL}=${r.id},${LABELS.kind}=${kind}` })).items;
   const deadline = Date.now() + o.timeoutMs;
-  let left = await bags();
+  let left = await bags('relation-unit-bag');
   while (left.length && Date.now() < deadline) {
     await new Promise((res) => setTimeout(res, 200));
-    left = await bags();
+    left = await bags('relation-unit-bag');
   }
   if (left.length && !o.force) {
-    o.say(`relation ${r.id} is being removed; still in it: ${left.map((c) => c.metadata?.labels?.[LABELS.unit] ?? `${c.metadata?.labels?.[LABELS.app]} (application bag)`).join(', ')} (a unit that is down leaves when it comes back; --force removes it anyway)`);
+    o.say(`relation ${r.id} is being removed; still in it: ${left.map((c) => c.metadata?.labels?.[LABELS.unit] ?? '?').join(', ')} (a unit that is down leaves when it comes back; --force removes it anyway)`);
     return 'dying';
   }
-  for (const c of left) await kube.core.deleteNamespacedConfigMap({ name: c.metadata!.name!, namespace: ns }).catch(() => undefined);
+  for (const c of [...left, ...(await bags('relation-app-bag'))]) await kube.core.deleteNamespacedConfigMap({ name: c.metadata!.name!, namespace: ns }).catch(() => undefined);
   await kube.core.deleteNamespacedConfigMap({ name, namespace: ns }).catch((e: unknown) => {
     if (!isNotFound(e)) throw e;
   });

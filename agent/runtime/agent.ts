@@ -5,7 +5,7 @@ import { PebbleClient } from '../../sidecar/client/index.js';
 import { unsealValues } from '../charm-meta/secret-config.js';
 import { ActionRun } from './actions.js';
 import { RelationDataAccessError, type Charm, type CharmLoop, type ConfigValue, type EventContext, type LoopContext, type Relation, type RelationView, type Status, type Workload } from './charm.js';
-import { grantedLabel, revisionOf, secretIdOf, StoreSecrets } from './juju-secrets.js';
+import { grantedLabel, revisionOf, secretIdOf, secretObjectName, StoreSecrets } from './juju-secrets.js';
 import { bagLabels, JOINED_ANNOTATION, relationLabel, relationObjects, type RelationRecord } from './relations.js';
 import { readConfigSecrets } from './config-secrets.js';
 import { EventQueue, type QueuedEvent } from './events.js';
@@ -105,7 +105,10 @@ export class Agent {
   /** Relations with other applications: what the relation watch shows, turned into events. */
   private readonly scopes: RelationScopes;
   private readonly secrets: StoreSecrets;
-  /** Revisions of the secrets granted to this application, as last seen (secret-changed on a new one). */
+  /**
+   * The revision of each secret granted to this application that this unit has seen or handled
+   * secret-changed for (kept on its bag, so a rotation while the agent was down is not missed).
+   */
   private readonly secretRevisions = new Map<string, number>();
 
   constructor(private readonly opts: AgentOptions) {
@@ -168,6 +171,7 @@ export class Agent {
     this.inError = ann[ANNOTATIONS.workloadStatus] === 'error'; // left by a previous run of this agent
     this.appliedHash = ann[ANNOTATIONS.appliedConfigHash] ?? '';
     for (const u of parseList(ann[ANNOTATIONS.peers])) this.joined.add(u);
+    for (const [name, rev] of Object.entries(parseRecord(ann[SECRET_REVISIONS]))) if (typeof rev === 'number') this.secretRevisions.set(name, rev);
     this.config = parseConfig(config);
     this.applyLogLevel();
     this.appData = { ...(appBag?.data ?? {}) };
@@ -205,7 +209,13 @@ export class Agent {
         `/api/v1/namespaces/${this.store.namespace}/secrets`,
         () => this.opts.kube.core.listNamespacedSecret({ namespace: this.store.namespace, labelSelector: grantedLabel(this.app) }),
         grantedLabel(this.app),
-        { upsert: (s) => this.onGrantedSecret(s), remove: (s) => void this.secretRevisions.delete(s.metadata?.name ?? ''), synced: (all) => this.onGrantedSecrets(all) },
+        {
+          upsert: (s) => this.onGrantedSecret(s),
+          remove: (s) => {
+            if (this.secretRevisions.delete(s.metadata?.name ?? '')) void this.annotate(this.secretRevisionsAnnotation());
+          },
+          synced: (all) => all.forEach((s) => this.onGrantedSecret(s)),
+        },
         this.log,
       ),
     );
@@ -282,7 +292,7 @@ export class Agent {
       },
       secrets: this.secrets,
       // Only between hooks: a leader-only hook cut off halfway fails, and its retry no longer leads.
-      resignLeadership: async (why) => (this.dispatching || this.queue.size > 0 ? false : this.elector.resign(2 * (this.opts.leaseTiming ?? DEFAULT_LEASE_TIMING).retryMs, why)),
+      resignLeadership: (why) => this.elector.resign(2 * (this.opts.leaseTiming ?? DEFAULT_LEASE_TIMING).retryMs, why, () => !this.dispatching && this.queue.size === 0),
       setUnitStatus: (st) => this.setUnitStatus(st),
       pebble: this.pebble,
       workload: this.workload,
@@ -300,24 +310,25 @@ export class Agent {
     st.localApp = applyPatch(st.localApp, data);
   }
 
-  /** A secret granted to this application: a new revision is secret-changed (the first sight is not). */
+  /**
+   * A secret granted to this application: a revision other than the one this unit last handled
+   * is secret-changed; the first sight only records it (the relation that carries its id says so).
+   */
   private onGrantedSecret(s: V1Secret): void {
     const name = s.metadata?.name ?? '';
     const rev = revisionOf(s);
-    const before = this.secretRevisions.get(name);
-    this.secretRevisions.set(name, rev);
-    if (before !== undefined && before !== rev) {
+    const handled = this.secretRevisions.get(name);
+    if (handled === undefined) {
+      this.secretRevisions.set(name, rev);
+      void this.annotate(this.secretRevisionsAnnotation());
+    } else if (handled !== rev) {
       const id = secretIdOf(name);
       this.queue.push({ name: 'secret-changed', key: `secret-changed:${id}`, secret: { id, revision: rev } });
     }
   }
 
-  /** After a (re-)list: secrets seen for the first time set the baseline; known ones are compared by onGrantedSecret. */
-  private onGrantedSecrets(all: V1Secret[]): void {
-    for (const s of all) {
-      const name = s.metadata?.name ?? '';
-      if (!this.secretRevisions.has(name)) this.secretRevisions.set(name, revisionOf(s));
-    }
+  private secretRevisionsAnnotation(): Record<string, string> {
+    return { [SECRET_REVISIONS]: JSON.stringify(Object.fromEntries([...this.secretRevisions].sort())) };
   }
 
   /** A charm loop: run, sleep everyMs (from the current config), repeat; a failure is logged, not fatal. */
@@ -645,6 +656,8 @@ export class Agent {
     let action: ActionRun | undefined;
     if (this.scopes.stale(e)) {
       log.debug({ event: e.name }, 'relation gone or left: event dropped');
+      this.queue.settled(e); // and a deferred copy with it
+      this.scopes.dropped(e);
       return undefined;
     }
     if (e.actionId !== undefined) {
@@ -703,6 +716,7 @@ export class Agent {
       },
       ...(e.remoteUnit ? { remoteUnit: e.remoteUnit } : {}),
       ...(e.appChanged ? { appChanged: true } : {}),
+      leaving: this.dying,
       relations: (endpoint?: string) => this.scopes.visible().filter((st) => endpoint === undefined || st.endpoint === endpoint).map(relationOf),
       ...(eventState ? { relation: relationOf(eventState), remoteApp: eventState.remoteApp } : {}),
       ...(e.secret ? { secret: e.secret } : {}),
@@ -733,7 +747,7 @@ export class Agent {
     try {
       if (handler) await handler(ctx);
       wrote = await this.commit(local, appBag);
-      wrote = (await this.commitRelations(e, built)) || wrote;
+      wrote = (await this.commitRelations(e, built, deferred)) || wrote;
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       clearTimeout(slow);
@@ -798,7 +812,7 @@ export class Agent {
         if (!b) throw new Error(`unit ${name} is not in relation ${st.id} (${st.endpoint})`);
         return b;
       },
-      dying: !this.scopes.alive(st),
+      dying: this.scopes.removing(st),
     };
     return { relation, local, localApp };
   }
@@ -809,7 +823,7 @@ export class Agent {
    * -joined) and deleted after -broken (it leaves; its leader's application bag goes too); the
    * joined set kept on the bag.
    */
-  private async commitRelations(e: QueuedEvent, built: Map<number, BuiltRelation>): Promise<boolean> {
+  private async commitRelations(e: QueuedEvent, built: Map<number, BuiltRelation>, deferred: boolean): Promise<boolean> {
     let wrote = false;
     const kind = /-relation-(created|joined|changed|departed|broken)$/.exec(e.name)?.[1];
     for (const [id, b] of built) {
@@ -837,7 +851,8 @@ export class Agent {
       }
     }
     const st = e.relationId === undefined ? undefined : this.scopes.states.get(e.relationId);
-    if (!st) return wrote;
+    // A deferred event has not happened yet: it leaves scope (or joins) when it runs to the end.
+    if (!st || deferred) return wrote;
     const bag = relationObjects.unitBag(st.id, this.app, this.opts.unit.index);
     if ((kind === 'joined' || kind === 'departed') && e.remoteUnit && st.mine !== undefined) {
       const joined = new Set(st.joined);
@@ -848,7 +863,8 @@ export class Agent {
     if (kind === 'broken') {
       await this.store.delete(bag);
       st.mine = undefined;
-      if (this.elector.isLeader()) await this.store.delete(relationObjects.appBag(st.id, this.app));
+      // The application's bag goes with the relation, not with a unit leaving it (remove-unit).
+      if (this.elector.isLeader() && this.scopes.removing(st)) await this.store.delete(relationObjects.appBag(st.id, this.app));
       wrote = true;
     }
     return wrote;
@@ -869,6 +885,10 @@ export class Agent {
         this.appliedHash = config.hash;
         ann[ANNOTATIONS.appliedConfigHash] = config.hash;
         ann[ANNOTATIONS.appliedConfig] = JSON.stringify(config.values);
+      }
+      if (e.secret) {
+        this.secretRevisions.set(secretObjectName(e.secret.id), Math.max(e.secret.revision, this.secretRevisions.get(secretObjectName(e.secret.id)) ?? 0));
+        Object.assign(ann, this.secretRevisionsAnnotation());
       }
       if (e.relationId === undefined) {
         if (e.remoteUnit && e.name.endsWith('-relation-joined')) this.joined.add(e.remoteUnit);
@@ -1016,6 +1036,18 @@ function parseConfig(cm: V1ConfigMap | undefined): ConfigSnapshot | undefined {
     return { values: JSON.parse(raw) as Record<string, ConfigValue>, hash, refs: parseList(cm?.data?.['secrets']) };
   } catch {
     return undefined;
+  }
+}
+
+/** On the unit bag: the revision of each granted secret this unit last handled (JSON, by Secret name). */
+const SECRET_REVISIONS = 'pgcharm.io/secret-revisions';
+
+function parseRecord(s: string | undefined): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(s ?? '{}');
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
   }
 }
 

@@ -45,7 +45,10 @@ export interface Relation extends RelationIdentity {
   local: RelationBag;
   /** A remote unit's bag (read-only), or this unit's own. */
   unit(name: string): RelationBag;
-  /** Being removed: true in the -departed and -broken events of `remove-relation`. */
+  /**
+   * The relation itself is being removed (`remove-relation`): true in its -departed and
+   * -broken events. False when only this unit leaves it (remove-unit: see ctx.leaving).
+   */
   dying: boolean;
 }
 
@@ -121,6 +124,8 @@ export interface EventContext {
   relation?: Relation;
   /** For relation events: the remote application. */
   remoteApp?: string;
+  /** This unit is being removed (remove-unit): its relation events say it leaves, not that the relations end. */
+  leaving: boolean;
   /** For secret-changed: the secret and its new revision. */
   secret?: { id: string; revision: number };
   secrets: Secrets;

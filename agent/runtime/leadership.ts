@@ -91,18 +91,20 @@ export class LeaderElector extends EventEmitter {
    * and does not take it back for `holdOffMs`, unless nobody else took it by then. False when
    * this unit was not leading.
    */
-  async resign(holdOffMs: number, why: string): Promise<boolean> {
+  async resign(holdOffMs: number, why: string, mayResign: () => boolean = () => true): Promise<boolean> {
     if (!this.leading) return false;
     const done = this.busy.then(async () => {
-      if (!this.leading) return false;
+      // Decided here, after any round in flight: the caller's condition (no hook running) holds now.
+      if (!this.leading || !mayResign()) return false;
       this.holdOffUntil = Date.now() + holdOffMs;
-      await this.release();
+      // No longer acting as leader before anyone else can be: the lease is released after.
       this.setLeading(false, `resigned: ${why}`);
+      await this.release();
       return true;
     });
     this.busy = done.then(() => undefined, () => undefined);
     const ok = await done;
-    this.schedule(holdOffMs);
+    if (ok) this.schedule(holdOffMs);
     return ok;
   }
 

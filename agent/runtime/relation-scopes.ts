@@ -125,8 +125,14 @@ export class RelationScopes {
     if (this.synced) this.reconcile();
   }
 
-  /** After a (re-)list: the complete set of this application's relation objects. */
+  /**
+   * After a (re-)list: the complete set of this application's relation objects. The state is
+   * rebuilt from the list as a whole before anything is decided (deciding halfway would take a
+   * relation not listed yet for gone: -departed, -broken); then what changed while the watch
+   * was away is queued as -changed, and reconcile() queues the rest.
+   */
   resync(all: V1ConfigMap[]): void {
+    const before = new Map([...this.states].map(([id, st]) => [id, { app: st.remoteAppData, units: new Map(st.remoteUnits) }]));
     const seen = new Set<number>();
     for (const st of this.states.values()) {
       st.record = undefined;
@@ -135,6 +141,8 @@ export class RelationScopes {
       st.localApp = {};
       st.mine = undefined;
     }
+    const wasSynced = this.synced;
+    this.synced = false; // observe() records, decides nothing
     for (const cm of all) {
       const o = classify(cm);
       if (o) seen.add(o.kind === 'relation' ? o.record.id : o.id);
@@ -142,6 +150,17 @@ export class RelationScopes {
     }
     for (const [id, st] of this.states) if (!seen.has(id) && !this.inScope(st)) this.states.delete(id);
     this.synced = true;
+    if (wasSynced) {
+      for (const [id, was] of before) {
+        const st = this.states.get(id);
+        if (!st || !this.inScope(st) || !this.alive(st)) continue;
+        if (!sameData(was.app, st.remoteAppData)) this.queue(st, 'changed', 'app');
+        for (const [u, data] of st.remoteUnits) {
+          const old = was.units.get(u);
+          if (old && st.joined.has(u) && !sameData(old, data)) this.queue(st, 'changed', u);
+        }
+      }
+    }
     this.reconcile();
   }
 
@@ -200,7 +219,19 @@ export class RelationScopes {
     const st = this.states.get(e.relationId);
     if (!st) return true;
     if (e.name.endsWith('-relation-broken')) return st.broken;
-    return st.broken || (!this.inScope(st) && !e.name.endsWith('-relation-created'));
+    if (e.name.endsWith('-relation-created')) return st.broken || this.inScope(st) || !this.alive(st);
+    return st.broken || !this.inScope(st);
+  }
+
+  /** An event dropped as stale: it may be queued again. */
+  dropped(e: QueuedEvent): void {
+    const st = e.relationId === undefined ? undefined : this.states.get(e.relationId);
+    st?.queued.delete(e.key ?? e.name);
+  }
+
+  /** True when the relation itself is being removed (not merely this unit leaving it). */
+  removing(st: RelationState): boolean {
+    return !st.record || st.record.dying;
   }
 
   /** Relations a handler sees in ctx.relations(): in scope and not being removed. */

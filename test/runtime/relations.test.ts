@@ -115,9 +115,14 @@ describe('relations between applications', () => {
     for (const pod of ['prov-0', 'prov-1']) await waitFor(`${pod} joined req/1`, () => relEvents(pod, 1).some((e) => e.event === 'db-relation-joined' && e.remote === 'req/1'), 60_000);
     await waitFor('req/1 read the secret', () => ev('req-1').some((e) => e.event === 'upstream-relation-changed' && e.secret?.['token'] === 'second'), 30_000);
     const before = relEvents('req-0', 1).length;
-    const k = await m.cli(['kill', '--app', 'req', 'req/0']);
+    // Down while the secret gets a new revision: it hears of it when it comes back.
+    const k = await m.cli(['kill', '--app', 'req', 'req/0', '--no-restart']);
     expect(k.code, k.stderr).toBe(0);
+    const rot = await run('leader', 'rotate-secret', ['token=third'], 'prov');
+    expect(Object.values(rot.out)[0]).toMatchObject({ status: 'completed', results: { revision: 3 } });
+    expect((await m.cli(['kill', '--app', 'req', 'req/0', '--revive'])).code).toBe(0);
     await waitFor('req/0 started again', () => ev('req-0').filter((e) => e.event === 'start').length >= 2, 60_000);
+    await waitFor('req/0 got secret-changed for the revision made while it was down', () => ev('req-0').find((e) => e.event === 'secret-changed' && e.secret?.['token'] === 'third' && e.revision === 3), 20_000);
     await new Promise((r) => setTimeout(r, 1500));
     const after = relEvents('req-0', 1).slice(before).map((e) => e.event);
     expect(after).not.toContain('upstream-relation-created');

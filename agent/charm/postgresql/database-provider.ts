@@ -1,5 +1,6 @@
 import type { CharmLoop, EventContext, Handler, LoopContext, Relation } from '../../runtime/charm.js';
-import { objects } from '../../runtime/names.js';
+import { LABELS, objects } from '../../runtime/names.js';
+import { decodeRelation, relationLabel } from '../../runtime/relations.js';
 import { checkRequest, provision, retire, roleName, rotatePassword } from './client-db.js';
 import { primaryTarget } from './password-change.js';
 import { parseAddress } from './positions.js';
@@ -139,10 +140,35 @@ export const onDatabaseRelation: Handler = async (ctx) => {
   await serve(ctx, ctx.relation);
 };
 
-/** A refresh of every relation (the units changed: new uris), on the leader. */
+/**
+ * The leader answers every relation again (a new leader; the units changed: new uris), and
+ * retires what no relation holds any more: LOGIN roles `relation_<id>` and their secrets whose
+ * relation is gone (a -broken that ran on a unit which was not leader at that moment, or a
+ * deferred one lost with its agent).
+ */
 export const onDatabaseRefresh: Handler = async (ctx) => {
   if (!ctx.isLeader()) return;
-  for (const r of ctx.relations(ENDPOINT)) await serve(ctx, r);
+  const live = ctx.relations(ENDPOINT);
+  for (const r of live) await serve(ctx, r);
+  const target = primaryTarget(ctx, await state.lease(ctx).holder());
+  const pw = await readPasswords(ctx.kube, ctx.app);
+  if (!target || !pw) return;
+  // Every relation of this endpoint the store has and that is not being removed: one this unit has
+  // not joined yet (a new leader's -created still queued) keeps its role too.
+  const listed = await ctx.kube.core.listNamespacedConfigMap({ namespace: ctx.kube.namespace, labelSelector: `${LABELS.kind}=relation,${relationLabel(ctx.app)}=${ENDPOINT}` });
+  const keep = new Set(listed.items.map(decodeRelation).filter((r) => r && !r.dying).map((r) => r!.id));
+  const orphans = await withConnection(target, pw.operator, async (c) => {
+    await c.query('SET synchronous_commit = local');
+    const ids = (await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname ~ '^relation_[0-9]+$' AND rolcanlogin")).rows.map((r) => Number(r.rolname.slice('relation_'.length)));
+    const gone = ids.filter((id) => !keep.has(id));
+    for (const id of gone) await retire(c, id);
+    return gone;
+  });
+  for (const id of orphans) {
+    const secret = await ctx.secrets.find(secretLabel(id));
+    if (secret) await ctx.secrets.remove(secret);
+    ctx.log.info({ relation: id, role: roleName(id) }, 'database relation gone: its role may no longer log in, data kept');
+  }
 };
 
 /**
@@ -151,7 +177,8 @@ export const onDatabaseRefresh: Handler = async (ctx) => {
  */
 export const onDatabaseBroken: Handler = async (ctx) => {
   const r = ctx.relation;
-  if (!ctx.isLeader() || !r) return;
+  // A unit leaving (remove-unit) leaves the relation to the others: only its removal retires the role.
+  if (!ctx.isLeader() || !r?.dying) return;
   problems.delete(r.id);
   const target = primaryTarget(ctx, await state.lease(ctx).holder());
   const pw = await readPasswords(ctx.kube, ctx.app);
