@@ -425,9 +425,17 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     ctx.log.info({ decision: 'rejoin', primary, why: 'this unit was primary before; another unit holds the primary lease' }, 'reconcile');
   }
   const conninfo = `host=${target.host} port=${target.port} user=replication passfile=${l.pgpass} application_name=${ctx.unit} sslmode=prefer`;
-  // A standby's config and signal: written now, and again over a fresh clone.
+  // A standby's config and signal: written now, and again over a fresh clone. Not running (a
+  // rejoin, a clone, a restart), it starts with STANDBY_MINIMUMS at least as high as its control
+  // file says the primary ran with: a config lowered while the primary still runs the higher
+  // value would make it refuse to start. It runs the lowered value once the primary does (the
+  // floored names stay restart-pending, and the rolling restart takes them from there).
+  let floored: string[] = [];
   const standbyConfig = async () => {
-    const toReload = await w.writeConfig(pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await resources }), hbaFor(ctx, me));
+    const params = pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await resources });
+    const floor = (await w.running()) ? {} : await w.controlSettings().catch(() => ({}) as Record<string, number>);
+    floored = standbyFloor(params, floor);
+    const toReload = await w.writeConfig(params, hbaFor(ctx, me));
     await w.setStandbySignal(true);
     return toReload;
   };
@@ -466,7 +474,10 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await standbyConfig();
     await startStandby();
   }
-  await applyRestartClass(ctx, w, me, pw, 'replica', primary);
+  if (floored.length) {
+    ctx.peers.local.set('restart-pending', floored.join(','));
+    said(ctx, { decision: 'restart later', parameters: floored, why: "started with the primary's values for these: it still runs them, higher than the config's" });
+  } else await applyRestartClass(ctx, w, me, pw, 'replica', primary);
   ctx.peers.local.set('role', 'replica');
   await labelPod(ctx, 'replica');
   // A set from a past term as primary names no candidates now.
@@ -537,6 +548,21 @@ async function restartPending(me: Target, pw: Passwords): Promise<string[]> {
  * primary first (a standby with less refuses to replay), raising one the standbys first.
  */
 const STANDBY_MINIMUMS = ['max_connections', 'max_prepared_transactions', 'max_locks_per_transaction', 'max_wal_senders', 'max_worker_processes'];
+
+/**
+ * Raises, in `params`, each of STANDBY_MINIMUMS set below what the control file says the
+ * primary ran with (`floor`); returns the names raised.
+ */
+export function standbyFloor(params: Record<string, string>, floor: Record<string, number>): string[] {
+  const raised: string[] = [];
+  for (const n of STANDBY_MINIMUMS) {
+    const want = floor[n];
+    if (want === undefined || params[n] === undefined || !/^\d+$/.test(params[n]) || Number(params[n]) >= want) continue;
+    params[n] = String(want);
+    raised.push(n);
+  }
+  return raised;
+}
 
 /** Which of STANDBY_MINIMUMS the config file lowers below what the server runs with, and to what. */
 async function loweredMinimums(me: Target, pw: Passwords): Promise<Record<string, number>> {
