@@ -336,6 +336,25 @@ describe('PostgreSQL charm: 3-unit deployment', () => {
     expect(await podUids()).toEqual(uidsBefore); // the pods were never replaced
   }, 240_000);
 
+  it('a standby down while max-connections is lowered starts again when it comes back, then runs the lowered value', async () => {
+    const s = JSON.parse((await m.cli(['status', '--format', 'json'])).stdout) as { units: Record<string, { role: string }> };
+    const down = Object.entries(s.units).find(([, u]) => u.role === 'replica')![0];
+    expect((await m.cli(['kill', down, '--no-restart'])).code).toBe(0);
+    expect((await m.cli(['config', 'max-connections=110'])).code).toBe(0);
+    const setting = async (unit: string) => {
+      const uri = (await m.cli(['uri', unit])).stdout.trim();
+      const rows: Record<string, unknown>[] = await q(uri, 'SHOW max_connections').catch(() => []);
+      return String(rows[0]?.['max_connections'] ?? '');
+    };
+    const others = Object.keys(s.units).filter((u) => u !== down);
+    await waitFor('the others run the lowered value', async () => (await Promise.all(others.map(setting))).every((v) => v === '110'), 90_000, 500);
+    // Its control file holds the primary's old, higher value: started with the lowered one, Postgres would refuse.
+    expect((await m.cli(['kill', down, '--revive'])).code).toBe(0);
+    const uri = (await m.cli(['uri', 'primary'])).stdout.trim();
+    await waitFor('both standbys streaming again', async () => (await q(uri, "SELECT count(*)::int AS n FROM pg_stat_replication WHERE state = 'streaming'"))[0]!['n'] === 2, 90_000, 500);
+    await waitFor(`${down} runs the lowered value`, async () => (await setting(down)) === '110', 90_000, 500);
+  }, 240_000);
+
   it('rotates the operator password with set-password: the old one stops working, the new one works, replicas keep streaming', async () => {
     const oldUri = (await m.cli(['uri', 'primary'])).stdout.trim();
     const oldPw = decodeURIComponent(/operator:([^@]+)@/.exec(oldUri)![1]!);
