@@ -26,12 +26,14 @@ export interface Endpoint {
   name: string;
   interface: string;
   role: 'provider' | 'requirer';
+  /** charm.yaml's `limit`: how many relations the endpoint may have at once. */
+  limit?: number;
 }
 
 export function endpointsOf(app: string, meta: Pick<CharmMeta, 'provides' | 'requires'>): Endpoint[] {
   return [
-    ...Object.values(meta.provides).map((e) => ({ app, name: e.name, interface: e.interface, role: 'provider' as const })),
-    ...Object.values(meta.requires).map((e) => ({ app, name: e.name, interface: e.interface, role: 'requirer' as const })),
+    ...Object.values(meta.provides).map((e) => ({ app, name: e.name, interface: e.interface, role: 'provider' as const, ...(e.limit !== undefined ? { limit: e.limit } : {}) })),
+    ...Object.values(meta.requires).map((e) => ({ app, name: e.name, interface: e.interface, role: 'requirer' as const, ...(e.limit !== undefined ? { limit: e.limit } : {}) })),
   ];
 }
 
@@ -111,8 +113,13 @@ export async function integrate(kube: Kube, aSpec: string, bSpec: string): Promi
   const apps = [...(await deployments(kube)).keys()];
   const [am, bm] = await Promise.all([metaOf(kube, a.app, apps), metaOf(kube, b.app, apps)]);
   const { provider, requirer } = matchEndpoints(a, endpointsOf(a.app, am), b, endpointsOf(b.app, bm));
-  const existing = (await listRelations(kube)).find((r) => r.provider.app === provider.app && r.provider.endpoint === provider.name && r.requirer.app === requirer.app && r.requirer.endpoint === requirer.name);
+  const all = await listRelations(kube);
+  const existing = all.find((r) => r.provider.app === provider.app && r.provider.endpoint === provider.name && r.requirer.app === requirer.app && r.requirer.endpoint === requirer.name);
   if (existing) throw new UserError(`${provider.app}:${provider.name} and ${requirer.app}:${requirer.name} are already integrated (relation ${existing.id}${existing.dying ? ', being removed' : ''})`);
+  for (const e of [provider, requirer]) {
+    const n = all.filter((r) => (r.provider.app === e.app && r.provider.endpoint === e.name) || (r.requirer.app === e.app && r.requirer.endpoint === e.name)).length;
+    if (e.limit !== undefined && n >= e.limit) throw new UserError(`${e.app}:${e.name} has ${n} relation${n === 1 ? '' : 's'} already, its limit (charm.yaml: limit: ${e.limit})`);
+  }
   const id = await nextRelationId(kube);
   const record = { id, interface: provider.interface, provider: { app: provider.app, endpoint: provider.name }, requirer: { app: requirer.app, endpoint: requirer.name } };
   const { labels, data } = encodeRelation(record);

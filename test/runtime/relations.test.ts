@@ -80,6 +80,9 @@ describe('relations between applications', () => {
     expect(st.stdout).toMatch(/prov:peers\s+prov:peers\s+recorder_peers\s+peer/);
     const again = await m.cli(['integrate', 'prov:db', 'req:upstream']);
     expect(again.stderr).toMatch(/prov:db and req:upstream are already integrated \(relation 1\)/);
+    const limited = await m.cli(['integrate', 'other:db', 'req:upstream']);
+    expect(limited.code).toBe(1);
+    expect(limited.stderr).toMatch(/req:upstream has 1 relation already, its limit \(charm\.yaml: limit: 1\)/);
   }, 60_000);
 
   it("enforces Juju's write rules: own unit bag yes, application bag only on the leader, the other side's never", async () => {
