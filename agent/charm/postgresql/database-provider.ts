@@ -1,5 +1,6 @@
 import type { CharmLoop, EventContext, Handler, LoopContext, Relation } from '../../runtime/charm.js';
 import { LABELS, objects } from '../../runtime/names.js';
+import { SECRET_ANNOTATIONS } from '../../runtime/juju-secrets.js';
 import { decodeRelation, relationLabel } from '../../runtime/relations.js';
 import { checkRequest, provision, retire, roleName, rotatePassword } from './client-db.js';
 import { primaryTarget } from './password-change.js';
@@ -26,6 +27,26 @@ import { withConnection } from './workload.js';
 
 export const ENDPOINT = 'database';
 const secretLabel = (id: number) => `database-relation-${id}`;
+
+/**
+ * A primary that does not take the connection now (down, restarting, starting up, fenced): the
+ * work waits (defer) instead of failing the hook, which would hold up every later event of the
+ * unit while it is retried.
+ */
+function primaryUnavailable(e: unknown): boolean {
+  const x = e as { code?: string; message?: string };
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '25006'].includes(x.code ?? '') || /timeout|terminated|Connection terminated/i.test(x.message ?? '');
+}
+
+async function orDefer(ctx: EventContext, what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (!primaryUnavailable(e)) throw e;
+    ctx.log.info({ err: (e as Error).message }, `${what}: the primary does not answer now; it waits`);
+    ctx.defer();
+  }
+}
 
 /** Relations the leader refused, by id: what the application status says (blocked). */
 const problems = new Map<number, string>();
@@ -136,8 +157,9 @@ async function serve(ctx: EventContext, r: Relation): Promise<void> {
 
 /** -created, -joined, -changed: the leader serves the relation. */
 export const onDatabaseRelation: Handler = async (ctx) => {
-  if (!ctx.isLeader() || !ctx.relation) return;
-  await serve(ctx, ctx.relation);
+  const r = ctx.relation;
+  if (!ctx.isLeader() || !r) return;
+  await orDefer(ctx, `database relation ${r.id}`, () => serve(ctx, r));
 };
 
 /**
@@ -148,28 +170,39 @@ export const onDatabaseRelation: Handler = async (ctx) => {
  */
 export const onDatabaseRefresh: Handler = async (ctx) => {
   if (!ctx.isLeader()) return;
+  await orDefer(ctx, 'database relations refresh', () => refresh(ctx));
+};
+
+async function refresh(ctx: EventContext): Promise<void> {
   const live = ctx.relations(ENDPOINT);
   for (const r of live) await serve(ctx, r);
+  // Every relation of this endpoint the store has and that is not being removed: one this unit has
+  // not joined yet (a new leader's -created still queued) keeps its role too. What is left is a
+  // relation's secret (made with its role, removed after the role is retired) without a relation.
+  const [listed, secrets] = await Promise.all([
+    ctx.kube.core.listNamespacedConfigMap({ namespace: ctx.kube.namespace, labelSelector: `${LABELS.kind}=relation,${relationLabel(ctx.app)}=${ENDPOINT}` }),
+    ctx.kube.core.listNamespacedSecret({ namespace: ctx.kube.namespace, labelSelector: `${LABELS.app}=${ctx.app},${LABELS.kind}=secret` }),
+  ]);
+  const keep = new Set(listed.items.map(decodeRelation).filter((r) => r && !r.dying).map((r) => r!.id));
+  const orphans = secrets.items
+    .map((x) => /^database-relation-(\d+)$/.exec(x.metadata?.annotations?.[SECRET_ANNOTATIONS.label] ?? '')?.[1])
+    .filter((id): id is string => id !== undefined)
+    .map(Number)
+    .filter((id) => !keep.has(id));
+  if (!orphans.length) return; // the usual case: no connection to the primary at all
   const target = primaryTarget(ctx, await state.lease(ctx).holder());
   const pw = await readPasswords(ctx.kube, ctx.app);
-  if (!target || !pw) return;
-  // Every relation of this endpoint the store has and that is not being removed: one this unit has
-  // not joined yet (a new leader's -created still queued) keeps its role too.
-  const listed = await ctx.kube.core.listNamespacedConfigMap({ namespace: ctx.kube.namespace, labelSelector: `${LABELS.kind}=relation,${relationLabel(ctx.app)}=${ENDPOINT}` });
-  const keep = new Set(listed.items.map(decodeRelation).filter((r) => r && !r.dying).map((r) => r!.id));
-  const orphans = await withConnection(target, pw.operator, async (c) => {
+  if (!target || !pw) return ctx.defer();
+  await withConnection(target, pw.operator, async (c) => {
     await c.query('SET synchronous_commit = local');
-    const ids = (await c.query<{ rolname: string }>("SELECT rolname FROM pg_roles WHERE rolname ~ '^relation_[0-9]+$' AND rolcanlogin")).rows.map((r) => Number(r.rolname.slice('relation_'.length)));
-    const gone = ids.filter((id) => !keep.has(id));
-    for (const id of gone) await retire(c, id);
-    return gone;
+    for (const id of orphans) await retire(c, id);
   });
   for (const id of orphans) {
     const secret = await ctx.secrets.find(secretLabel(id));
     if (secret) await ctx.secrets.remove(secret);
     ctx.log.info({ relation: id, role: roleName(id) }, 'database relation gone: its role may no longer log in, data kept');
   }
-};
+}
 
 /**
  * -broken: the role may no longer log in and its sessions end; the database and its data stay
@@ -186,13 +219,15 @@ export const onDatabaseBroken: Handler = async (ctx) => {
     ctx.log.info({ relation: r.id }, 'no primary serving: retiring the relation role waits');
     return ctx.defer();
   }
-  const ended = await withConnection(target, pw.operator, async (c) => {
-    await c.query('SET synchronous_commit = local');
-    return retire(c, r.id);
+  await orDefer(ctx, `database relation ${r.id} broken`, async () => {
+    const ended = await withConnection(target, pw.operator, async (c) => {
+      await c.query('SET synchronous_commit = local');
+      return retire(c, r.id);
+    });
+    const id = r.localApp.get('secret-user') ?? (await ctx.secrets.find(secretLabel(r.id)));
+    if (id) await ctx.secrets.remove(id).catch((e: unknown) => ctx.log.warn({ relation: r.id, err: (e as Error).message }, 'could not remove the relation secret'));
+    ctx.log.info({ relation: r.id, app: r.app, role: roleName(r.id), sessionsEnded: ended }, 'database relation removed: role may no longer log in, data kept');
   });
-  const id = r.localApp.get('secret-user') ?? (await ctx.secrets.find(secretLabel(r.id)));
-  if (id) await ctx.secrets.remove(id).catch((e: unknown) => ctx.log.warn({ relation: r.id, err: (e as Error).message }, 'could not remove the relation secret'));
-  ctx.log.info({ relation: r.id, app: r.app, role: roleName(r.id), sessionsEnded: ended }, 'database relation removed: role may no longer log in, data kept');
   ctx.emit('pgcharm-reconcile');
 };
 
