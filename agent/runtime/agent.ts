@@ -12,7 +12,7 @@ import { EventQueue, type QueuedEvent } from './events.js';
 import { apiMessage, mergePatch, type Kube } from './kube.js';
 import { DEFAULT_LEASE_TIMING, LeaderElector, type LeaseTiming } from './leadership.js';
 import { LeaseCache, leaseLabels } from './leases.js';
-import { BufferedBag } from './model.js';
+import { BufferedBag, parseList, sameData } from './model.js';
 import { ANNOTATIONS, LABELS, objects, parseUnit, podName, unitName, type UnitName } from './names.js';
 import { Store, watchPath, type Watcher } from './store.js';
 import { RelationScopes, type RelationState } from './relation-scopes.js';
@@ -283,7 +283,7 @@ export class Agent {
         await this.store.patch(objects.appBag(this.app), { data });
         this.appData = applyPatch(this.appData, data);
       },
-      relations: (endpoint) => this.scopes.visible().filter((st) => endpoint === undefined || st.endpoint === endpoint).map((st) => relationView(st)),
+      relations: (endpoint) => this.scopes.visible().filter((st) => endpoint === undefined || st.endpoint === endpoint).map((st) => relationView(st, this.scopes.units(st))),
       setRelationApp: async (id, data) => {
         const st = this.scopes.states.get(id);
         if (!st?.record || !this.scopes.inScope(st)) throw new RelationDataAccessError(`${this.app} is not in relation ${id}`);
@@ -802,7 +802,7 @@ export class Agent {
       interface: st.interface,
       app: st.remoteApp,
       remoteEndpoint: st.remoteEndpoint,
-      units: [...new Set([...st.joined, ...(joining ? [joining] : [])])].filter((u) => st.remoteUnits.has(u)).sort(),
+      units: this.scopes.units(st, joining),
       localApp,
       remoteApp,
       local,
@@ -1001,14 +1001,14 @@ interface BuiltRelation {
   localApp: BufferedBag;
 }
 
-function relationView(st: RelationState): RelationView {
+function relationView(st: RelationState, units: string[]): RelationView {
   return {
     id: st.id,
     name: st.endpoint,
     interface: st.interface,
     app: st.remoteApp,
     remoteEndpoint: st.remoteEndpoint,
-    units: [...st.joined].filter((u) => st.remoteUnits.has(u)).sort(),
+    units,
     localApp: { ...st.localApp },
     remoteApp: { ...st.remoteAppData },
   };
@@ -1054,17 +1054,4 @@ function parseRecord(s: string | undefined): Record<string, unknown> {
 /** The bag key the runtime keeps the pod IP under (Juju's name for it). */
 export const INGRESS_ADDRESS = 'ingress-address';
 
-function parseList(s: string | undefined): string[] {
-  if (!s) return [];
-  try {
-    const v: unknown = JSON.parse(s);
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
-  }
-}
 
-function sameData(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
-}

@@ -42,3 +42,20 @@ export class BufferedBag implements RelationBag {
     return Object.keys(p).length ? p : undefined;
   }
 }
+
+/** Two bags' data are the same (keys and values). */
+export function sameData(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+/** A JSON list of strings as stored in an annotation (unit names); anything unreadable is empty. */
+export function parseList(s: string | undefined): string[] {
+  if (!s) return [];
+  try {
+    const v: unknown = JSON.parse(s);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}

@@ -1,5 +1,6 @@
 import type { V1ConfigMap } from '#client-node';
 import type { QueuedEvent } from './events.js';
+import { sameData } from './model.js';
 import { classify, sidesOf, type RelationRecord } from './relations.js';
 
 /** One relation with another application, as this unit knows it. */
@@ -234,6 +235,11 @@ export class RelationScopes {
     return !st.record || st.record.dying;
   }
 
+  /** The remote units a handler or loop sees in the relation: joined (or joining now) and still in scope. */
+  units(st: RelationState, joining?: string): string[] {
+    return [...st.remoteUnits.keys()].filter((u) => st.joined.has(u) || u === joining).sort();
+  }
+
   /** Relations a handler sees in ctx.relations(): in scope and not being removed. */
   visible(): RelationState[] {
     return [...this.states.values()].filter((st) => this.inScope(st) && this.alive(st)).sort((a, b) => a.id - b.id);
@@ -244,9 +250,4 @@ export class RelationScopes {
     return new Map([...this.states.values()].filter((st) => st.record && !st.broken).map((st) => [st.id, st.remoteApp]));
   }
 
-}
-
-function sameData(a: Record<string, string>, b: Record<string, string>): boolean {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }

@@ -1,4 +1,5 @@
 import type { V1ConfigMap } from '#client-node';
+import { parseList } from './model.js';
 import { ANNOTATIONS, LABELS } from './names.js';
 
 /**
@@ -122,14 +123,8 @@ export function classify(cm: V1ConfigMap): RelationObject | undefined {
     const pod = labels[LABELS.unit] ?? '';
     const m = /-(\d+)$/.exec(pod);
     if (!m) return undefined;
-    let joined: string[] = [];
-    try {
-      const v: unknown = JSON.parse(cm.metadata?.annotations?.[JOINED_ANNOTATION] ?? '[]');
-      if (Array.isArray(v)) joined = v.filter((x): x is string => typeof x === 'string');
-    } catch {
-      // An unreadable list is an empty one: the agent re-joins, which Juju's hooks tolerate.
-    }
-    return { kind: 'unit-bag', id, app, unit: `${app}/${m[1]}`, data: { ...(cm.data ?? {}) }, joined };
+    // An unreadable list is an empty one: the agent re-joins, which Juju's hooks tolerate.
+    return { kind: 'unit-bag', id, app, unit: `${app}/${m[1]}`, data: { ...(cm.data ?? {}) }, joined: parseList(cm.metadata?.annotations?.[JOINED_ANNOTATION]) };
   }
   return undefined;
 }

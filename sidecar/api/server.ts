@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { chmodSync, chownSync, existsSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { listenOn } from '../osutil/listen.js';
 import { routeAccess, WEBSOCKET_PATH, type AccessGuard } from './access.js';
 import { ApiError, envelope, errorEnvelope, writeJson } from './response.js';
 import { RequestContext, type Router, type UpgradeHandler } from './router.js';
@@ -106,13 +107,5 @@ export async function listenTcp(server: http.Server, addr: string): Promise<{ ho
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new Error(`--http address ${JSON.stringify(addr)} has an invalid port`);
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  return { host, port: typeof a === 'object' && a ? a.port : port };
+  return { host, port: await listenOn(server, port, host) };
 }

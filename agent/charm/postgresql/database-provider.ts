@@ -8,7 +8,7 @@ import { parseAddress } from './positions.js';
 import { generatePassword } from './scram.js';
 import { readPasswords } from './secrets.js';
 import { state } from './state.js';
-import { withConnection } from './workload.js';
+import { operatorClient, withConnection } from './workload.js';
 
 /**
  * The `database` endpoint (interface postgresql_client, v0 field names): each related
@@ -130,13 +130,7 @@ async function serve(ctx: EventContext, r: Relation): Promise<void> {
         database: req.database,
         extraRoles: req.extraRoles,
         password,
-        connect: async (database) => {
-          const pg = (await import('pg')).default;
-          const d = new pg.Client({ host: target.host, port: target.port, user: 'operator', password: pw.operator, database, connectionTimeoutMillis: 3000 });
-          d.on('error', () => undefined);
-          await d.connect();
-          return d;
-        },
+        connect: (database) => operatorClient(target, pw.operator, { database }),
       });
       if (done.changes.length) ctx.log.info({ relation: r.id, app: r.app, database: req.database, changes: done.changes, ...(done.reclaimedFrom ? { reclaimedFrom: done.reclaimedFrom } : {}), ...(done.sharedWith ? { sharedWith: done.sharedWith } : {}) }, 'database relation provisioned');
     });
@@ -238,9 +232,11 @@ export const rotateClientPassword: Handler = async (ctx) => {
   const want = a.params['relation-id'];
   const rels = ctx.relations(ENDPOINT).filter((r) => want === undefined || r.id === Number(want));
   if (!rels.length) return a.fail(want === undefined ? 'no database relation to rotate' : `params.relation-id: no database relation ${String(want)} (relations: ${ctx.relations(ENDPOINT).map((r) => r.id).join(', ') || 'none'})`);
-  const target = primaryTarget(ctx, await state.lease(ctx).holder());
+  const holder = await state.lease(ctx).holder();
+  const target = primaryTarget(ctx, holder);
   const pw = await readPasswords(ctx.kube, ctx.app);
   if (!target || !pw) return a.fail('no primary is serving; try again once `pgcharm status` shows one');
+  const hosts = clientEndpoints(holder, unitViews(ctx)).all;
   const rotated: number[] = [];
   for (const r of rels) {
     const id = r.localApp.get('secret-user');
@@ -252,7 +248,6 @@ export const rotateClientPassword: Handler = async (ctx) => {
       await c.query('SET synchronous_commit = local');
       await rotatePassword(c, r.id, password);
     });
-    const hosts = clientEndpoints(await state.lease(ctx).holder(), unitViews(ctx)).all;
     await ctx.secrets.set(id, { ...content, password, uris: clientUri(roleName(r.id), password, hosts, r.localApp.get('database') ?? '') });
     rotated.push(r.id);
     a.log(`relation ${r.id} (${r.app}): password of ${roleName(r.id)} rotated`);

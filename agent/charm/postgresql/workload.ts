@@ -502,12 +502,29 @@ function ignoreExists(e: unknown): void {
   throw e;
 }
 
-/** A short-lived libpq connection to a unit's Postgres as the operator. */
-export async function withConnection<T>(target: { host: string; port: number }, password: string, fn: (c: pg.Client) => Promise<T>, timeoutMs = 3000): Promise<T> {
-  const c = new pg.Client({ host: target.host, port: target.port, user: 'operator', password, database: 'postgres', connectionTimeoutMillis: timeoutMs, statement_timeout: 10_000 });
+/**
+ * A connected client to a unit's Postgres as the operator; the caller ends it. `statementTimeoutMs`
+ * undefined: none (a REASSIGN OWNED on a large database takes what it takes).
+ */
+export async function operatorClient(target: { host: string; port: number }, password: string, o: { database?: string; timeoutMs?: number; statementTimeoutMs?: number } = {}): Promise<pg.Client> {
+  const c = new pg.Client({
+    host: target.host,
+    port: target.port,
+    user: 'operator',
+    password,
+    database: o.database ?? 'postgres',
+    connectionTimeoutMillis: o.timeoutMs ?? 3000,
+    ...(o.statementTimeoutMs !== undefined ? { statement_timeout: o.statementTimeoutMs } : {}),
+  });
   // A server going away between queries would otherwise be an unhandled 'error' event that ends the agent; queries still reject.
   c.on('error', () => undefined);
   await c.connect();
+  return c;
+}
+
+/** A short-lived libpq connection to a unit's Postgres as the operator. */
+export async function withConnection<T>(target: { host: string; port: number }, password: string, fn: (c: pg.Client) => Promise<T>, timeoutMs = 3000): Promise<T> {
+  const c = await operatorClient(target, password, { timeoutMs, statementTimeoutMs: 10_000 });
   try {
     return await fn(c);
   } finally {
