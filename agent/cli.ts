@@ -97,9 +97,10 @@ program
   .addOption(appOption())
   .addOption(new Option('--format <format>', 'output format').choices(['tabular', 'yaml', 'json']).default('tabular'))
   .action(async (o: { model: string; app?: string; format: 'tabular' | 'yaml' | 'json' }) => {
-    const [{ gatherOverview, gatherStatus, renderStatus }, { deployments, openController, openModel }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js')]);
+    const [{ gatherOverview, gatherStatus, renderStatus }, { openApps, openModel }] = await Promise.all([import('./commands/status.js'), import('./commands/context.js')]);
     // Several applications and no --app: all of them, like juju status.
-    if (o.app === undefined && (await deployments(openController(o.model).kube)).size > 1) process.stdout.write(renderStatus(await gatherOverview(o.model), o.format));
+    const apps = o.app === undefined ? await openApps(o.model) : [];
+    if (apps.length > 1) process.stdout.write(renderStatus(await gatherOverview(apps), o.format));
     else process.stdout.write(renderStatus(await gatherStatus(await openModel(o.model, o.app)), o.format));
   });
 

@@ -64,7 +64,18 @@ export async function openModel(model: string, app?: string): Promise<ModelConte
   const { controller, kube } = openController(model);
   const deps = await deployments(kube);
   const name = pickApp(model, [...deps.keys()], app);
-  return { model, controller, kube, app: name, store: new Store(kube, name), deployment: decodeDeployment(deps.get(name)!) };
+  return appContext(model, controller, kube, name, deps.get(name)!);
+}
+
+function appContext(model: string, controller: ControllerInfo, kube: Kube, app: string, deployment: V1ConfigMap): ModelContext {
+  return { model, controller, kube, app, store: new Store(kube, app), deployment: decodeDeployment(deployment) };
+}
+
+/** Every application of a model, sorted by name, from one list of the deployments. */
+export async function openApps(model: string): Promise<ModelContext[]> {
+  const { controller, kube } = openController(model);
+  const deps = await deployments(kube);
+  return [...deps.keys()].sort().map((name) => appContext(model, controller, kube, name, deps.get(name)!));
 }
 
 /** An application on a Kubernetes cluster (no local model): what `pgcharm config --kubeconfig` needs. */

@@ -87,14 +87,14 @@ export async function gatherIntegrations(kube: ModelContext['kube'], apps: reado
   return rows;
 }
 
-/** The status of every application of the model, and their integrations. */
-export async function gatherOverview(model: string): Promise<ModelOverview> {
-  const { deployments, openController, openModel } = await import('./context.js');
-  const { kube } = openController(model);
-  const apps = [...(await deployments(kube)).keys()].sort();
-  const all = await Promise.all(apps.map(async (a) => gatherStatus(await openModel(model, a), { integrations: false })));
-  const integrations = await gatherIntegrations(kube, apps);
-  const out: ModelOverview = { model: all[0]?.model ?? { name: kube.namespace, directory: model, namespace: kube.namespace, controller: '' }, applications: {}, integrations };
+/** The status of every application of the model (contexts from openApps), and their integrations. */
+export async function gatherOverview(apps: readonly ModelContext[]): Promise<ModelOverview> {
+  const first = apps[0]!;
+  const [all, integrations] = await Promise.all([
+    Promise.all(apps.map((ctx) => gatherStatus(ctx, { integrations: false }))),
+    gatherIntegrations(first.kube, apps.map((ctx) => ctx.app)),
+  ]);
+  const out: ModelOverview = { model: all[0]!.model, applications: {}, integrations };
   for (const s of all) out.applications[s.application.name] = { application: s.application, units: s.units };
   return out;
 }
