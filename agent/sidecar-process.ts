@@ -1,18 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { PebbleClient } from '../sidecar/client/index.js';
 import { SIDECAR_NODE_FLAGS } from '../sidecar/node-flags.js';
+import { sidecarCli } from './sidecar-location.js';
 
-/** The compiled sidecar entry point, found from either dist/agent or agent/ (vitest). */
-export function sidecarCli(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  for (const candidate of [join(here, '..', 'sidecar', 'cli.js'), join(here, '..', 'dist', 'sidecar', 'cli.js')]) {
-    if (existsSync(candidate)) return resolve(candidate);
-  }
-  throw new Error('dist/sidecar/cli.js not found: run `npm run build` first (npm test and npm start do)');
-}
+export { sidecarCli };
 
 export interface SidecarProcess {
   proc: ChildProcess;

@@ -105,7 +105,11 @@ export async function writableNodes(cluster: Cluster, c: { user: string; passwor
 
 /** One writable node with every other node streaming from it: the node's name, else undefined. */
 export async function healthyPrimary(cluster: Cluster, c: { user: string; password: string }, o: { keep?: boolean } = {}): Promise<string | undefined> {
-  const s = await states(cluster, c, o);
+  return healthyOf(await states(cluster, c, o));
+}
+
+/** The node that is the one writable one with every other streaming from it, in `s`; else undefined. */
+export function healthyOf(s: Record<string, ServerState | undefined>): string | undefined {
   const w = Object.entries(s).filter(([, x]) => x?.writable);
   if (w.length !== 1) return undefined;
   const others = Object.entries(s).filter(([n]) => n !== w[0]![0]);

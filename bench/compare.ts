@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { medianTimeline, type BootstrapTimeline } from './bootstrap-timeline.js';
-import { closeProbes, healthyPrimary, probe, saveLogs, until, type Cluster } from './cluster.js';
+import { closeProbes, healthyOf, probe, saveLogs, states, until, type Cluster, type ServerState } from './cluster.js';
 import { ensurePatroni, PATRONI_PROFILES, PatroniCluster } from './patroni.js';
 import { PgcharmCluster } from './pgcharm.js';
 import { summary } from './stats.js';
@@ -59,8 +59,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function healthy(cluster: Cluster, timeoutMs = 240_000): Promise<string> {
   const c = await cluster.credentials();
   // Polled every 20 ms on connections kept open: the same for every system, and light on the machine measured.
+  // What the nodes said last goes into the timeout's message: why it never became healthy.
+  let last: Record<string, ServerState | undefined> = {};
+  const check = async () => healthyOf((last = await states(cluster, c, { keep: true })));
   try {
-    return await until(`${cluster.name}: one primary and every other node streaming`, () => healthyPrimary(cluster, c, { keep: true }), timeoutMs, 20);
+    return await until(`${cluster.name}: one primary and every other node streaming`, check, timeoutMs, 20);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; last seen: ${JSON.stringify(last)}`);
   } finally {
     await closeProbes();
   }
@@ -195,7 +200,7 @@ export async function compare(o: CompareOptions) {
     } catch (e) {
       // One system failing (say, a package that would not install) still leaves the others' figures.
       failed[system] = (e as Error).message;
-      o.log(`${system}: FAILED: ${(e as Error).message}${cluster ? `; logs: ${JSON.stringify(cluster.logs())}` : ''}`);
+      o.log(`${system}: FAILED: ${(e as Error).message}${cluster ? `; logs kept in ${saveLogs(cluster, 'compare')}` : ''}`);
     } finally {
       await cluster?.destroy();
     }

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --lite-mode --max-semi-space-size=1
+#!/usr/bin/env -S node --lite-mode --max-semi-space-size=1 --v8-pool-size=1 --single-threaded-gc
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { CliIO } from './commands.js';

@@ -55,14 +55,15 @@ export interface DaemonOptions {
 
 export function sidecarVersion(): string {
   try {
-    const here = dirname(fileURLToPath(import.meta.url));
-    for (const p of [join(here, '..', 'package.json'), join(here, '..', '..', 'package.json')]) {
+    // The package's root is an ancestor: sidecar/ (source), dist/sidecar/ or dist/sidecar/bundle/.
+    for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
       try {
-        const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+        const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
         if (pkg.name === 'pgcharm' && pkg.version) return `v${pkg.version}`;
       } catch {
-        /* try the next location (running from dist/ or from source) */
+        /* not here: try the parent */
       }
+      if (dirname(dir) === dir) break;
     }
   } catch {
     /* fall through */

@@ -8,6 +8,7 @@ import { openProcessLog, RotatingFile, rotationFrom, type Rotation } from '../..
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { cpuMs } from '../../sidecar/osutil/cpu.js';
 import { AGENT_NODE_FLAGS } from '../node-flags.js';
+import { sidecarCli } from '../sidecar-location.js';
 import { listenOn, reusePort } from '../ports.js';
 import { createServer } from 'node:http';
 import { connect, type Kube } from '../runtime/kube.js';
@@ -65,7 +66,7 @@ function readOrCreateToken(path: string): string {
 function cliCommands(): { sidecar: string[]; agent: string[] } {
   const here = dirname(fileURLToPath(import.meta.url)); // dist/agent/controller
   return {
-    sidecar: [process.execPath, ...SIDECAR_NODE_FLAGS, join(here, '..', '..', 'sidecar', 'cli.js')],
+    sidecar: [process.execPath, ...SIDECAR_NODE_FLAGS, sidecarCli()],
     agent: [process.execPath, ...AGENT_NODE_FLAGS, join(here, '..', 'cli.js')],
   };
 }

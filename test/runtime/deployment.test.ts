@@ -256,7 +256,7 @@ describe('3-unit local deployment', () => {
     expect(procs()).toEqual(before); // adopted, not started twice
 
     // The sidecar is the workload container's PID 1: when it dies, what it ran goes too.
-    const sidecar = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`).find((p) => cmdline(p).includes('run') && cmdline(p).some((a) => a.endsWith('sidecar/cli.js')))!;
+    const sidecar = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`).find((p) => cmdline(p).includes('run') && cmdline(p).some((a) => a.endsWith('sidecar/bundle/cli.js')))!;
     const exec = await m.cli(['exec', 'recorder/0', '--', 'sh', '-c', 'sleep 300 & echo $!']);
     const orphan = Number(exec.stdout.trim());
     expect(orphan).toBeGreaterThan(0);
@@ -264,7 +264,7 @@ describe('3-unit local deployment', () => {
     process.kill(sidecar, 'SIGKILL');
     await waitFor('the sidecar restarted and its leftover process killed', () => {
       const now = pidsWithEnv('PGCHARM_LOCAL_UNIT', `${m.dir}#recorder-0`);
-      return !now.includes(orphan) && now.some((p) => p !== sidecar && cmdline(p).some((a) => a.endsWith('sidecar/cli.js')));
+      return !now.includes(orphan) && now.some((p) => p !== sidecar && cmdline(p).some((a) => a.endsWith('sidecar/bundle/cli.js')));
     }, 30_000);
     // The agent follows its sidecar by a long-poll that fails when the sidecar goes: a new one is pebble-ready again.
     await waitFor('pebble-ready for the restarted sidecar', () => m.events('recorder-0').filter((e) => e.event === 'workload-pebble-ready').length === readyBefore + 1, 30_000);

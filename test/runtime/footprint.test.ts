@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
+import { sidecarCli } from '../../agent/sidecar-location.js';
 import { SIDECAR_NODE_FLAGS } from '../../sidecar/node-flags.js';
 import { ROOT } from '../helpers/model.js';
 
@@ -22,7 +23,7 @@ describe('node flags', () => {
   });
 
   it.each(['14', '15', '16'])("the workload image's sidecar (Postgres %s) runs with the sidecar's", (major) => {
-    expect(entrypoint(`images/postgresql/${major}/Dockerfile`)).toEqual(['node', ...SIDECAR_NODE_FLAGS, '/opt/pgcharm/dist/sidecar/cli.js', 'run', '--dir', '/var/lib/pebble/default']);
+    expect(entrypoint(`images/postgresql/${major}/Dockerfile`)).toEqual(['node', ...SIDECAR_NODE_FLAGS, '/opt/pgcharm/dist/sidecar/bundle/cli.js', 'run', '--dir', '/var/lib/pebble/default']);
   });
 });
 
@@ -45,13 +46,13 @@ describe('modules the agent and the controller do not load', () => {
 });
 
 describe('modules the sidecar does not load until it needs them', () => {
-  it('a started sidecar has loaded neither commander, the client, ws, node-pty, busboy nor all of zod', async () => {
+  it('a started sidecar has loaded neither commander, the client, ws, node-pty, busboy, unixcrypt nor all of zod', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'pgcharm-footprint-'));
     const dir = join(tmp, 'pebble');
     mkdirSync(join(dir, 'layers'), { recursive: true });
     // A loader hook that names every file module loaded; the sidecar says 'sidecar ready' once it serves its API.
     const hook = `data:text/javascript,export async function load(u, c, n) { if (u.startsWith('file:')) process.stderr.write('LOADED ' + u + '\\n'); return n(u, c); }`;
-    const p = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, `--experimental-loader=${hook}`, join(ROOT, 'dist/sidecar/cli.js'), 'run', '--dir', dir, '--hold'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, `--experimental-loader=${hook}`, sidecarCli(), 'run', '--dir', dir, '--hold'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     try {
       await new Promise<void>((resolve, reject) => {
@@ -65,10 +66,23 @@ describe('modules the sidecar does not load until it needs them', () => {
       p.kill('SIGKILL');
       rmSync(tmp, { recursive: true, force: true });
     }
-    const loaded = [...err.matchAll(/^LOADED file:\/\/(.*)$/gm)].map((m) => m[1]!);
+    // The bundle's files, each standing for the compiled modules it holds (sidecar/bundle.mjs writes the list).
+    const bundle = dirname(sidecarCli());
+    const chunks = JSON.parse(readFileSync(join(bundle, 'chunks.json'), 'utf8')) as Record<string, string[]>;
+    const loaded = [...err.matchAll(/^LOADED file:\/\/(.*)$/gm)].flatMap((m) => (dirname(m[1]!) === bundle ? (chunks[basename(m[1]!)] ?? []).map((f) => join(ROOT, f)) : [m[1]!]));
     expect(loaded).toContain(join(ROOT, 'dist/sidecar/daemon.js'));
-    const unwanted = loaded.filter((f) => /\/node_modules\/(commander|ws|node-pty|busboy|zod|pino)\/|\/dist\/vendor\/zod\.js$|\/dist\/sidecar\/(commands\.js|client\/)/.test(f));
+    const unwanted = loaded.filter((f) => /\/node_modules\/(commander|ws|node-pty|busboy|zod|pino)\/|\/dist\/vendor\/(zod|ws|unixcrypt)\.js$|\/dist\/sidecar\/(commands\.js|client\/)/.test(f));
     expect(unwanted).toEqual([]);
+  });
+
+  it('the bundle keeps the lazy modules out of the files a start loads', () => {
+    const chunks = JSON.parse(readFileSync(join(dirname(sidecarCli()), 'chunks.json'), 'utf8')) as Record<string, string[]>;
+    const holding = (input: RegExp) => Object.keys(chunks).filter((c) => chunks[c]!.some((f) => input.test(f)));
+    // Each lazy one has a chunk of its own (imported when first needed), never the entry's.
+    for (const lazy of [/^dist\/sidecar\/commands\.js$/, /^dist\/vendor\/ws\.js$/, /^dist\/vendor\/unixcrypt\.js$/]) {
+      expect(holding(lazy).length, String(lazy)).toBe(1);
+      expect(holding(lazy)).not.toContain('cli.js');
+    }
   });
 });
 
