@@ -392,10 +392,12 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await c.query('SET synchronous_commit = local');
     await ensureSlot(c, slot);
   };
+  let cloned = false;
   const clone = async (slotMade = false) => {
     await ctx.setUnitStatus({ name: 'maintenance', message: `cloning ${primary} with pg_basebackup` });
     if (!slotMade) await withConnection(target, pw.operator, makeSlot);
     await w.basebackup(target, slot, false);
+    cloned = true;
   };
   // A unit stopped for a restore is on the timeline the restored primary left: rewind it, as a former primary.
   const rejoin = Boolean(ctx.peers.local.get('restore-ack'));
@@ -430,9 +432,15 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // file says the primary ran with: a config lowered while the primary still runs the higher
   // value would make it refuse to start. It runs the lowered value once the primary does (the
   // floored names stay restart-pending, and the rolling restart takes them from there).
+  // A fresh clone starts without restore_command, which it does not need: pg_wal holds the WAL up
+  // to its consistent point (-X stream), and its slot keeps the rest for streaming. With it,
+  // Postgres asks the archive first for each segment, and each failed pgBackRest archive-get
+  // (~120 ms; nothing is archived yet in a bootstrap) delayed the clone's start by ~350 ms.
+  // It gets restore_command by a reload once it accepts connections.
   let floored: string[] = [];
-  const standbyConfig = async () => {
+  const standbyConfig = async (o: { archive: boolean }) => {
     const params = pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await resources });
+    if (!o.archive) delete params['restore_command'];
     const floor = (await w.running()) ? {} : await w.controlSettings().catch(() => ({}) as Record<string, number>);
     floored = standbyFloor(params, floor);
     const toReload = await w.writeConfig(params, hbaFor(ctx, me));
@@ -441,13 +449,14 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   };
   // start() returns once Postgres accepts connections.
   const startStandby = () => w.start(() => waitAccepting(me, pw.operator));
-  const toReload = await standbyConfig();
+  const toReload = await standbyConfig({ archive: !cloned });
   await w.addLayer(me.port, ttlMs(ctx.config) / 2);
   if (!(await w.running())) await startStandby();
   else {
     if (toReload) await w.reload();
     await waitAccepting(me, pw.operator);
   }
+  if (cloned && (await standbyConfig({ archive: true }))) await w.reload();
   if (await diverged(me, target, pw)) {
     // This standby holds WAL the new primary never had (it was ahead of the promoted standby,
     // or a primary that crashed): it cannot follow the new timeline until rewound.
@@ -457,7 +466,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (!(await w.rewind(target, pw.operator))) {
       await w.setAside();
       await clone();
-      await standbyConfig();
+      await standbyConfig({ archive: true });
     }
     await startStandby();
   }
@@ -471,7 +480,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     await withConnection(target, pw.operator, (c) => dropSlot(c, slot));
     await w.setAside();
     await clone();
-    await standbyConfig();
+    await standbyConfig({ archive: true });
     await startStandby();
   }
   if (floored.length) {
