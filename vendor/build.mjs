@@ -96,6 +96,8 @@ const bundles = {
   ws: { external: ['bufferutil', 'utf-8-validate'] },
   yaml: {},
   ajv: {},
+  // pg-native (libpq bindings) is optional and not installed; pg-cloudflare only for Cloudflare Workers.
+  pg: { external: ['pg-native', 'pg-cloudflare'] },
   'prom-client': { plugins: [promClientCore] },
   unixcrypt: { plugins: [unixcryptBlockFix] },
 };

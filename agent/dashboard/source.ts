@@ -1,6 +1,6 @@
 import type { CoreV1Event, V1ConfigMap } from '#client-node';
 import type { Logger } from 'pino';
-import pg from 'pg';
+import pg from '#pg';
 import { readPasswords } from '../charm/postgresql/secrets.js';
 import type { Kube } from '../runtime/kube.js';
 import { LABELS } from '../runtime/names.js';

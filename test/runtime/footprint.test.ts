@@ -91,7 +91,7 @@ describe('vendored libraries', () => {
     const direct = ['agent', 'sidecar'].flatMap((dir) =>
       (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
         .filter((f) => f.endsWith('.ts'))
-        .filter((f) => /from '(zod|yaml|ajv|@kubernetes\/client-node)(\/[^']*)?'/.test(source(join(dir, f))))
+        .filter((f) => /from '(zod|yaml|ajv|pg|@kubernetes\/client-node)(\/[^']*)?'/.test(source(join(dir, f))))
         .map((f) => join(dir, f)),
     );
     expect(direct).toEqual([]);

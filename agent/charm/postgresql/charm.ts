@@ -1,6 +1,6 @@
 import { leaderPlacementLoop } from './leader-placement.js';
 import { databaseEndpointsLoop, ENDPOINT as DB_ENDPOINT, onDatabaseBroken, onDatabaseRefresh, onDatabaseRelation, relationProblem, rotateClientPassword } from './database-provider.js';
-import type pg from 'pg';
+import type pg from '#pg';
 import type { Charm, EventContext, Handler } from '../../runtime/charm.js';
 import { chooseBootstrapPrimary, chooseFailoverCandidate, decideManualPromote, followStep, isDiverged, NO_SYNC, parseSyncSet, restartDecision, syncSetBag, syncSetNames } from './decide.js';
 import { ensureSlot, failsafe, fromEvent, haLoop, observe, promoteSelf } from './ha.js';

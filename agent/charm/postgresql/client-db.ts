@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type pg from '#pg';
 import { passwordMatches, scramVerifier } from './scram.js';
 
 /**

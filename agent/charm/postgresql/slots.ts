@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type pg from '#pg';
 import { lsnValue } from './decide.js';
 import { readPosition } from './positions.js';
 import { withConnection } from './workload.js';

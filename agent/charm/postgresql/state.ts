@@ -1,4 +1,4 @@
-import pg from 'pg';
+import pg from '#pg';
 import type { Logger } from 'pino';
 import type { ConfigValue } from '../../runtime/charm.js';
 import { apiMessage, mergePatch, type Kube } from '../../runtime/kube.js';

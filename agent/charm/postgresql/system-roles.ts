@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type pg from '#pg';
 import { scramVerifier } from './scram.js';
 import type { Passwords } from './secrets.js';
 

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import pg from '#pg';
 import type { Logger } from 'pino';
 import { parse } from '#yaml';
 import { APIError, ChangeError, PathError, type PebbleClient } from '../../../sidecar/client/index.js';
