@@ -58,5 +58,5 @@ USER 10001:10001
 # No --kubeconfig: the agent then uses the in-cluster config (the service account token and CA
 # under /var/run/secrets/kubernetes.io/serviceaccount, KUBERNETES_SERVICE_HOST/PORT).
 # Node and V8 flags as in agent/node-flags.ts (a small young generation, one V8 worker thread, no
-# optimizing compiler): they keep the agent's RSS down.
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--single-threaded-gc", "--no-opt", "/opt/pgcharm/dist/agent/cli.js", "agent"]
+# optimizing or baseline compiler): they keep the agent's RSS down.
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--v8-pool-size=1", "--single-threaded-gc", "--no-opt", "--no-sparkplug", "/opt/pgcharm/dist/agent/cli.js", "agent"]

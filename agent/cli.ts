@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --single-threaded-gc --no-opt
+#!/usr/bin/env -S node --max-semi-space-size=1 --v8-pool-size=1 --single-threaded-gc --no-opt --no-sparkplug
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { charmModuleFor, DEFAULT_CHARM, DEFAULT_CHARM_MODULE } from './charm-location.js';

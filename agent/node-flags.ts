@@ -6,11 +6,13 @@
  *   V8 grew its young generation to 2 x 16 MB for that; the scavenges it costs are sub-millisecond;
  * - one V8 worker thread instead of four, and GC on the main thread: fewer threads, stacks
  *   and malloc arenas (~5 MB); with heaps of ~25 MB the pauses stay in the low milliseconds;
- * - no optimizing compiler (TurboFan): its code pages, compiled code and compile zones (~6 MB);
- *   the interpreter and Sparkplug are fast enough for what these processes run: idle CPU did
- *   not measurably change. --lite-mode (interpreter only, as the sidecar runs) took ~8 MB more
- *   but doubled the agents' CPU and, on a loaded machine, made them miss lease renewals.
+ * - no optimizing compiler (TurboFan) and no baseline compiler (Sparkplug): their code pages,
+ *   compiled code and compile zones (TurboFan ~6 MB; Sparkplug's baseline code ~3.5 MB per agent,
+ *   ~2 MB in the controller); the interpreter is fast enough for what these processes run: idle
+ *   CPU did not measurably change (1.9 % of one core for the HA processes of a 3-unit model).
+ *   --lite-mode (interpreter only, as the sidecar runs) took ~8 MB more but doubled the agents'
+ *   CPU and, on a loaded machine, made them miss lease renewals.
  * The shebang of agent/cli.ts and the charm image's ENTRYPOINT (Dockerfile) carry the same
  * flags; a test keeps them in step.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--v8-pool-size=1', '--single-threaded-gc', '--no-opt'];
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--v8-pool-size=1', '--single-threaded-gc', '--no-opt', '--no-sparkplug'];
