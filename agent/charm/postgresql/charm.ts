@@ -436,12 +436,14 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
   // to its consistent point (-X stream), and its slot keeps the rest for streaming. With it,
   // Postgres asks the archive first for each segment, and each failed pgBackRest archive-get
   // (~120 ms; nothing is archived yet in a bootstrap) delayed the clone's start by ~350 ms.
-  // It gets restore_command by a reload once it accepts connections.
+  // It gets restore_command by a reload once it accepts connections (`started`: with the floor
+  // it started with, which its control file no longer tells once it runs).
   let floored: string[] = [];
-  const standbyConfig = async (o: { archive: boolean }) => {
+  let floor: Record<string, number> = {};
+  const standbyConfig = async (o: { archive: boolean; started?: boolean }) => {
     const params = pgParams(ctx.config, { host: me.host, port: me.port, l, standby: { primaryConninfo: conninfo, slot }, resources: await resources });
     if (!o.archive) delete params['restore_command'];
-    const floor = (await w.running()) ? {} : await w.controlSettings().catch(() => ({}) as Record<string, number>);
+    if (!o.started) floor = (await w.running()) ? {} : await w.controlSettings().catch(() => ({}) as Record<string, number>);
     floored = standbyFloor(params, floor);
     const toReload = await w.writeConfig(params, hbaFor(ctx, me));
     await w.setStandbySignal(true);
@@ -456,7 +458,7 @@ async function asReplica(ctx: EventContext, w: PostgresWorkload, l: Layout, me: 
     if (toReload) await w.reload();
     await waitAccepting(me, pw.operator);
   }
-  if (cloned && (await standbyConfig({ archive: true }))) await w.reload();
+  if (cloned && (await standbyConfig({ archive: true, started: true }))) await w.reload();
   if (await diverged(me, target, pw)) {
     // This standby holds WAL the new primary never had (it was ahead of the promoted standby,
     // or a primary that crashed): it cannot follow the new timeline until rewound.
