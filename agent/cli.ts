@@ -101,7 +101,8 @@ program
     // Several applications and no --app: all of them, like juju status.
     const apps = o.app === undefined ? await openApps(o.model) : [];
     if (apps.length > 1) process.stdout.write(renderStatus(await gatherOverview(apps), o.format));
-    else process.stdout.write(renderStatus(await gatherStatus(await openModel(o.model, o.app)), o.format));
+    // openModel for --app, and for a model without applications (its error names the model).
+    else process.stdout.write(renderStatus(await gatherStatus(apps[0] ?? (await openModel(o.model, o.app))), o.format));
   });
 
 program
