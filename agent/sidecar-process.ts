@@ -4,8 +4,6 @@ import { PebbleClient } from '../sidecar/client/index.js';
 import { SIDECAR_NODE_FLAGS } from '../sidecar/node-flags.js';
 import { sidecarCli } from './sidecar-location.js';
 
-export { sidecarCli };
-
 export interface SidecarProcess {
   proc: ChildProcess;
   client: PebbleClient;

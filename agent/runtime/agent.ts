@@ -1053,5 +1053,3 @@ function parseRecord(s: string | undefined): Record<string, unknown> {
 
 /** The bag key the runtime keeps the pod IP under (Juju's name for it). */
 export const INGRESS_ADDRESS = 'ingress-address';
-
-

@@ -11,6 +11,8 @@ import { ROOT } from '../helpers/model.js';
 /** What keeps the long-running processes small (issue 13): flags, and modules they must not load. */
 
 const source = (path: string) => readFileSync(join(ROOT, path), 'utf8');
+/** sidecar/bundle.mjs's list: each file of the sidecar's bundle and the compiled modules it holds. */
+const bundleChunks = (): Record<string, string[]> => JSON.parse(readFileSync(join(dirname(sidecarCli()), 'chunks.json'), 'utf8')) as Record<string, string[]>;
 const entrypoint = (dockerfile: string): string[] => JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(source(dockerfile))?.[1] ?? '[]') as string[];
 
 describe('node flags', () => {
@@ -66,9 +68,9 @@ describe('modules the sidecar does not load until it needs them', () => {
       p.kill('SIGKILL');
       rmSync(tmp, { recursive: true, force: true });
     }
-    // The bundle's files, each standing for the compiled modules it holds (sidecar/bundle.mjs writes the list).
+    // The bundle's files, each standing for the compiled modules it holds.
     const bundle = dirname(sidecarCli());
-    const chunks = JSON.parse(readFileSync(join(bundle, 'chunks.json'), 'utf8')) as Record<string, string[]>;
+    const chunks = bundleChunks();
     const loaded = [...err.matchAll(/^LOADED file:\/\/(.*)$/gm)].flatMap((m) => (dirname(m[1]!) === bundle ? (chunks[basename(m[1]!)] ?? []).map((f) => join(ROOT, f)) : [m[1]!]));
     expect(loaded).toContain(join(ROOT, 'dist/sidecar/daemon.js'));
     const unwanted = loaded.filter((f) => /\/node_modules\/(commander|ws|node-pty|busboy|zod|pino)\/|\/dist\/vendor\/(zod|ws|unixcrypt)\.js$|\/dist\/sidecar\/(commands\.js|client\/)/.test(f));
@@ -76,7 +78,7 @@ describe('modules the sidecar does not load until it needs them', () => {
   });
 
   it('the bundle keeps the lazy modules out of the files a start loads', () => {
-    const chunks = JSON.parse(readFileSync(join(dirname(sidecarCli()), 'chunks.json'), 'utf8')) as Record<string, string[]>;
+    const chunks = bundleChunks();
     const holding = (input: RegExp) => Object.keys(chunks).filter((c) => chunks[c]!.some((f) => input.test(f)));
     // Each lazy one has a chunk of its own (imported when first needed), never the entry's.
     for (const lazy of [/^dist\/sidecar\/commands\.js$/, /^dist\/vendor\/ws\.js$/, /^dist\/vendor\/unixcrypt\.js$/]) {

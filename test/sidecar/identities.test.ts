@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sidecarCli } from '../../agent/sidecar-process.js';
+import { sidecarCli } from '../../agent/sidecar-location.js';
 import { checkAccess, defaultUser, parseBasicAuth, ROUTE_ACCESS, routeAccess, WEBSOCKET_PATH, type RouteAccess, type Transport } from '../../sidecar/api/access.js';
 import { changesRoutes } from '../../sidecar/api/changes.js';
 import { checksRoutes } from '../../sidecar/api/checks.js';

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sidecarCli } from '../../agent/sidecar-process.js';
+import { sidecarCli } from '../../agent/sidecar-location.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { waitFor } from '../helpers/procs.js';
 import { ROOT } from '../helpers/model.js';

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sidecarCli } from '../../agent/sidecar-process.js';
+import { sidecarCli } from '../../agent/sidecar-location.js';
 import { APIError } from '../../sidecar/client/errors.js';
 import { startTestSidecar, type TestSidecar } from '../helpers/sidecar.js';
 import { waitFor } from '../helpers/procs.js';
